@@ -1,0 +1,74 @@
+"""The likelihood contract: ``module(h) -> Distribution over x``.
+
+A decoder net produces ``h`` of shape ``(*batch, k * C, H, W)`` for images or ``(*batch, k * D)`` for vectors,
+where ``k = params_per_channel`` (1 for Bernoulli, 2 for a Gaussian with per-pixel scale, ...). The likelihood
+splits ``h`` along the channel axis (``-len(data_shape)``) and returns a Distribution with
+``batch_shape = h.shape[:-len(data_shape)]`` and ``event_shape = data_shape``, so ``log_prob(x)`` is summed
+over every data dimension (nats per example).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+__all__ = ["Likelihood", "check_finite"]
+
+
+def check_finite(x: torch.Tensor, what: str = "data") -> None:
+    """Raise a clear ValueError if x holds NaN or inf."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what} contains NaN or inf values; clean or impute it before training")
+
+
+class Likelihood(nn.Module):
+    """Base class of p(x|z) heads. Subclasses set ``params_per_channel`` and implement ``forward``."""
+
+    params_per_channel: int = 1
+    #: closed interval the data must lie in, or None for the whole real line
+    support: tuple[float, float] | None = None
+    #: True when the data are discrete (bits/dim then needs no dequantisation correction)
+    discrete: bool = False
+
+    def __init__(self, data_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.event_dim = len(self.data_shape)
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """Shape of the decoder output h for one example: data_shape with the first axis multiplied by k."""
+        return (self.params_per_channel * self.data_shape[0], *self.data_shape[1:])
+
+    def split(self, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Split h into ``params_per_channel`` tensors shaped (*batch, *data_shape)."""
+        if tuple(h.shape[-self.event_dim:]) != self.param_shape:
+            raise ValueError(
+                f"{type(self).__name__} expects decoder output of trailing shape {self.param_shape}, "
+                f"got {tuple(h.shape)}"
+            )
+        return h.chunk(self.params_per_channel, dim=-self.event_dim)
+
+    def check(self, x: torch.Tensor) -> None:
+        """Validate data against this likelihood: shape, finiteness, support. Raises ValueError."""
+        if tuple(x.shape[-self.event_dim:]) != self.data_shape:
+            raise ValueError(
+                f"data of shape {tuple(x.shape[1:])} per example does not fit a model built for "
+                f"{self.data_shape}; rebuild the model for this data or reshape it"
+            )
+        check_finite(x)
+        if self.support is not None:
+            lo, hi = self.support
+            xmin, xmax = torch.aminmax(x)
+            if float(xmin) < lo or float(xmax) > hi:
+                raise ValueError(
+                    f"{type(self).__name__} likelihood needs data in [{lo:g}, {hi:g}], got values in "
+                    f"[{float(xmin):g}, {float(xmax):g}]; rescale the data (e.g. divide 8-bit pixels by 255) "
+                    f"or pick a likelihood for real-valued data (gaussian, sigma-vae)"
+                )
+
+    def forward(self, h: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,6 @@
+"""Model wiring: VAE (MLP or conv)."""
+
+from vaekit.models.build import build_vae
+from vaekit.models.vae import VAE, ELBOTerms
+
+__all__ = ["VAE", "ELBOTerms", "build_vae"]

@@ -1,0 +1,54 @@
+"""Build a VAE from explicit keyword arguments (what configs and the CLI name)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from vaekit.likelihoods import build_likelihood
+from vaekit.models.vae import VAE
+from vaekit.nn import MLP, ConvDecoder, ConvEncoder
+from vaekit.posteriors import build_posterior
+from vaekit.priors import StandardNormal
+
+__all__ = ["build_vae"]
+
+
+def build_vae(
+    data_shape: Sequence[int],
+    *,
+    arch: str = "mlp",
+    latent_dim: int = 20,
+    hidden: Sequence[int] = (400,),
+    act: str = "relu",
+    conv_channels: Sequence[int] = (32, 64),
+    likelihood: str = "bernoulli",
+    likelihood_kwargs: dict[str, Any] | None = None,
+    posterior: str = "gaussian",
+    posterior_kwargs: dict[str, Any] | None = None,
+) -> VAE:
+    """A VAE for data of shape ``data_shape`` ((D,) vectors or (C, H, W) images).
+
+    mlp: encoder in -> hidden... (activated) -> posterior head; decoder latent -> reversed(hidden) -> k * in.
+    conv: stride-2 conv encoder with ``conv_channels`` then a hidden[-1] linear layer; mirrored decoder.
+    """
+    data_shape = tuple(int(s) for s in data_shape)
+    hidden = [int(h) for h in hidden]
+    if not hidden:
+        raise ValueError("model.hidden needs at least one layer width")
+    lik = build_likelihood(likelihood, data_shape, **(likelihood_kwargs or {}))
+    n_in = 1
+    for s in data_shape:
+        n_in *= s
+    n_out = lik.params_per_channel * n_in
+    if arch == "mlp":
+        encoder = MLP(n_in, hidden[:-1], hidden[-1], act=act, final_act=True)
+        decoder = MLP(latent_dim, hidden[::-1], n_out, act=act)
+    elif arch == "conv":
+        if len(data_shape) != 3:
+            raise ValueError(f"model.arch=conv needs image data (C, H, W), got shape {data_shape}; use model.arch=mlp")
+        encoder = ConvEncoder(data_shape, conv_channels, hidden[-1], act=act)
+        decoder = ConvDecoder(latent_dim, lik.param_shape, conv_channels, hidden=hidden[-1], act=act)
+    else:
+        raise ValueError(f"unknown model.arch {arch!r}; choose 'mlp' or 'conv'")
+    post = build_posterior(posterior, hidden[-1], latent_dim, **(posterior_kwargs or {}))
+    return VAE(encoder, post, decoder, lik, StandardNormal(latent_dim))
