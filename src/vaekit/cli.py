@@ -1,0 +1,277 @@
+"""`vaekit` command line: parse, build a config, call the library, set the exit code.
+
+Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 training that could not go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+EPILOG_KEYS = (
+    "config keys (key=value; nested with dots; values are YAML): seed, data.name, data.dir, data.path, "
+    "data.binarize (none|static|dynamic), data.dequantize, model.family (vae|ladder), model.arch (mlp|conv), "
+    "model.latent_dim, model.hidden, model.likelihood, model.posterior (gaussian|iaf), model.beta, "
+    "model.warmup_steps, model.free_bits, model.n_samples, train.epochs, train.steps, train.time_limit, "
+    "train.batch_size, train.lr, train.lr_schedule, train.patience, train.grad_clip, eval.iw_samples"
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaekit", description="Train, measure and use variational autoencoders.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", epilog=EPILOG_KEYS)
+    t.add_argument("--preset", default=None, help="named preset (see `vaekit presets`); default digits-quick")
+    t.add_argument("--config", default=None, help="YAML config file (applied on top of the preset)")
+    t.add_argument("--out", default=None, help="run folder to create (default runs/<preset>-<time>)")
+    t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--data-dir", default=None, help="data directory (default $VAEKIT_DATA_DIR)")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("overrides", nargs="*", metavar="key=value")
+
+    e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) ± s.e., bits/dim, active units")
+    e.add_argument("run_dir")
+    e.add_argument("--iw-samples", type=int, default=None, help="importance samples K (default eval.iw_samples)")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
+    e.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    e.add_argument("--bf16", action="store_true", help="bf16 decoder for the importance samples (faster, tiny bias)")
+    e.add_argument("--json", action="store_true", help="print JSON only")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("overrides", nargs="*", metavar="data.key=value", help="change the data (e.g. data.name=mnist)")
+
+    s = sub.add_parser("sample", help="draw samples from the prior and save an image grid")
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=int, default=64)
+    s.add_argument("-o", "--output", required=True, help="PNG file to write")
+    s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+
+    r = sub.add_parser("reconstruct", help="save inputs and their reconstructions as an image grid")
+    r.add_argument("run_dir")
+    r.add_argument("-n", type=int, default=32)
+    r.add_argument("-o", "--output", required=True, help="PNG file to write")
+    r.add_argument("--split", default="test", choices=["train", "val", "test"])
+    r.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    r.add_argument("--data-dir", default=None)
+
+    d = sub.add_parser("datasets", help="list datasets, whether their files are present, and where they are looked for")
+    d.add_argument("--data-dir", default=None)
+    d.add_argument("--download", default=None, metavar="NAME", help="download and verify a dataset (needs internet)")
+
+    sub.add_parser("presets", help="list the named presets")
+    return p
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from vaekit.config import apply_overrides, load_config
+    from vaekit.registry import load_preset
+    from vaekit.training import train_run
+
+    if a.resume:
+        run_dir = Path(a.resume)
+        if not (run_dir / "last.safetensors").exists():
+            raise FileNotFoundError(f"cannot resume: {str(run_dir / 'last.safetensors')!r} not found")
+        cfg = load_config(run_dir / "config.yaml")
+        if a.preset or a.config:
+            raise ValueError("--resume takes the run's own config; give only key=value overrides (e.g. train.steps=)")
+    else:
+        cfg = load_preset(a.preset or "digits-quick")
+        if a.config:
+            cfg = load_config(a.config, cfg)
+    cfg = apply_overrides(cfg, a.overrides)
+    if a.data_dir:
+        cfg.data.dir = a.data_dir
+    if a.quiet:
+        cfg.train.progress = False
+    if not a.resume:
+        run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "last.safetensors").exists() or (run_dir / "config.yaml").exists():
+            raise FileExistsError(f"run folder {str(run_dir)!r} already holds a run; use --resume {run_dir} "
+                                  f"or choose another --out")
+    else:
+        from vaekit.config import dump_config
+        from vaekit.training.checkpoint import atomic_write_text
+
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
+    summary = train_run(cfg, run_dir, resume=bool(a.resume))
+    test = summary.get("test", {})
+    print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}); "
+          f"best val ELBO {summary['best_val_elbo']:.3f} at step {summary['best_step']}; "
+          f"test ELBO {test.get('elbo', float('nan')):.3f} nats")
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None):
+    from vaekit.config import apply_overrides
+    from vaekit.training.run import prepare
+
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ValueError(f"only data.* overrides are allowed here, got {bad[0]!r}")
+    cfg = apply_overrides(cfg, overrides)
+    if data_dir:
+        cfg.data.dir = data_dir
+    p = prepare(cfg, build=False)
+    part = getattr(p.splits, split)
+    x = part.x
+    if p.transform is not None:  # a fixed binarisation/dequantisation of the evaluation data
+        import torch
+
+        x = p.transform(x, torch.Generator().manual_seed(cfg.seed + 4))
+    return x, p.splits
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.evaluation import evaluate
+    from vaekit.training import load_run
+
+    cfg, model, doc = load_run(a.run_dir, a.checkpoint)
+    x, splits = _load_eval_data(cfg, a.split, a.overrides, a.data_dir)
+    if a.limit:
+        x = x[: a.limit]
+    model.check_input(x)
+    k = a.iw_samples or cfg.eval.iw_samples
+    if k < 1:
+        raise ValueError("--iw-samples must be at least 1")
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, bf16=a.bf16)
+    res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0})
+    if a.json:
+        print(json.dumps(res, default=float))
+        return 0
+    print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']})")
+    print(f"  ELBO              {res['elbo']:.3f} nats")
+    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats (s.e.)")
+    if res.get("bits_per_dim") is not None:
+        print(f"  bits/dim          {res['bits_per_dim']:.4f}")
+    print(f"  active units      {res['active_units']} / {model.latent_dim}")
+    print(f"  time              {res['seconds']:.1f} s")
+    return 0
+
+
+def _cmd_sample(a: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.plots import save_image_grid
+    from vaekit.training import load_run
+
+    if a.n < 1:
+        raise ValueError("-n must be at least 1")
+    if not a.output.lower().endswith(".png"):
+        raise ValueError(f"output file {a.output!r} must end in .png")
+    cfg, model, _ = load_run(a.run_dir, a.checkpoint)
+    torch.manual_seed(a.seed)
+    x = model.sample(a.n, temperature=a.temperature)
+    if len(model.data_shape) != 3:
+        raise ValueError("this run models tabular data; samples cannot be drawn as images")
+    save_image_grid(x, a.output, nrow=min(a.n, 8) if a.n <= 64 else None)
+    print(f"wrote {a.n} samples (temperature {a.temperature}) to {a.output}")
+    return 0
+
+
+def _cmd_reconstruct(a: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.plots import save_image_grid
+    from vaekit.training import load_run
+
+    if a.n < 1:
+        raise ValueError("-n must be at least 1")
+    if not a.output.lower().endswith(".png"):
+        raise ValueError(f"output file {a.output!r} must end in .png")
+    cfg, model, _ = load_run(a.run_dir, a.checkpoint)
+    x, _ = _load_eval_data(cfg, a.split, [], a.data_dir)
+    x = x[: a.n]
+    model.check_input(x)
+    if len(model.data_shape) != 3:
+        raise ValueError("this run models tabular data; reconstructions cannot be drawn as images")
+    rec = model.reconstruct(x)
+    rows = []
+    for i in range(0, x.shape[0], 8):
+        rows += [x[i:i + 8], rec[i:i + 8]]
+    save_image_grid(torch.cat(rows), a.output, nrow=8)
+    print(f"wrote {x.shape[0]} inputs (odd rows) and reconstructions (even rows) to {a.output}")
+    return 0
+
+
+def _cmd_datasets(a: argparse.Namespace) -> int:
+    from vaekit.data import dataset_status
+
+    if a.download:
+        from vaekit.data import download
+
+        path = download(a.download, a.data_dir)
+        print(f"downloaded and verified {a.download} into {path}")
+        return 0
+    rows = dataset_status(a.data_dir)
+    for r in rows:
+        mark = "yes" if r["available"] else "no "
+        print(f"{r['name']:<16} {mark}  {r['description']}")
+        print(f"{'':<16}      looked for: {r['where']}")
+        if not r["available"] and r.get("how"):
+            print(f"{'':<16}      get it: {r['how']}")
+    return 0
+
+
+def _cmd_presets(a: argparse.Namespace) -> int:
+    from vaekit.registry import list_presets
+
+    for name, desc in list_presets().items():
+        print(f"{name:<24} {desc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vaekit`` command."""
+    parser = _parser()
+    a = parser.parse_args(argv)
+    if a.version:
+        import vaekit
+
+        print(vaekit.__version__)
+        return 0
+    if a.command is None:
+        parser.print_help()
+        return 2
+    _setup_logging(getattr(a, "quiet", False) or getattr(a, "json", False))
+    from vaekit.training.checkpoint import CheckpointError
+    from vaekit.training.trainer import TrainingError
+
+    handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
+                "reconstruct": _cmd_reconstruct, "datasets": _cmd_datasets, "presets": _cmd_presets}
+    try:
+        return handlers[a.command](a)
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"vaekit {a.command}: error: {msg.strip(chr(34)).strip(chr(39)) if isinstance(e, KeyError) else msg}",
+              file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"vaekit {a.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vaekit {a.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

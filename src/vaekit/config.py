@@ -1,0 +1,233 @@
+"""Typed run configuration: dataclasses, YAML load/dump, ``key=value`` overrides.
+
+Unknown keys are errors naming the closest valid key; values are coerced to the field's type, so a missing
+key never silently becomes None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig",
+           "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys"]
+
+
+class ConfigError(ValueError):
+    """A bad configuration: unknown key, wrong type, impossible value."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"            # registry name (vaekit datasets lists them)
+    dir: str | None = None           # data directory; default $VAEKIT_DATA_DIR or ~/.cache/vaekit/data
+    path: str | None = None          # file or folder for image-folder / arrays
+    binarize: str = "none"           # none | static | dynamic
+    dequantize: bool = False         # uniform dequantisation of 8-bit data (continuous likelihoods)
+    val_fraction: float = 0.1        # held out from train when a dataset has no validation split
+    image_size: list[int] | None = None
+    grayscale: bool | None = None
+
+
+@dataclass
+class ModelConfig:
+    family: str = "vae"              # vae | ladder
+    arch: str = "mlp"                # mlp | conv
+    latent_dim: int = 10
+    latent_dims: list[int] = field(default_factory=lambda: [64, 32])   # ladder: bottom to top
+    hidden: list[int] = field(default_factory=lambda: [256])
+    act: str = "relu"
+    conv_channels: list[int] = field(default_factory=lambda: [32, 64])
+    likelihood: str = "bernoulli"
+    likelihood_options: dict[str, Any] = field(default_factory=dict)  # e.g. {sigma: 0.1}
+    posterior: str = "gaussian"      # gaussian | iaf
+    posterior_options: dict[str, Any] = field(default_factory=dict)   # e.g. {steps: 2, context: 50}
+    batch_norm: bool = False         # ladder
+    merge: bool = True               # ladder: precision-weighted merge (False: bottom-up only)
+    beta: float = 1.0
+    warmup_steps: int = 0
+    free_bits: float = 0.0
+    n_samples: int = 1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    steps: int | None = None         # overrides epochs when set
+    time_limit: float | None = None  # seconds of training; stops cleanly at the next step
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "constant"    # constant | cosine | exponential
+    lr_decay: float = 1.0            # exponential: factor per epoch
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    val_every: int | None = None     # steps between validations; default once per epoch
+    patience: int | None = None      # early stopping after this many validations without improvement
+    checkpoint_every: int | None = None  # steps between 'last' checkpoints; default at each validation
+    max_bad_steps: int = 10          # stop after this many non-finite steps in a row
+    threads: int | None = None
+    device: str = "cpu"              # cpu | cuda | auto (exact resume is guaranteed on CPU)
+    progress: bool = True
+    malloc_tuning: bool = True       # glibc malloc thresholds that stop per-step mmap/trim churn
+    fused_adam: bool = True
+
+
+@dataclass
+class EvalConfig:
+    iw_samples: int = 1000
+    batch_size: int = 500
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def valid_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """All dotted keys of a config class (``model.beta``, ...)."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += valid_keys(t, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else "; `vaekit train --help` lists the keys"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping like {{name: value}}, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Merge a nested mapping into a copy of ``base`` (default RunConfig()), validating every key."""
+    cfg = dataclasses.replace(base) if base is not None else RunConfig()
+    cfg = config_from_flat(_flatten(d), cfg)
+    return cfg
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in (d or {}).items():
+        key = prefix + str(k)
+        if isinstance(v, dict) and not key.endswith("_options"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_from_flat(flat: dict[str, Any], cfg: RunConfig) -> RunConfig:
+    """Set dotted keys on a deep copy of cfg."""
+    cfg = config_from_plain(config_to_dict(cfg))
+    keys = set(valid_keys())
+    for key, value in flat.items():
+        if key not in keys:
+            raise _unknown(key)
+        *parents, leaf = key.split(".")
+        obj = cfg
+        for p in parents:
+            obj = getattr(obj, p)
+        tp = typing.get_type_hints(type(obj))[leaf]
+        setattr(obj, leaf, _coerce(value, tp, key))
+    return cfg
+
+
+def config_from_plain(d: dict[str, Any]) -> RunConfig:
+    cfg = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        if f.name in d:
+            v = d[f.name]
+            if dataclasses.is_dataclass(getattr(cfg, f.name)):
+                setattr(cfg, f.name, type(getattr(cfg, f.name))(**v))
+            else:
+                setattr(cfg, f.name, v)
+    return cfg
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``key=value`` strings (values parsed as YAML: ``model.hidden=[200,200]``, ``train.steps=null``)."""
+    flat: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=5)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        flat[key.strip()] = value
+    return config_from_flat(flat, cfg)
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a YAML file of nested keys on top of ``base``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys")
+    return config_from_dict(d, base)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

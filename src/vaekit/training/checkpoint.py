@@ -1,0 +1,114 @@
+"""Checkpoints: one safetensors file holding tensors (model, optimizer state, RNG states) and, in its header
+metadata, a JSON document (config, versions, step, metrics, trainer state). A readable copy of the JSON is
+written beside it. Files are written to a temporary name and renamed, so a kill never leaves a broken
+checkpoint in place. Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text",
+           "pack_optimizer", "unpack_optimizer", "versions"]
+
+_META_KEY = "vaekit"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, truncated or from an incompatible model."""
+
+
+def versions() -> dict[str, str]:
+    import vaekit
+
+    return {"vaekit": vaekit.__version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write data to path via a temporary file and rename (the old file survives any failure)."""
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    _atomic(Path(path), w)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (for safetensors) and a JSON-able remainder."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v.detach().contiguous().clone()
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unpack_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for idx, sc in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(sc)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> None:
+    """Atomically write ``tensors`` + the JSON ``doc`` (in the safetensors header and as ``<path>.json``)."""
+    path = Path(path)
+    doc = {**doc, "versions": versions()}
+    text = json.dumps(doc, indent=1, default=float)
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic(path, lambda tmp: save_file(flat, tmp, metadata={_META_KEY: text}))
+    atomic_write_text(path.with_suffix(".json"), text + "\n")
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read (tensors, doc) from a checkpoint file; CheckpointError with a one-line reason if it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        doc = json.loads(meta[_META_KEY])
+    except Exception as e:  # safetensors raises several types for truncated/corrupt headers
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or truncated ({reason}); use the run's other checkpoint "
+            f"(best/last) or retrain"
+        ) from None
+    return tensors, doc

@@ -1,0 +1,136 @@
+"""A run: data + model + objective built from a RunConfig, trained into a run folder, and loaded back."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from vaekit.config import ConfigError, RunConfig, config_from_dict, config_to_dict, dump_config, load_config
+from vaekit.registry import build_model, build_objective
+from vaekit.training.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from vaekit.training.trainer import Trainer
+
+__all__ = ["Prepared", "prepare", "train_run", "load_run", "resolve_device", "write_images"]
+
+log = logging.getLogger("vaekit.run")
+
+
+@dataclass
+class Prepared:
+    cfg: RunConfig
+    splits: Any                      # vaekit.data.DataSplits
+    model: nn.Module
+    transform: Callable | None
+    device: torch.device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown train.device {name!r}; use cpu, cuda or auto") from None
+
+
+def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
+    """Load the data the config names and build its model (seeded) and batch transform."""
+    from vaekit.data import load_data, make_batch_transform
+
+    d = cfg.data
+    splits = load_data(
+        d.name, data_dir=d.dir, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, binarize=d.binarize,
+        image_size=tuple(d.image_size) if d.image_size else None, grayscale=d.grayscale,
+    )
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, splits.shape).to(device) if build else None
+    transform = make_batch_transform(d.binarize, d.dequantize, splits.n_levels)
+    return Prepared(cfg, splits, model, transform, device)
+
+
+def write_images(model: nn.Module, x: torch.Tensor, run_dir: Path, n: int = 64, seed: int = 0) -> None:
+    """samples.png (prior samples) and reconstructions.png (inputs in odd rows, reconstructions below them)."""
+    from vaekit.plots import save_image_grid
+
+    if len(model.data_shape) != 3:
+        return  # tabular data: no images
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        save_image_grid(model.sample(n), run_dir / "samples.png", nrow=8)
+        xs = x[: min(32, x.shape[0])]
+        rec = model.reconstruct(xs)
+        rows = []
+        for i in range(0, xs.shape[0], 8):
+            rows += [xs[i:i + 8], rec[i:i + 8]]
+        save_image_grid(torch.cat(rows), run_dir / "reconstructions.png", nrow=8)
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
+              callbacks: list | None = None) -> dict[str, Any]:
+    """Train the run a config describes into ``run_dir`` (or resume it from its last checkpoint)."""
+    run_dir = Path(run_dir)
+    p = prepare(cfg)
+    splits, model = p.splits, p.model
+    train_x = splits.train.x.to(p.device)
+    model.check_input(train_x)  # shape, NaN/inf and likelihood support, once for the whole split
+    val_x = splits.val.x.to(p.device) if splits.val is not None else None
+    doc = {"config": config_to_dict(cfg),
+           "data": {"name": splits.name, "shape": list(splits.shape), "n_levels": splits.n_levels,
+                    "source": splits.source, "n_train": int(train_x.shape[0])}}
+    trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
+                      seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
+    if resume:
+        trainer.restore(run_dir / "last.safetensors")
+        log.info("resumed %s at step %d", run_dir, trainer.state.step)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    summary = trainer.fit()
+    # finish with the best weights: images, test ELBO, summary.json
+    best = run_dir / "best.safetensors"
+    if best.exists():
+        tensors, _ = load_checkpoint(best)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    test_x = splits.test.x.to(p.device)
+    if p.transform is not None:
+        test_x = p.transform(test_x, torch.Generator().manual_seed(cfg.seed + 4))
+    from vaekit.evaluation import elbo_dataset
+
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 5)
+        summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size)
+    write_images(model, test_x, run_dir, seed=cfg.seed)
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
+    return summary
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, nn.Module, dict[str, Any]]:
+    """(config, model with the chosen checkpoint's weights, checkpoint document) of a run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {str(run_dir)!r} not found")
+    ckpt = run_dir / f"{which}.safetensors"
+    if which == "best" and not ckpt.exists():
+        ckpt = run_dir / "last.safetensors"
+    tensors, doc = load_checkpoint(ckpt)
+    cfg_path = run_dir / "config.yaml"
+    cfg = load_config(cfg_path) if cfg_path.exists() else config_from_dict(doc.get("config", {}))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, doc["data"]["shape"])
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not match the run's model config ({str(e).splitlines()[0]})") from None
+    model.eval()
+    return cfg, model, doc

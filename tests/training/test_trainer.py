@@ -1,0 +1,177 @@
+"""The trainer: exact resume, NaN guard, atomic checkpoints, early stopping, schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from vaekit.config import TrainConfig
+from vaekit.models import build_vae
+from vaekit.objectives import ELBO
+from vaekit.training import CheckpointError, Trainer, TrainingError, load_checkpoint
+from vaekit.training import checkpoint as ckpt_mod
+
+
+def _data(n=96, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = (torch.rand(4, d, generator=g) > 0.5).float() * 0.9 + 0.05  # 4 noisy binary patterns
+    return torch.bernoulli(protos[torch.randint(0, 4, (n,), generator=g)], generator=g)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_vae((16,), hidden=(24,), latent_dim=4)
+
+
+def _dynamic(x, g):
+    return torch.bernoulli(x.clamp(0.05, 0.95), generator=g)
+
+
+class Kill(Exception):
+    pass
+
+
+def _trainer(tmp, steps, callbacks=None, **kw):
+    s = TrainConfig(steps=steps, batch_size=10, lr=3e-3, val_every=7, checkpoint_every=5, progress=False,
+                    lr_schedule="cosine", **kw)
+    x = _data()
+    return Trainer(_model(), ELBO(n_samples=2, warmup_steps=10), x[:80], x[80:], settings=s, run_dir=tmp,
+                   seed=3, transform=_dynamic, callbacks=callbacks)
+
+
+def test_killed_and_resumed_run_ends_with_identical_weights(tmp_path):
+    full = _trainer(tmp_path / "full", 40)
+    full.fit()
+
+    def kill(trainer, rec):
+        if rec["step"] == 23:  # last checkpoint was at step 20: steps 21-23 are lost and redone
+            raise Kill
+
+    part = _trainer(tmp_path / "part", 40, callbacks=[kill])
+    with pytest.raises(Kill):
+        part.fit()
+    torch.manual_seed(12345)  # a resumed process starts from arbitrary RNG state
+    resumed = _trainer(tmp_path / "part", 40)
+    resumed.restore(tmp_path / "part" / "last.safetensors")
+    assert resumed.state.step == 20
+    resumed.fit()
+    for (k, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    # the metrics file has no duplicated steps after the resume
+    steps = [json.loads(l)["step"] for l in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
+    # and an uninterrupted run differs from one with another seed (the test can fail)
+    other = _trainer(tmp_path / "other", 40)
+    other.seed = 4
+    other.data_gen.manual_seed(4)
+    other.fit()
+    assert not torch.equal(other.model.encoder.net[0].weight, full.model.encoder.net[0].weight)
+
+
+def test_nan_guard_skips_and_stops(tmp_path):
+    tr = _trainer(tmp_path, 30, max_bad_steps=3)
+    calls = {"n": 0}
+    real = tr.objective
+
+    def poisoned(model, x, step=None, check=True):
+        r = real(model, x, step=step, check=check)
+        calls["n"] += 1
+        if 4 <= calls["n"]:
+            r.loss = r.loss * float("nan")
+        return r
+
+    tr.objective = poisoned
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    with pytest.raises(TrainingError, match="non-finite"):
+        tr.fit()
+    assert tr.state.bad_total == 3 and tr.state.step == 6
+    # weights after step 3 were never touched by a NaN
+    assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
+    assert any(not torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+
+
+def test_nan_guard_recovers_from_isolated_bad_steps(tmp_path):
+    tr = _trainer(tmp_path, 12, max_bad_steps=3)
+    real, calls = tr.objective, {"n": 0}
+
+    def sometimes(model, x, step=None, check=True):
+        r = real(model, x, step=step, check=check)
+        calls["n"] += 1
+        if calls["n"] in (2, 5, 6):
+            r.loss = r.loss + float("inf")
+        return r
+
+    tr.objective = sometimes
+    summary = tr.fit()
+    assert summary["bad_steps"] == 3 and summary["steps"] == 12
+
+
+def test_interrupted_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
+    tr = _trainer(tmp_path, 5)
+    tr.fit()
+    path = tmp_path / "last.safetensors"
+    before, _ = load_checkpoint(path)
+
+    def broken_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\x00" * 100)  # half-written file, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_mod, "save_file", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        tr.save("last")
+    after, doc = load_checkpoint(path)
+    assert doc["step"] == 5
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_and_truncated_checkpoints_raise_clearly(tmp_path):
+    tr = _trainer(tmp_path, 5)
+    tr.fit()
+    data = (tmp_path / "last.safetensors").read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    for name in ("trunc", "junk"):
+        with pytest.raises(CheckpointError, match="corrupt or truncated"):
+            load_checkpoint(tmp_path / f"{name}.safetensors")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_early_stopping_and_best_checkpoint(tmp_path):
+    s = TrainConfig(steps=400, batch_size=10, lr=0.05, val_every=2, patience=2, progress=False)
+    x = _data()
+    tr = Trainer(_model(), ELBO(), x[:80], x[80:], settings=s, run_dir=tmp_path)
+    # a validation that never improves after the first one
+    vals = iter([-10.0] + [-20.0] * 100)
+    tr.validate = lambda: {"val_elbo": next(vals), "val_rec": 0.0, "val_kl": 0.0}
+    summary = tr.fit()
+    assert summary["stopped"] == "early stopping" and summary["steps"] == 6
+    _, doc = load_checkpoint(tmp_path / "best.safetensors")
+    assert doc["step"] == 2 and doc["metrics"]["val_elbo"] == -10.0
+
+
+def test_lr_schedules(tmp_path):
+    tr = _trainer(tmp_path, 100)
+    tr.s.min_lr = 1e-4
+    assert tr.lr_at(0) == pytest.approx(3e-3)
+    assert tr.lr_at(50) == pytest.approx(1e-4 + (3e-3 - 1e-4) * 0.5)
+    assert tr.lr_at(100) == pytest.approx(1e-4)
+    tr.s.lr_schedule, tr.s.lr_decay, tr.s.min_lr = "exponential", 0.5, 0.0
+    assert tr.lr_at(2 * tr.steps_per_epoch) == pytest.approx(3e-3 * 0.25)
+    tr.s.lr_schedule = "bogus"
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tr.lr_at(1)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    tr = _trainer(tmp_path, 200)
+    tr.s.lr = 1e-2
+    tr.fit()
+    recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert recs[-1]["val_elbo"] > recs[0]["val_elbo"] + 2.0
+    assert all(math.isfinite(r["loss"]) for r in recs)
