@@ -26,7 +26,8 @@ class ELBOTerms:
     log_px_z: (B,) Monte Carlo mean over the L samples of log p(x|z).
     kl: (B,) KL(q(z|x) || p(z)), analytic where a closed form exists, else the mean of log q - log p.
     kl_groups: (B, G) the KL split into the groups free bits acts on (one per latent dimension for a diagonal
-        Gaussian posterior; sum over G equals ``kl``).
+        Gaussian posterior or a flow with ``rsample_and_log_prob_dims`` such as IAF, else G = 1; sum over G
+        equals ``kl``).
     analytic_kl: whether ``kl`` is the closed form.
     """
 
@@ -94,11 +95,20 @@ class VAE(nn.Module):
             self.check_input(x)
         q = self.encode(x)
         p = self.prior()
-        z, log_q = q.rsample_and_log_prob((n_samples,))  # (L, B, D), (L, B)
+        # a flow posterior whose log q splits over dimensions (IAF) gives per-dimension MC KL groups
+        per_dim = hasattr(q, "rsample_and_log_prob_dims") and _is_diag_normal(p)
+        if per_dim:
+            z, log_q_dims = q.rsample_and_log_prob_dims((n_samples,))  # (L, B, D), (L, B, D)
+            log_q = log_q_dims.sum(-1)  # (L, B)
+        else:
+            z, log_q = q.rsample_and_log_prob((n_samples,))  # (L, B, D), (L, B)
         log_px_z = self.decode(z).log_prob(x).mean(0)  # (B,)
         if _is_diag_normal(q) and _is_diag_normal(p):
             kl_groups = kl_divergence(q.base_dist, p.base_dist)  # (B, D) closed form
             return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
+        if per_dim:  # free bits per latent dimension (Kingma et al. 2016, Eq. 15) with a Monte Carlo KL
+            kl_groups = (log_q_dims - p.base_dist.log_prob(z)).mean(0)  # (B, D)
+            return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, False)
         kl = (log_q - p.log_prob(z)).mean(0)  # (B,) Monte Carlo on the same samples
         return ELBOTerms(log_px_z, kl, kl.unsqueeze(-1), False)
 

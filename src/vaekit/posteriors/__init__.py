@@ -10,11 +10,14 @@ from typing import Any, Callable
 from torch import nn
 
 from vaekit.posteriors.gaussian import DiagonalGaussian, GaussianPosterior, soft_clamp
+from vaekit.posteriors.iaf import IAFDistribution, IAFPosterior
 
-__all__ = ["DiagonalGaussian", "GaussianPosterior", "soft_clamp", "POSTERIORS", "build_posterior"]
+__all__ = ["DiagonalGaussian", "GaussianPosterior", "IAFDistribution", "IAFPosterior", "soft_clamp", "POSTERIORS",
+           "build_posterior"]
 
 POSTERIORS: dict[str, Callable[..., nn.Module]] = {
     "gaussian": GaussianPosterior,
+    "iaf": IAFPosterior,
 }
 
 
