@@ -1,0 +1,104 @@
+"""In-memory data containers and seeded splitting.
+
+A dataset is held as tensors (no per-item Dataset objects): ``ArrayData`` is one split, ``DataSplits`` the
+train/val/test triple with the metadata the rest of vaekit needs (per-example shape, number of discrete levels,
+where the data came from).
+
+``n_levels`` tells evaluation how to report bits/dim: for discrete data with ``n_levels = n`` stored as
+``x = k / (n - 1)``, k in {0..n-1}, a continuous density on dequantised data gives the discrete bound
+``log P(k) >= E_u[log p((k + u) / n)] - D log n`` (Theis et al. 2016, "A note on the evaluation of generative
+models", Sec. 3.1), see ``vaekit.data.transforms.dequantize``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ArrayData", "DataSplits", "DataNotFoundError", "split_indices", "to_labels"]
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when the files a dataset needs are absent; the message says where they were looked for."""
+
+
+@dataclass
+class ArrayData:
+    """One split held in memory.
+
+    x: (N, *shape) float32; images in [0, 1] laid out (C, H, W), tabular data (D,).
+    y: (N,) int64 labels when known, else None.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.float32:
+            raise ValueError(f"ArrayData.x must be float32, got {self.x.dtype}; convert with x.float()")
+        if self.y is not None and (self.y.dtype != torch.int64 or tuple(self.y.shape) != tuple(self.x.shape[:1])):
+            raise ValueError(
+                f"ArrayData.y must be int64 of shape ({self.x.shape[0]},), got {self.y.dtype} {tuple(self.y.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class DataSplits:
+    """A dataset split into train / val / test.
+
+    shape: per-example shape, e.g. (1, 28, 28).
+    n_levels: number of discrete values per dimension of what the model sees: 256 for 8-bit images, 2 for
+        binary (including ``binarize="dynamic"``, where ``x`` still holds grey levels that each batch turns into
+        a fresh binary sample), 17 for scikit-learn digits (0..16), None for real-valued data.
+    name: registry name; source: where the data were read from (paths), for run metadata.
+    binarize: the binarisation applied ("none", "static") or still to apply per batch ("dynamic").
+    """
+
+    train: ArrayData
+    val: ArrayData
+    test: ArrayData
+    shape: tuple[int, ...]
+    n_levels: int | None
+    name: str
+    source: str
+    binarize: str = "none"
+
+    def splits(self) -> dict[str, ArrayData]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def split_indices(
+    n: int, *, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded disjoint (train, val, test) index arrays covering range(n), each sorted.
+
+    test takes ``round(test_fraction * n)`` examples; val takes ``round(val_fraction * rest)`` of the remaining
+    (so ``val_fraction`` is always a fraction of the training pool, as when carving val out of an official train
+    set). The test indices depend only on ``n``, ``test_fraction`` and ``seed``, not on ``val_fraction``.
+    """
+    for what, f in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"{what} must be in [0, 1), got {f}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(test_fraction * n))
+    n_val = int(round(val_fraction * (n - n_test)))
+    if n - n_test - n_val < 1:
+        raise ValueError(f"{n} examples are too few for test_fraction={test_fraction}, val_fraction={val_fraction}")
+    test, val, train = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def to_labels(y: np.ndarray | None, what: str) -> torch.Tensor | None:
+    """Integer class labels as an int64 tensor; ValueError if they are not whole numbers."""
+    if y is None:
+        return None
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind not in "iub":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError(f"labels in {what} must be whole numbers (class ids), got dtype {y.dtype}")
+    return torch.from_numpy(y.astype(np.int64))

@@ -1,0 +1,132 @@
+"""Readers for user-supplied data: a folder of images, or arrays in ``.npy`` / ``.npz`` / ``.csv`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vaekit.data.base import DataNotFoundError
+from vaekit.data.readers import read_npz
+
+__all__ = ["IMAGE_SUFFIXES", "read_image_folder", "read_arrays"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_GREY_MODES = {"1", "L", "LA"}
+_LABEL_COLUMNS = ("label", "y")
+_SPLIT_KEYS = {"train": ("train",), "val": ("val", "valid"), "test": ("test",)}
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(s.startswith(".") for s in p.relative_to(folder).parts)  # skip hidden files and folders
+    )
+
+
+def read_image_folder(
+    path: str | Path, *, image_size: tuple[int, int] | None = None, grayscale: bool | None = None
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Read every PNG/JPEG/BMP image under ``path`` into (N, C, H, W) uint8.
+
+    Labels: when ``path`` holds sub-folders, each immediate sub-folder is a class (sorted names -> 0, 1, ...) and
+    its images (found recursively) get that label; images directly in ``path`` are then not allowed. Without
+    sub-folders all images are read and labels are None.
+    image_size: (H, W) to resize to (bicubic); None requires all images to share one size.
+    grayscale: True -> 1 channel, False -> RGB, None -> 1 channel when every image is greyscale, else RGB.
+    Returns (x, y, class_names).
+    """
+    from PIL import Image
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {root} does not exist or is not a folder; pass path=<folder of images>")
+    top = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _images_under(d))
+    if class_dirs and top:
+        raise ValueError(f"{root} holds both images and class sub-folders; move the {len(top)} loose images into "
+                         f"a sub-folder or remove them")
+    if class_dirs:
+        files = [(f, i) for i, d in enumerate(class_dirs) for f in _images_under(d)]
+    else:
+        files = [(f, -1) for f in _images_under(root)]
+    if not files:
+        raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    if grayscale is None:
+        modes = set()
+        for f, _ in files:
+            with Image.open(f) as im:
+                modes.add(im.mode)
+        grayscale = modes <= _GREY_MODES
+    mode = "L" if grayscale else "RGB"
+    arrays, first = [], None
+    for f, _ in files:
+        with Image.open(f) as im:
+            im = im.convert(mode)
+            if image_size is not None:
+                im = im.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BICUBIC)
+            elif first is None:
+                first = (f, im.size)
+            elif im.size != first[1]:
+                raise ValueError(f"images differ in size ({first[0].name}: {first[1][0]}x{first[1][1]}, {f.name}: "
+                                 f"{im.size[0]}x{im.size[1]} as WxH); pass image_size=(H, W) to resize them")
+            a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
+    x = np.stack(arrays)  # (N, C, H, W)
+    y = np.array([i for _, i in files], dtype=np.int64) if class_dirs else None
+    return x, y, [d.name for d in class_dirs]
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline().strip().split(",")
+    try:
+        [float(t) for t in first]
+        names = None
+    except ValueError:
+        names = [t.strip().strip('"').lower() for t in first]
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=0 if names is None else 1, dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path}: every value must be numeric ({e}); remove text columns other than the header")
+    label_cols = [i for i, n in enumerate(names or []) if n in _LABEL_COLUMNS]
+    if len(label_cols) > 1:
+        raise ValueError(f"{path} has several label columns {[names[i] for i in label_cols]}; keep one")
+    if not label_cols:
+        return table, None
+    keep = [i for i in range(table.shape[1]) if i != label_cols[0]]
+    return table[:, keep], table[:, label_cols[0]]
+
+
+def read_arrays(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Read arrays from ``.npy``, ``.npz`` or ``.csv``.
+
+    Returns ``{"all": (x, y)}`` for data still to be split, or ``{"train": .., "val": .., "test": ..}`` when the
+    file fixes the split. Accepted layouts:
+    - ``.npy``: one array x (N, ...).
+    - ``.npz``: keys ``x`` and optionally ``y``; or ``train``, ``val`` (or ``valid``), ``test`` with optional
+      labels ``train_y``, ``val_y``, ``test_y``.
+    - ``.csv``: numeric table, one example per row; an optional header row; a column named ``label`` or ``y``
+      becomes the labels.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataNotFoundError(f"array file {p} does not exist; pass path=<file.npy|.npz|.csv>")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return {"all": (np.load(p, allow_pickle=False), None)}
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"could not read {p} as a .npy array ({e}); the file is corrupt or pickled") from None
+    if suffix == ".csv":
+        return {"all": _read_csv(p)}
+    if suffix != ".npz":
+        raise ValueError(f"{p}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
+    z = read_npz(p)
+    if "x" in z:
+        return {"all": (z["x"], z.get("y"))}
+    found = {s: next((k for k in keys if k in z), None) for s, keys in _SPLIT_KEYS.items()}
+    if all(found.values()):
+        return {s: (z[k], z.get(f"{s}_y", z.get(f"{k}_y"))) for s, k in found.items()}
+    raise ValueError(f"{p} has keys {sorted(z)}; expected 'x' (optionally 'y') or 'train', 'val', 'test'")

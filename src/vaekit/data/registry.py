@@ -1,0 +1,240 @@
+"""The dataset registry: one ``DatasetSpec`` per name, holding everything dataset-specific (files, checksums,
+mirrors, scaling, splits). The rest of ``vaekit.data`` is generic and never branches on a dataset's name.
+
+Splits: official test sets are used where they exist (MNIST, Fashion-MNIST, CIFAR-10, binarised MNIST); the
+other datasets get a seeded test split (``TEST_FRACTION``, 20 % for digits). Validation data are carved out of
+the training pool with ``val_fraction`` (binarised MNIST uses its given valid split).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
+from vaekit.data.download import DownloadItem
+from vaekit.data.files import read_arrays, read_image_folder
+from vaekit.data.readers import read_amat, read_cifar_bin, read_idx, read_mat_var, read_npz
+
+__all__ = ["LoadRequest", "DatasetSpec", "DATASETS", "TEST_FRACTION"]
+
+TEST_FRACTION = 0.1  # seeded test split for datasets without an official one
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a loader gets: ``files`` maps the roles of the layout found to paths; ``path`` is the user's path."""
+
+    files: Mapping[str, Path]
+    path: Path | None
+    val_fraction: float
+    seed: int
+    image_size: tuple[int, int] | None = None
+    grayscale: bool | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry.
+
+    folder: sub-folder of the data dir holding the files. layouts: alternative complete sets of files, each
+    mapping a role to a path relative to the folder (empty for bundled or user-path datasets). md5: digests
+    checked at every load (published ones only). downloads: files ``download`` fetches into the folder.
+    needs_path: the data come from the user's ``path``. image_options: accepts image_size / grayscale.
+    """
+
+    name: str
+    description: str
+    load: Callable[[LoadRequest], DataSplits]
+    folder: str | None = None
+    layouts: tuple[Mapping[str, str], ...] = ()
+    md5: Mapping[str, str] = field(default_factory=dict)
+    downloads: tuple[DownloadItem, ...] = ()
+    needs_path: bool = False
+    image_options: bool = False
+    how_to_get: str = ""
+
+
+def _part(x: np.ndarray, y: np.ndarray | None, scale: float, what: str) -> ArrayData:
+    """float32 tensor x / scale (one conversion, after splitting) and int64 labels."""
+    t = torch.from_numpy(np.require(x, requirements=["C", "W"])).to(torch.float32).div_(scale)
+    return ArrayData(t, to_labels(y, what))
+
+
+def _splits(parts: list[ArrayData], n_levels: int | None, source: str) -> DataSplits:
+    train, val, test = parts
+    return DataSplits(train, val, test, tuple(train.x.shape[1:]), n_levels, name="", source=source)
+
+
+def _pool_split(x: np.ndarray, y, scale: float, req: LoadRequest, n_levels, source: str,
+                test_fraction: float = TEST_FRACTION) -> DataSplits:
+    """Seeded train/val/test split of one pool of examples x (N, ...)."""
+    idx = split_indices(len(x), test_fraction=test_fraction, val_fraction=req.val_fraction, seed=req.seed)
+    return _splits([_part(x[i], None if y is None else y[i], scale, source) for i in idx], n_levels, source)
+
+
+def _carve_val(train: tuple, test: tuple, scale: float, req: LoadRequest, n_levels, source: str) -> DataSplits:
+    """Official test set kept; val carved from the official train set (x, y) with ``req.val_fraction``."""
+    (x, y), (xt, yt) = train, test
+    tr, va, _ = split_indices(len(x), test_fraction=0.0, val_fraction=req.val_fraction, seed=req.seed)
+    parts = [_part(x[i], None if y is None else y[i], scale, source) for i in (tr, va)]
+    return _splits([*parts, _part(xt, yt, scale, source)], n_levels, source)
+
+
+def _is_binary(a: np.ndarray) -> bool:
+    return bool(a.max() <= 1) if a.dtype in (np.uint8, np.bool_) else bool(np.isin(a, (0, 1)).all())
+
+
+def _source(req: LoadRequest) -> str:
+    return ", ".join(str(p) for p in req.files.values()) if req.files else str(req.path)
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+def _load_idx(req: LoadRequest) -> DataSplits:
+    def part(split: str) -> tuple[np.ndarray, np.ndarray]:
+        return read_idx(req.files[f"{split}_x"])[:, None], read_idx(req.files[f"{split}_y"])  # (N, 1, H, W), (N,)
+
+    return _carve_val(part("train"), part("test"), 255.0, req, 256, _source(req))
+
+
+def _load_binarized(req: LoadRequest) -> DataSplits:
+    arrays = read_npz(req.files["npz"]) if "npz" in req.files else {k: read_amat(p) for k, p in req.files.items()}
+    missing = [k for k in ("train", "valid", "test") if k not in arrays]
+    if missing:
+        raise ValueError(f"{_source(req)} lacks the split(s) {missing}; expected train, valid, test")
+    for k in ("train", "valid", "test"):
+        if arrays[k].size % 784 or not _is_binary(arrays[k]):
+            raise ValueError(f"binarized-mnist {k} split is not 0/1 data of 784 pixels per row; the file is wrong")
+    parts = [_part(arrays[k].reshape(-1, 1, 28, 28), None, 1.0, k) for k in ("train", "valid", "test")]
+    return _splits(parts, 2, _source(req))
+
+
+def _load_frey(req: LoadRequest) -> DataSplits:
+    ff = read_mat_var(req.files["mat"], "ff")  # (560, N) uint8, one column per 28x20 face
+    if ff.shape[0] != 560:
+        raise ValueError(f"{req.files['mat']}: variable 'ff' has shape {ff.shape}, expected (560, N)")
+    return _pool_split(ff.T.reshape(-1, 1, 28, 20), None, 255.0, req, 256, _source(req))
+
+
+def _load_cifar(req: LoadRequest) -> DataSplits:
+    def part(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = zip(*(read_cifar_bin(req.files[k]) for k in keys))  # (N, 3, 32, 32), (N,)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    return _carve_val(part(_CIFAR_BIN[:5]), part(_CIFAR_BIN[5:]), 255.0, req, 256, _source(req))
+
+
+def _load_digits(req: LoadRequest) -> DataSplits:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)  # (1797, 64) float64 in 0..16
+    return _pool_split(x.reshape(-1, 1, 8, 8), y, 16.0, req, 17, "sklearn.datasets.load_digits (bundled)",
+                       test_fraction=0.2)
+
+
+def _load_image_folder(req: LoadRequest) -> DataSplits:
+    x, y, _ = read_image_folder(req.path, image_size=req.image_size, grayscale=req.grayscale)
+    return _pool_split(x, y, 255.0, req, 256, str(req.path))
+
+
+def _load_arrays(req: LoadRequest) -> DataSplits:
+    raw = {k: (np.asarray(x), y) for k, (x, y) in read_arrays(req.path).items()}
+    is_u8 = all(x.dtype == np.uint8 for x, _ in raw.values())  # uint8 arrays are taken to be 8-bit images
+    raw = {k: (x[:, None] if x.ndim == 1 else x, y) for k, (x, y) in raw.items()}
+    shapes = {k: x.shape[1:] for k, (x, _) in raw.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"{req.path}: the splits have different per-example shapes {shapes}")
+    for k, (x, _) in raw.items():
+        if x.dtype.kind not in "biuf" or not np.isfinite(x).all():
+            raise ValueError(f"{req.path} [{k}]: values must be finite numbers (dtype {x.dtype}); clean or impute")
+    binary = all(_is_binary(x) for x, _ in raw.values())
+    n_levels, scale = (256, 255.0) if is_u8 else (2 if binary else None, 1.0)
+    if "all" in raw:
+        return _pool_split(*raw["all"], scale, req, n_levels, str(req.path))
+    parts = [_part(*raw[k], scale, f"{req.path} [{k}]") for k in ("train", "val", "test")]
+    return _splits(parts, n_levels, str(req.path))
+
+
+# ------------------------------------------------------------------------------------------ checksums
+_MNIST_FILES = {  # role -> (file, published md5, sha256)
+    "train_x": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train_y": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "test_x": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
+               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "test_y": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
+               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+}
+_FASHION_MD5 = {"train_x": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_y": "25c81989df183df01b3e8a0aad5dffbe",
+                "test_x": "bef4ecab320f06d8554ea6380940ec79", "test_y": "bb300cfdad3c16e7a12a480ee83cd310"}
+# sha256 of the uint8 0/1 array bytes of each split (the .amat files have no published file hash)
+_BINARIZED_SHA256 = {
+    "train": "43490d4d6ac9002727af4426d8748609fdb7e4094fa65ad8d681ea60082a7a5a",
+    "valid": "069b4f0beb389b776478c3e872b4df71c95ac4be64d7cbe6d32e24ebac8e6d5e",
+    "test": "ca0294c3b8d984c7a1dc891015a8eea6f37bae59a34e35ea0fc8c47110a8dd86",
+}
+_FREY_CONTENT_SHA256 = "2438ba4f0d2a6bd8bac43de756141eaa33c8d248dd613d464bdb1210d9b7af78"  # of ff.T, C order
+_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+_LAROCHELLE = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+_CIFAR_BIN = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def _content_check(expected: str, read: Callable[[Path], np.ndarray]) -> Callable[[Path], None]:
+    def verify(path: Path) -> None:
+        got = hashlib.sha256(np.ascontiguousarray(read(path)).tobytes()).hexdigest()
+        if got != expected:
+            raise ValueError(f"{path.name}: content sha256 {got} != expected {expected}")
+
+    return verify
+
+
+_IDX_HOW = "or copy the four IDX .gz files into the folder"
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
+    DatasetSpec("digits", "scikit-learn 8x8 handwritten digits (1,797 images, grey levels 0..16, n_levels 17)",
+                _load_digits, how_to_get="bundled with scikit-learn; nothing to fetch"),
+    DatasetSpec("mnist", "MNIST handwritten digits, 28x28 8-bit grey, 60k train / 10k test (LeCun et al. 1998)",
+                _load_idx, folder="mnist", layouts=({r: f for r, (f, _, _) in _MNIST_FILES.items()},),
+                md5={f: m for f, m, _ in _MNIST_FILES.values()}, how_to_get=_IDX_HOW,
+                downloads=tuple(DownloadItem(f, tuple(u + f for u in _MNIST_MIRRORS), md5=m, sha256=s)
+                                for f, m, s in _MNIST_FILES.values())),
+    DatasetSpec("fashion-mnist", "Fashion-MNIST clothing images, 28x28 8-bit grey, 60k train / 10k test "
+                "(Xiao et al. 2017)", _load_idx, folder="fashion-mnist",
+                layouts=({r: f for r, (f, _, _) in _MNIST_FILES.items()},), how_to_get=_IDX_HOW,
+                md5={_MNIST_FILES[r][0]: m for r, m in _FASHION_MD5.items()},
+                downloads=tuple(DownloadItem(_MNIST_FILES[r][0], tuple(u + _MNIST_FILES[r][0] for u in
+                                                                       _FASHION_MIRRORS), md5=m)
+                                for r, m in _FASHION_MD5.items())),
+    DatasetSpec("binarized-mnist", "MNIST with the fixed binarisation of Larochelle & Murray (2011), "
+                "50k train / 10k valid / 10k test", _load_binarized, folder="binarized_mnist",
+                layouts=({"npz": "binarized_mnist.npz"},
+                         {k: f"binarized_mnist_{k}.amat" for k in ("train", "valid", "test")}),
+                how_to_get="or put binarized_mnist.npz (uint8 arrays train/valid/test) in the folder",
+                downloads=tuple(DownloadItem(f"binarized_mnist_{k}.amat", (f"{_LAROCHELLE}binarized_mnist_{k}.amat",),
+                                             verify=_content_check(h, read_amat))
+                                for k, h in _BINARIZED_SHA256.items())),
+    DatasetSpec("frey-face", "Frey Face: 1,965 frames of one face, 28x20 8-bit grey (Roweis' data page)",
+                _load_frey, folder="frey_face", layouts=({"mat": "frey_rawface.mat"},),
+                how_to_get="or copy frey_rawface.mat into the folder",
+                downloads=(DownloadItem("frey_rawface.mat", ("https://cs.nyu.edu/~roweis/data/frey_rawface.mat",),
+                                        verify=_content_check(_FREY_CONTENT_SHA256,
+                                                              lambda p: read_mat_var(p, "ff").T)),)),
+    DatasetSpec("cifar10", "CIFAR-10 colour images, 3x32x32 8-bit, 50k train / 10k test (Krizhevsky 2009), "
+                "binary version", _load_cifar, folder="cifar10",
+                layouts=({k: f"cifar-10-batches-bin/{k}.bin" for k in _CIFAR_BIN},),
+                how_to_get="or extract cifar-10-binary.tar.gz into the folder",
+                downloads=(DownloadItem("cifar-10-binary.tar.gz",
+                                        ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
+                                        md5="c32a1d4ab5d03f1284b67883e8d87530", unpack_tar=True),)),
+    DatasetSpec("image-folder", "your folder of PNG/JPEG images (class sub-folders give labels), 8-bit",
+                _load_image_folder, needs_path=True, image_options=True,
+                how_to_get="pass path=<folder> (--path); resize with image_size=(H, W)"),
+    DatasetSpec("arrays", "your tabular or array data from .npy / .npz / .csv (real-valued unless in [0, 1])",
+                _load_arrays, needs_path=True, how_to_get="pass path=<file.npy|.npz|.csv> (--path)"),
+]}
