@@ -6,14 +6,25 @@ from typing import Any, Sequence
 
 from vaekit.likelihoods.base import Likelihood, check_finite
 from vaekit.likelihoods.bernoulli import BernoulliLikelihood
+from vaekit.likelihoods.continuous_bernoulli import ContinuousBernoulliLikelihood
+from vaekit.likelihoods.discretized_logistic import DiscretizedLogisticLikelihood
 from vaekit.likelihoods.gaussian import FixedGaussianLikelihood
+from vaekit.likelihoods.gaussian_perpixel import PerPixelGaussianLikelihood
+from vaekit.likelihoods.sigma_vae import SigmaVAELikelihood
+from vaekit.likelihoods.sigma_vae_optimal import OptimalSigmaVAELikelihood
 
 __all__ = ["Likelihood", "BernoulliLikelihood", "FixedGaussianLikelihood", "LIKELIHOODS", "build_likelihood",
-           "check_finite"]
+           "check_finite", "ContinuousBernoulliLikelihood", "SigmaVAELikelihood", "OptimalSigmaVAELikelihood",
+           "PerPixelGaussianLikelihood", "DiscretizedLogisticLikelihood"]
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {
     "bernoulli": BernoulliLikelihood,
     "gaussian": FixedGaussianLikelihood,
+    "continuous-bernoulli": ContinuousBernoulliLikelihood,
+    "sigma-vae": SigmaVAELikelihood,
+    "sigma-vae-optimal": OptimalSigmaVAELikelihood,
+    "gaussian-perpixel": PerPixelGaussianLikelihood,
+    "discretized-logistic": DiscretizedLogisticLikelihood,
 }
 
 
