@@ -1,0 +1,72 @@
+"""One call that measures a trained model on a dataset (what ``vaekit evaluate`` prints)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from vaekit.evaluation._common import as_data_tensor
+from vaekit.evaluation.loglik import estimate_log_likelihood
+from vaekit.evaluation.metrics import active_units, bits_per_dim, elbo_dataset, kl_per_dimension
+
+__all__ = ["evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    model: nn.Module,
+    x: Any,
+    k: int = 5000,
+    batch_size: int = 100,
+    iw_batch_size: int = 1,
+    chunk_size: int | None = None,
+    n_levels: int | None = None,
+    dequantized: bool = False,
+    bf16: bool = False,
+    seed: int | None = None,
+    threshold: float = 0.01,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """ELBO, importance-sampled log p(x) (K = ``k``) with its standard error, bits/dim, active units and KL per
+    latent dimension of ``model`` on ``x`` ((N, *shape) tensor or ``ArrayData``), as a JSON-friendly dict:
+
+    elbo, elbo_stderr, log_px_z, kl (nats per example, ``elbo_dataset``); log_px, log_px_stderr
+    (``estimate_log_likelihood``); bits_per_dim (``bits_per_dim`` of log_px; None for real-valued data
+    (n_levels None) or a continuous likelihood on non-dequantised discrete data, where it has no meaning);
+    active_units (int), active_units_per_layer (list); kl_per_dim (list of floats); k; n; bf16.
+    n_levels / dequantized: as in ``DataSplits.n_levels`` and ``bits_per_dim``. seed: a private RNG stream
+    (None: the caller's global RNG). batch_size is for the ELBO / diagnostics, iw_batch_size and chunk_size
+    for the importance sampling.
+    """
+    x = as_data_tensor(x)
+    model.check_input(x)
+    elbo = elbo_dataset(model, x, batch_size=batch_size, seed=seed, check=False)
+    ll = estimate_log_likelihood(model, x, k=k, batch_size=iw_batch_size, chunk_size=chunk_size, bf16=bf16,
+                                 seed=None if seed is None else seed + 1, num_threads=num_threads, check=False)
+    au = active_units(model, x, threshold=threshold, batch_size=batch_size, seed=seed)
+    kl_dims = kl_per_dimension(model, x, batch_size=batch_size, seed=seed)
+    n_dims = x[0].numel()
+    bpd = None
+    discrete_lik = bool(getattr(getattr(model, "likelihood", None), "discrete", False))
+    if n_levels is not None and (dequantized or discrete_lik):
+        bpd = bits_per_dim(ll.mean, n_dims, n_levels=n_levels, dequantized=dequantized)
+    elif n_levels is not None:
+        log.info("bits/dim not reported: a continuous likelihood on discrete data that were not dequantised")
+    return {
+        "elbo": elbo["elbo"],
+        "elbo_stderr": elbo["elbo_stderr"],
+        "log_px_z": elbo["log_px_z"],
+        "kl": elbo["kl"],
+        "log_px": ll.mean,
+        "log_px_stderr": ll.stderr,
+        "bits_per_dim": bpd,
+        "active_units": au.count,
+        "active_units_per_layer": au.per_layer_count,
+        "kl_per_dim": [float(v) for v in kl_dims],
+        "k": ll.k,
+        "n": int(x.shape[0]),
+        "bf16": bool(bf16),
+    }
