@@ -227,8 +227,8 @@ def _cmd_datasets(a: argparse.Namespace) -> int:
         mark = "yes" if r["available"] else "no "
         print(f"{r['name']:<16} {mark}  {r['description']}")
         print(f"{'':<16}      looked for: {r['where']}")
-        if not r["available"] and r.get("how"):
-            print(f"{'':<16}      get it: {r['how']}")
+        if not r["available"] and r.get("how_to_get"):
+            print(f"{'':<16}      get it: {r['how_to_get']}")
     return 0
 
 

@@ -20,4 +20,4 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
     def forward(self) -> DiagonalGaussian:
-        return DiagonalGaussian(self.loc, self.scale)
+        return DiagonalGaussian(self.loc, self.scale, log_scale=self.loc, standard=True)

@@ -141,7 +141,7 @@ def dataset_status(data_dir: str | None = None) -> list[dict]:
             folder = root / (spec.folder or "")
             available, where = _find_layout(spec, folder) is not None, f"{folder} (data dir from {origin})"
         else:
-            available, where = True, "your --path" if spec.needs_path else "bundled"
+            available, where = True, "the file or folder given as data.path" if spec.needs_path else "bundled"
         rows.append(dict(name=spec.name, description=spec.description, available=available, where=where,
                          how_to_get=_how_to_get(spec) if spec.layouts else spec.how_to_get,
                          downloadable=bool(spec.downloads)))

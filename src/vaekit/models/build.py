@@ -41,7 +41,7 @@ def build_vae(
         n_in *= s
     n_out = lik.params_per_channel * n_in
     if arch == "mlp":
-        encoder = MLP(n_in, hidden[:-1], hidden[-1], act=act, final_act=True)
+        encoder = MLP(data_shape, hidden[:-1], hidden[-1], act=act, final_act=True)
         decoder = MLP(latent_dim, hidden[::-1], n_out, act=act)
     elif arch == "conv":
         if len(data_shape) != 3:

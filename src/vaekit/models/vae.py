@@ -15,6 +15,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vaekit.likelihoods.base import Likelihood
+from vaekit.posteriors.gaussian import DiagonalGaussian, kl_per_dim
 
 __all__ = ["VAE", "ELBOTerms"]
 
@@ -95,6 +96,11 @@ class VAE(nn.Module):
             self.check_input(x)
         q = self.encode(x)
         p = self.prior()
+        if isinstance(q, DiagonalGaussian) and isinstance(p, DiagonalGaussian):
+            z = q.rsample((n_samples,))  # (L, B, D); log q is not needed with the closed-form KL
+            log_px_z = self.decode(z).log_prob(x).mean(0)  # (B,)
+            kl_groups = kl_per_dim(q, p)  # (B, D) closed form
+            return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
         # a flow posterior whose log q splits over dimensions (IAF) gives per-dimension MC KL groups
         per_dim = hasattr(q, "rsample_and_log_prob_dims") and _is_diag_normal(p)
         if per_dim:
@@ -103,7 +109,7 @@ class VAE(nn.Module):
         else:
             z, log_q = q.rsample_and_log_prob((n_samples,))  # (L, B, D), (L, B)
         log_px_z = self.decode(z).log_prob(x).mean(0)  # (B,)
-        if _is_diag_normal(q) and _is_diag_normal(p):
+        if _is_diag_normal(q) and _is_diag_normal(p):  # other Independent(Normal) posteriors
             kl_groups = kl_divergence(q.base_dist, p.base_dist)  # (B, D) closed form
             return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
         if per_dim:  # free bits per latent dimension (Kingma et al. 2016, Eq. 15) with a Monte Carlo KL

@@ -31,20 +31,23 @@ def activation(name: str) -> nn.Module:
 class MLP(nn.Module):
     """Fully connected net ``in_features -> hidden... -> out_features``.
 
-    Inputs of any shape ``(*lead, *in_shape)`` are flattened over ``in_shape`` (the trailing dimensions
-    whose product is ``in_features``); the output is ``(*lead, out_features)``.
+    ``in_features`` is an int (inputs ``(*lead, in_features)``) or a shape such as ``(C, H, W)`` (inputs
+    ``(*lead, C, H, W)``, flattened over that shape). The output is ``(*lead, out_features)``.
     """
 
     def __init__(
         self,
-        in_features: int,
+        in_features: int | Sequence[int],
         hidden: Sequence[int],
         out_features: int,
         act: str = "relu",
         final_act: bool = False,
     ) -> None:
         super().__init__()
-        self.in_features = int(in_features)
+        self.in_shape = (int(in_features),) if isinstance(in_features, int) else tuple(int(s) for s in in_features)
+        self.in_features = 1
+        for s in self.in_shape:
+            self.in_features *= s
         self.out_features = int(out_features)
         layers: list[nn.Module] = []
         widths = [self.in_features, *[int(h) for h in hidden]]
@@ -56,16 +59,9 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.in_features:
-            # (*lead, C, H, W) -> (*lead, C*H*W): find how many trailing dims make in_features
-            n, k = 1, 0
-            while n < self.in_features and k < x.dim():
-                k += 1
-                n *= x.shape[-k]
-            if n != self.in_features:
-                raise ValueError(
-                    f"MLP expects inputs whose trailing dimensions multiply to {self.in_features}, "
-                    f"got shape {tuple(x.shape)}"
-                )
-            x = x.flatten(-k)
+        k = len(self.in_shape)
+        if tuple(x.shape[-k:]) != self.in_shape:
+            raise ValueError(f"MLP expects inputs of trailing shape {self.in_shape}, got {tuple(x.shape)}")
+        if k > 1:
+            x = x.flatten(-k)  # (*lead, C, H, W) -> (*lead, C*H*W)
         return self.net(x)

@@ -11,9 +11,9 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Independent, Normal, register_kl
 
-__all__ = ["DiagonalGaussian", "GaussianPosterior", "soft_clamp"]
+__all__ = ["DiagonalGaussian", "GaussianPosterior", "soft_clamp", "kl_per_dim"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -28,10 +28,21 @@ def soft_clamp(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 
 class DiagonalGaussian(Independent):
-    """N(mu, diag(sigma^2)) over the last dimension; batch_shape = mu.shape[:-1], event_shape = (D,)."""
+    """N(mu, diag(sigma^2)) over the last dimension; batch_shape = mu.shape[:-1], event_shape = (D,).
 
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, validate_args: bool = False) -> None:
+    ``log_scale`` (optional) is log sigma when the caller has it (saves a log and keeps precision);
+    ``standard=True`` marks N(0, I), for which the KL takes its simplest closed form.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, log_scale: torch.Tensor | None = None,
+                 standard: bool = False, validate_args: bool = False) -> None:
         super().__init__(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
+        self._log_scale = log_scale
+        self.standard = standard
+
+    @property
+    def log_scale(self) -> torch.Tensor:
+        return self._log_scale if self._log_scale is not None else self.scale.log()
 
     @property
     def loc(self) -> torch.Tensor:
@@ -49,8 +60,25 @@ class DiagonalGaussian(Independent):
         loc, scale = self.loc, self.scale
         eps = torch.randn(torch.Size(sample_shape) + loc.shape, dtype=loc.dtype, device=loc.device)
         z = loc + scale * eps
-        log_q = -(0.5 * eps.square() + scale.log() + _HALF_LOG_2PI).sum(-1)
+        log_q = -(0.5 * eps.square() + self.log_scale + _HALF_LOG_2PI).sum(-1)
         return z, log_q
+
+
+def kl_per_dim(q: DiagonalGaussian, p: DiagonalGaussian) -> torch.Tensor:
+    """KL(q || p) per dimension, shape (*batch, D), for diagonal Gaussians.
+
+    Against N(0, I): 1/2 (mu^2 + sigma^2 - 1) - log sigma (Kingma & Welling 2014, Appendix B); otherwise
+    log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2) - 1/2.
+    """
+    if getattr(p, "standard", False):
+        return 0.5 * (q.loc.square() + q.scale.square() - 1.0) - q.log_scale
+    var_ratio = (q.scale / p.scale).square()
+    return 0.5 * (var_ratio + ((q.loc - p.loc) / p.scale).square() - 1.0) + p.log_scale - q.log_scale
+
+
+@register_kl(DiagonalGaussian, DiagonalGaussian)
+def _kl_diag_diag(q: DiagonalGaussian, p: DiagonalGaussian) -> torch.Tensor:
+    return kl_per_dim(q, p).sum(-1)
 
 
 class GaussianPosterior(nn.Module):
@@ -65,5 +93,5 @@ class GaussianPosterior(nn.Module):
 
     def forward(self, h: torch.Tensor) -> DiagonalGaussian:
         mu, logvar = self.linear(h).chunk(2, dim=-1)  # (B, D) each
-        logvar = soft_clamp(logvar, self.logvar_min, self.logvar_max)
-        return DiagonalGaussian(mu, torch.exp(0.5 * logvar))
+        log_scale = 0.5 * soft_clamp(logvar, self.logvar_min, self.logvar_max)
+        return DiagonalGaussian(mu, log_scale.exp(), log_scale=log_scale)
