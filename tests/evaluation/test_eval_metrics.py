@@ -72,12 +72,12 @@ def test_chunked_equals_unchunked_on_ppca_for_exact_q_and_seed_reproducible():
 
 
 def test_auto_chunk_size_bounds_the_decoded_batch():
-    assert auto_chunk_size(5000, 1, 784) == 2500  # 5000 * 784 > 2**21: two equal chunks
+    assert auto_chunk_size(5000, 1, 784) == 1250  # 5000 * 784 > 2**20: four equal chunks
     assert auto_chunk_size(100, 1, 784) == 100
-    assert auto_chunk_size(5000, 64, 3072) == 10  # 2**21 // (64 * 3072)
+    assert auto_chunk_size(5000, 64, 3072) == 5  # 2**20 // (64 * 3072)
     assert auto_chunk_size(5000, 1024, 3072) == 1  # never below one sample
     c = auto_chunk_size(5000, 8, 784)
-    assert c * 8 * 784 <= 1 << 21 and math.ceil(5000 / c) * c - 5000 < math.ceil(5000 / c)
+    assert c * 8 * 784 <= 1 << 20 and math.ceil(5000 / c) * c - 5000 < math.ceil(5000 / c)
 
 
 def test_seed_leaves_global_rng_and_training_mode_untouched():

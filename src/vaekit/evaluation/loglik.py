@@ -40,9 +40,10 @@ __all__ = ["LogLikelihoodResult", "estimate_log_likelihood", "iw_log_likelihood"
 log = logging.getLogger(__name__)
 
 #: decoded data elements (chunk * batch * elements per example) per log_weights call when chunk_size=None:
-#: ~2M floats keeps each likelihood temporary near 8 MB (4000 MNIST samples per call; measured in
-#: bench/iw_speed.py: larger calls get slower on CPU once temporaries outgrow the cache / malloc's heap).
-CHUNK_ELEMENTS = 1 << 21
+#: 2**20 floats = 4 MB per likelihood temporary (K = 5000 MNIST samples go in 4 calls of 1250), about one core's
+#: L2 cache; on the 2-core dev machine chunks of 1000-1250 were 10-30 % faster than one call of 5000
+#: (bench/iw_speed.py), whose temporaries spill out of cache and are re-faulted from the OS on every call.
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass
