@@ -70,5 +70,16 @@ class Likelihood(nn.Module):
                     f"or pick a likelihood for real-valued data (gaussian, sigma-vae)"
                 )
 
+    def check_batch(self, x: torch.Tensor) -> None:
+        """Validate a batch (B, *data_shape): its shape, then ``check``. Raises ValueError."""
+        if x.dim() != self.event_dim + 1 or tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"data of shape {tuple(x.shape[1:])} per example does not fit a model built for {self.data_shape} "
+                f"(expected a batch of shape (B, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)})"
+            )
+        if x.shape[0] == 0:
+            raise ValueError("the data batch is empty")
+        self.check(x)
+
     def forward(self, h: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError

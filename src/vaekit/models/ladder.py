@@ -81,11 +81,7 @@ class LadderVAE(nn.Module):
     # -- building blocks ---------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError on data that does not fit the model (shape, NaN/inf, likelihood support)."""
-        if x.dim() != len(self.data_shape) + 1:
-            raise ValueError(
-                f"expected a batch of shape (B, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}"
-            )
-        self.likelihood.check(x)
+        self.likelihood.check_batch(x)
 
     def bottom_up(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Deterministic pass: [(mu_hat_{q,i}, sigma_hat^2_{q,i}) each (B, D_i)] for i = 1..L."""

@@ -71,11 +71,7 @@ class VAE(nn.Module):
     # -- building blocks ---------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError on data that does not fit the model (shape, NaN/inf, likelihood support)."""
-        if x.dim() != len(self.data_shape) + 1:
-            raise ValueError(
-                f"expected a batch of shape (B, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}"
-            )
-        self.likelihood.check(x)
+        self.likelihood.check_batch(x)
 
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(z|x): batch_shape (B,), event_shape (D,)."""

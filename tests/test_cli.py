@@ -1,0 +1,133 @@
+"""The command line end to end on bundled data, and every bad-input path: one line, exit 2, nothing damaged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaekit.cli import main
+
+QUICK = ["train.steps=30", "train.val_every=10", "model.hidden=[32]", "model.latent_dim=3", "eval.iw_samples=20"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--quiet", "--out", str(run_dir), *QUICK]) == 0
+    return run_dir
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_train_writes_a_complete_run_folder(trained):
+    for name in ("config.yaml", "metrics.jsonl", "best.safetensors", "last.safetensors", "best.json",
+                 "samples.png", "reconstructions.png", "summary.json"):
+        assert (trained / name).is_file(), name
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["steps"] == 30 and np.isfinite(summary["test"]["elbo"])
+    doc = json.loads((trained / "last.json").read_text())
+    assert doc["step"] == 30 and doc["config"]["model"]["latent_dim"] == 3 and "torch" in doc["versions"]
+
+
+def test_evaluate_sample_reconstruct(trained, tmp_path, capsys):
+    code, out, _ = run(capsys, "evaluate", str(trained), "--iw-samples", "50", "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert res["k"] == 50 and res["n"] > 100
+    assert res["log_px"] >= res["elbo"] - 0.5 and res["log_px_stderr"] > 0
+    assert 0 <= res["active_units"] <= 3
+    code, out, _ = run(capsys, "evaluate", str(trained), "--iw-samples", "10", "--limit", "20")
+    assert code == 0 and "log p(x)" in out and "bits/dim" in out
+    code, out, _ = run(capsys, "sample", str(trained), "-n", "16", "-o", str(tmp_path / "s.png"), "--temperature", "0.5")
+    assert code == 0 and _png_size(tmp_path / "s.png")[0] > 8
+    code, out, _ = run(capsys, "reconstruct", str(trained), "-n", "8", "-o", str(tmp_path / "r.png"))
+    assert code == 0 and (tmp_path / "r.png").is_file()
+
+
+def test_resume_continues_a_run(trained, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    code, out, _ = run(capsys, "train", "--quiet", "--resume", str(copy), "train.steps=40")
+    assert code == 0 and "40 steps" in out
+    steps = [json.loads(l)["step"] for l in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30, 40]
+
+
+def test_presets_and_datasets_list(capsys):
+    code, out, _ = run(capsys, "presets")
+    assert code == 0
+    for name in ("digits-quick", "mnist-mlp", "mnist-conv", "binarized-mnist-vae", "frey-sigma-vae"):
+        assert name in out
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "digits" in out and "binarized-mnist" in out
+
+
+def _bad(capsys, *argv, match: str):
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (out, err)
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert lines and "Traceback" not in err
+    assert match in lines[-1], lines
+    assert len([l for l in lines if "error" in l]) == 1
+    return lines[-1]
+
+
+def test_bad_inputs_give_one_line_and_exit_2(trained, tmp_path, capsys):
+    _bad(capsys, "train", "--preset", "mnist-mpl", match="did you mean 'mnist-mlp'")
+    _bad(capsys, "train", "--out", str(tmp_path / "a"), "model.latnt_dim=3", match="did you mean 'model.latent_dim'")
+    _bad(capsys, "train", "--out", str(tmp_path / "b"), "data.name=mnist", f"data.dir={tmp_path / 'nowhere'}",
+         match="nowhere")
+    np.save(tmp_path / "wide.npy", np.random.default_rng(0).uniform(0, 5, size=(50, 6)).astype("float32"))
+    _bad(capsys, "train", "--out", str(tmp_path / "c"), "data.name=arrays", f"data.path={tmp_path / 'wide.npy'}",
+         match="needs data in [0, 1]")
+    np.save(tmp_path / "five.npy", np.random.default_rng(0).uniform(0, 1, size=(50, 5)).astype("float32"))
+    _bad(capsys, "evaluate", str(trained), "data.name=arrays", f"data.path={tmp_path / 'five.npy'}",
+         match="does not fit a model built for")
+    _bad(capsys, "evaluate", str(tmp_path / "no-such-run"), match="not found")
+    _bad(capsys, "sample", str(trained), "-n", "4", "-o", str(tmp_path / "x.jpg"), match="must end in .png")
+
+
+def test_existing_run_folder_is_not_touched(trained, capsys):
+    before = {p.name: p.read_bytes() for p in trained.iterdir()}
+    _bad(capsys, "train", "--out", str(trained), *QUICK, match="already holds a run")
+    assert {p.name: p.read_bytes() for p in trained.iterdir()} == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "junk"])
+def test_corrupt_checkpoint_is_reported_and_left_alone(trained, tmp_path, capsys, damage):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    ck = copy / "best.safetensors"
+    data = ck.read_bytes()
+    ck.write_bytes(data[: len(data) // 3] if damage == "truncate" else b"\x00garbage" * 10)
+    damaged = ck.read_bytes()
+    _bad(capsys, "evaluate", str(copy), match="corrupt or truncated")
+    _bad(capsys, "sample", str(copy), "-o", str(tmp_path / "s.png"), match="corrupt or truncated")
+    assert ck.read_bytes() == damaged and not (tmp_path / "s.png").exists()
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "vaekit.cli", "train", "--preset", "nope"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "unknown preset" in p.stderr and "Traceback" not in p.stderr
