@@ -161,6 +161,9 @@ def test_lr_schedules(tmp_path):
     assert tr.lr_at(0) == pytest.approx(3e-3)
     assert tr.lr_at(50) == pytest.approx(1e-4 + (3e-3 - 1e-4) * 0.5)
     assert tr.lr_at(100) == pytest.approx(1e-4)
+    tr.s.time_limit = 10.0  # a time budget that runs out before the steps: the cosine follows the clock
+    assert tr.lr_at(0, elapsed=5.0) == pytest.approx(tr.lr_at(50))
+    assert tr.lr_at(0, elapsed=20.0) == pytest.approx(1e-4)
     tr.s.lr_schedule, tr.s.lr_decay, tr.s.min_lr = "exponential", 0.5, 0.0
     assert tr.lr_at(2 * tr.steps_per_epoch) == pytest.approx(3e-3 * 0.25)
     tr.s.lr_schedule = "bogus"

@@ -47,6 +47,7 @@ class TrainState:
     bad_in_row: int = 0
     bad_total: int = 0
     stopped: str = ""               # why the run ended early ("" while running)
+    elapsed: float = 0.0            # training seconds before the current process (for time budgets)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,12 +101,24 @@ class Trainer:
             self.val_x = transform(val_x, torch.Generator().manual_seed(self.seed + 2))
 
     # -- schedule ------------------------------------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
+    def progress(self, step: int, elapsed: float | None = None) -> float:
+        """Fraction of the budget used: steps, or wall time when ``train.time_limit`` ends the run sooner."""
+        frac = min(step, self.total_steps) / max(1, self.total_steps)
+        if self.s.time_limit and elapsed is not None:
+            frac = max(frac, min(1.0, elapsed / self.s.time_limit))
+        return frac
+
+    def lr_at(self, step: int, elapsed: float | None = None) -> float:
+        """Learning rate: constant, cosine over the budget (Loshchilov & Hutter 2017), or exponential per epoch.
+
+        With a time limit the cosine follows whichever runs out first, steps or time, so a budgeted run ends
+        with a decayed learning rate whatever the machine's speed.
+        """
         s = self.s
         if s.lr_schedule == "constant":
             return s.lr
         if s.lr_schedule == "cosine":
-            return s.min_lr + (s.lr - s.min_lr) * 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / max(1, self.total_steps)))
+            return s.min_lr + (s.lr - s.min_lr) * 0.5 * (1 + math.cos(math.pi * self.progress(step, elapsed)))
         if s.lr_schedule == "exponential":
             return max(s.min_lr, s.lr * s.lr_decay ** (step / self.steps_per_epoch))
         raise ValueError(f"unknown train.lr_schedule {s.lr_schedule!r}; choose constant, cosine or exponential")
@@ -191,7 +204,7 @@ class Trainer:
             from tqdm import tqdm
 
             pbar = tqdm(total=self.total_steps, initial=st.step, unit="step", dynamic_ncols=True, leave=True)
-        t0 = time.perf_counter()
+        t0, base = time.perf_counter(), st.elapsed  # base: training seconds of earlier processes
         acc = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "n": 0}
         t_last, last_val = t0, {}
         constant_lr = s.lr_schedule == "constant"
@@ -205,7 +218,7 @@ class Trainer:
                 if self.transform is not None:
                     xb = self.transform(xb, self.aug_gen)
                 if not constant_lr:
-                    lr = self.lr_at(st.step)
+                    lr = self.lr_at(st.step, base + time.perf_counter() - t0)
                     for g in self.opt.param_groups:
                         g["lr"] = lr
                 res = self.objective(self.model, xb, step=st.step, check=False)
@@ -236,7 +249,8 @@ class Trainer:
                 if pbar is not None:
                     pbar.update(1)
                 end = st.step >= self.total_steps or bool(st.stopped)
-                if s.time_limit is not None and time.perf_counter() - t0 >= s.time_limit:
+                st.elapsed = base + time.perf_counter() - t0
+                if s.time_limit is not None and st.elapsed >= s.time_limit:
                     st.stopped, end = "time limit", True
                 if st.step % self.val_every == 0 or end:
                     now = time.perf_counter()
@@ -245,7 +259,7 @@ class Trainer:
                               "rec": -acc["rec"] / n, "kl": acc["kl"] / n, "beta": res.beta,
                               "lr": self.opt.param_groups[0]["lr"], "bad_steps": st.bad_total,
                               "samples_per_s": acc["n"] * self.batch_size / max(now - t_last, 1e-9),
-                              "time": now - t0}
+                              "time": base + now - t0}
                     sigma = getattr(getattr(self.model, "likelihood", None), "sigma", None)
                     if isinstance(sigma, (float, torch.Tensor)):
                         record["sigma"] = float(sigma)
