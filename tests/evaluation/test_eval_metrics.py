@@ -205,3 +205,18 @@ def test_bf16_decoder_is_close_and_restores_decode():
     assert 0 < float(diff.max()) < 0.2  # same samples; only the bf16 decoder differs (~3 significant digits)
     with pytest.raises(ValueError, match="model.decode"):
         estimate_log_likelihood(TableModel(torch.zeros(3, 1)), torch.zeros(1, 1), k=3, bf16=True)
+
+
+def test_evaluate_bits_per_dim_paths():
+    from vaekit.models import build_vae
+
+    torch.manual_seed(0)
+    m = build_vae((6,), hidden=(8,), latent_dim=2)  # Bernoulli: a discrete likelihood
+    x = (torch.rand(10, 6) < 0.5).float()
+    res = evaluate(m, x, k=10, batch_size=5, n_levels=2, seed=0)
+    assert res["bits_per_dim"] == pytest.approx(-res["log_px"] / (6 * math.log(2)))
+    p = PPCA()
+    res = evaluate(p.vae(), p.sample(8), k=5, n_levels=256, seed=0)  # continuous density, not dequantised
+    assert res["bits_per_dim"] is None
+    res = evaluate(p.vae(), p.sample(8), k=5, n_levels=256, dequantized=True, seed=0)
+    assert res["bits_per_dim"] == pytest.approx(-res["log_px"] / (6 * math.log(2)) + 8)

@@ -52,7 +52,10 @@ def evaluate(
     bpd = None
     discrete_lik = bool(getattr(getattr(model, "likelihood", None), "discrete", False))
     if n_levels is not None and (dequantized or discrete_lik):
-        bpd = bits_per_dim(ll.mean, n_dims, n_levels=n_levels, dequantized=dequantized)
+        try:
+            bpd = bits_per_dim(ll.mean, n_dims, n_levels=n_levels, dequantized=dequantized)
+        except ValueError as e:  # e.g. a positive estimate of a discrete log-probability (Monte Carlo noise)
+            log.warning("bits/dim not reported: %s", e)
     elif n_levels is not None:
         log.info("bits/dim not reported: a continuous likelihood on discrete data that were not dequantised")
     return {
