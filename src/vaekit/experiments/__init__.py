@@ -1,0 +1,1 @@
+"""Small self-contained experiments that reproduce figures from the papers vaekit implements."""
