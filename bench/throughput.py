@@ -4,7 +4,8 @@ MNIST, three setups side by side, each in its own fresh process (process-wide se
   vaekit      vaekit's Trainer (progress bookkeeping, metrics, validation off, a checkpoint at the end)
   minimal     a hand-written loop over tensors in memory (index_select batches, fused Adam, BCE-with-logits,
               denormals flushed, glibc malloc thresholds raised)
-  dataloader  the pytorch/examples way: a per-item Dataset and DataLoader(shuffle=True), BCE on sigmoid outputs
+  dataloader  the pytorch/examples way: a per-item Dataset converting each 8-bit image as torchvision's MNIST with
+              ToTensor() does, DataLoader(shuffle=True), BCE on sigmoid outputs
 
 Usage: python bench/throughput.py [--epochs 2] [--rounds 2]
 MNIST is read from $VAEKIT_DATA_DIR/mnist (random data of the same shape when absent, said in the output).
@@ -54,12 +55,21 @@ class ExamplesVAE(nn.Module):
 
 
 def run_dataloader(x: torch.Tensor, steps: int) -> float:
+    import numpy as np
+    from PIL import Image
+
+    images = (x.reshape(-1, 28, 28) * 255).round().to(torch.uint8).numpy()  # stored as 8-bit, like the files
+
     class DS(torch.utils.data.Dataset):
+        """What torchvision's MNIST + transforms.ToTensor() do per item: uint8 -> PIL image -> float tensor."""
+
         def __len__(self):
-            return x.shape[0]
+            return images.shape[0]
 
         def __getitem__(self, i):
-            return x[i], 0
+            img = Image.fromarray(images[i], mode="L")
+            t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).float().div(255).unsqueeze(0)
+            return t, 0
 
     model = ExamplesVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -67,6 +77,7 @@ def run_dataloader(x: torch.Tensor, steps: int) -> float:
     done, t0 = 0, None
     while done < steps + WARMUP:
         for xb, _ in loader:
+            xb = xb.view(-1, 784)
             logits, mu, logvar = model(xb)
             bce = F.binary_cross_entropy(torch.sigmoid(logits), xb, reduction="sum")
             kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
