@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.add_argument("--bf16", action="store_true", help="bf16 decoder for the importance samples (faster, tiny bias)")
+    e.add_argument("--threads", type=int, default=None, help="CPU threads for the evaluation (default: torch's)")
     e.add_argument("--json", action="store_true", help="print JSON only")
     e.add_argument("--data-dir", default=None)
     e.add_argument("overrides", nargs="*", metavar="data.key=value", help="change the data (e.g. data.name=mnist)")
@@ -151,9 +152,13 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     k = a.iw_samples or cfg.eval.iw_samples
     if k < 1:
         raise ValueError("--iw-samples must be at least 1")
+    from vaekit.training.perf import tune_malloc
+
+    tune_malloc()  # large per-call temporaries stay in the heap instead of being mmap'ed and trimmed each call
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, bf16=a.bf16)
+    res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, bf16=a.bf16,
+                   num_threads=a.threads)
     res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0})
     if a.json:
         print(json.dumps(res, default=float))

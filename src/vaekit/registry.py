@@ -50,8 +50,8 @@ def list_presets() -> dict[str, str]:
     out = {}
     for f in sorted(resources.files("vaekit.presets").iterdir(), key=lambda p: p.name):
         if f.name.endswith(".yaml"):
-            first = f.read_text().splitlines()[0] if f.read_text() else ""
-            out[f.name[:-5]] = first.lstrip("# ").strip()
+            lines = f.read_text().splitlines()
+            out[f.name[:-5]] = lines[0].lstrip("# ").strip() if lines else ""
     return out
 
 

@@ -139,8 +139,9 @@ def kl_per_dimension(
     model: nn.Module, x: Any, batch_size: int = 100, n_samples: int = 1, seed: int | None = None
 ) -> torch.Tensor:
     """(G,) mean over the data of ``elbo_terms(x).kl_groups``: KL(q(z|x) || p(z)) in nats per latent
-    dimension (or per group: per layer and dimension for a Ladder VAE, G = 1 when the KL is a Monte Carlo
-    estimate over the whole z). Sums to the mean KL. float64 on CPU."""
+    dimension (or per group: per layer and dimension for a Ladder VAE). With an IAF posterior the groups are
+    the per-variable Monte Carlo terms log q_d - log p_d, which only sum to a KL (one term can be negative);
+    G = 1 for other Monte Carlo KLs. Sums to the mean KL. float64 on CPU."""
     x = as_data_tensor(x)
     total, n = None, 0
     with evaluation_context(model, seed):
