@@ -131,3 +131,27 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "unknown preset" in p.stderr and "Traceback" not in p.stderr
+
+
+def _preset_names():
+    from vaekit.registry import list_presets
+
+    return sorted(list_presets())
+
+
+@pytest.mark.parametrize("preset", _preset_names())
+def test_every_preset_builds_and_trains_a_few_steps(preset, tmp_path, capsys):
+    """Each preset's data, model and objective fit together (3 steps; skipped when its data files are absent)."""
+    from vaekit.data import DataNotFoundError
+    from vaekit.registry import load_preset
+    from vaekit.training.run import prepare
+
+    cfg = load_preset(preset)
+    try:
+        prepare(cfg, build=False)
+    except DataNotFoundError as e:
+        pytest.skip(f"data for {preset} not available: {str(e)[:120]}")
+    code, out, err = run(capsys, "train", "--quiet", "--preset", preset, "--out", str(tmp_path / "r"),
+                         "train.steps=3", "train.val_every=3", "train.time_limit=null")
+    assert code == 0, err
+    assert (tmp_path / "r" / "best.safetensors").exists()

@@ -12,13 +12,18 @@ __all__ = ["BernoulliLikelihood", "BernoulliPixels"]
 
 
 class BernoulliPixels(Independent):
-    """Independent Bernoulli pixels; log_prob = -sum BCE-with-logits, negated after the sum (one pass less)."""
+    """Independent Bernoulli pixels with a lean log-density.
+
+    log p(x) = sum_i [x_i l_i - softplus(l_i)] for logits l: the same value as -BCE-with-logits, in two passes
+    over the logits instead of the half-dozen that the element-wise BCE takes (this is the hot loop of the
+    importance-sampled log p(x), where K samples of one data point are decoded at once).
+    """
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        logits = self.base_dist.logits  # (*batch, *event)
-        logits, value = torch.broadcast_tensors(logits, value)
-        bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
-        return -bce.sum(dim=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+        k = self.reinterpreted_batch_ndims
+        logits = self.base_dist.logits.flatten(-k)  # (*batch, N)
+        x = value.flatten(-k)  # (*batch', N), broadcasts against the logits
+        return (logits * x).sum(-1) - F.softplus(logits).sum(-1)
 
 
 class BernoulliLikelihood(Likelihood):
