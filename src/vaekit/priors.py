@@ -20,4 +20,9 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim), persistent=False)
 
     def forward(self) -> DiagonalGaussian:
-        return DiagonalGaussian(self.loc, self.scale, log_scale=self.loc, standard=True)
+        # the distribution has no parameters to learn: build it once per buffer (a .to() makes new buffers)
+        cached = getattr(self, "_cached", None)
+        if cached is None or cached[0] is not self.loc:
+            cached = (self.loc, DiagonalGaussian(self.loc, self.scale, log_scale=self.loc, standard=True))
+            self._cached = cached
+        return cached[1]

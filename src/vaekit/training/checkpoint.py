@@ -68,7 +68,7 @@ def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor],
     for idx, st in sd["state"].items():
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"optim.{idx}.{k}"] = v.detach().contiguous().clone()
+                tensors[f"optim.{idx}.{k}"] = v.detach()  # written out at once: no copy needed
             else:
                 scalars.setdefault(str(idx), {})[k] = v
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}

@@ -224,17 +224,19 @@ class Trainer:
                 res = self.objective(self.model, xb, step=st.step, check=False)
                 self.opt.zero_grad(set_to_none=True)
                 res.loss.backward()
-                loss = float(res.loss.detach())
+                grads = [p.grad for p in params if p.grad is not None]
                 if s.grad_clip:
-                    gnorm = float(torch.nn.utils.clip_grad_norm_(params, s.grad_clip))
-                else:
-                    gnorm = float(torch.stack(torch._foreach_norm([p.grad for p in params if p.grad is not None])).norm())
-                if math.isfinite(loss) and math.isfinite(gnorm):
+                    check = torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+                else:  # any NaN/inf element makes this sum non-finite: one reduction per tensor, no norm
+                    check = torch.stack([g.sum() for g in grads]).sum()
+                loss_t = res.loss.detach()
+                loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
+                if ok:
                     self.opt.step()
                     st.bad_in_row = 0
                     acc["loss"] += loss
-                    acc["rec"] += float(res.log_px_z.detach().mean())
-                    acc["kl"] += float(res.kl.detach().mean())
+                    acc["rec"] += res.log_px_z.detach().mean()  # tensors: read once per record, not per step
+                    acc["kl"] += res.kl.detach().mean()
                     acc["n"] += 1
                 else:
                     st.bad_in_row += 1
@@ -256,7 +258,7 @@ class Trainer:
                     now = time.perf_counter()
                     n = max(acc["n"], 1)
                     record = {"step": st.step, "epoch": st.epoch, "loss": acc["loss"] / n,
-                              "rec": -acc["rec"] / n, "kl": acc["kl"] / n, "beta": res.beta,
+                              "rec": -float(acc["rec"]) / n, "kl": float(acc["kl"]) / n, "beta": res.beta,
                               "lr": self.opt.param_groups[0]["lr"], "bad_steps": st.bad_total,
                               "samples_per_s": acc["n"] * self.batch_size / max(now - t_last, 1e-9),
                               "time": base + now - t0}
@@ -292,9 +294,8 @@ class Trainer:
 
     def _after_validation(self, val: dict[str, float]) -> None:
         st = self.state
-        if not val:  # no validation data: the latest weights are the best we know
+        if not val:  # no validation data: the latest weights are the best we know ('last' holds them)
             st.best_step = st.step
-            self.save("best", {})
             return
         if val["val_elbo"] > st.best_val:
             st.best_val, st.best_step, st.stale_vals = val["val_elbo"], st.step, 0
