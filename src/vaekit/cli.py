@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 trainin
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -13,6 +14,11 @@ import time
 from pathlib import Path
 
 __all__ = ["main"]
+
+# modules that add sub-commands: each has register(subparsers) -> {command: handler(args) -> exit code};
+# heavy imports stay inside the handlers so `vaekit --help` is fast
+_EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps")
+_HANDLERS: dict = {}
 
 EPILOG_KEYS = (
     "config keys (key=value; nested with dots; values are YAML): seed, data.name, data.dir, data.path, "
@@ -70,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--download", default=None, metavar="NAME", help="download and verify a dataset (needs internet)")
 
     sub.add_parser("presets", help="list the named presets")
+    for ext in _EXTENSIONS:  # figures/report and the uses of a trained model live in their own modules
+        _HANDLERS.update(importlib.import_module(ext).register(sub))
     return p
 
 
@@ -262,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     from vaekit.training.trainer import TrainingError
 
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
-                "reconstruct": _cmd_reconstruct, "datasets": _cmd_datasets, "presets": _cmd_presets}
+                "reconstruct": _cmd_reconstruct, "datasets": _cmd_datasets, "presets": _cmd_presets, **_HANDLERS}
     try:
         return handlers[a.command](a)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, KeyError) as e:

@@ -77,6 +77,8 @@ class TrainConfig:
     progress: bool = True
     malloc_tuning: bool = True       # glibc malloc thresholds that stop per-step mmap/trim churn
     fused_adam: bool = True
+    snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
+    tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
 
 
 @dataclass

@@ -171,6 +171,7 @@ class Trainer:
         was = self.model.training
         self.model.eval()
         tot = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
+        kl_dims = 0.0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 3)
             for i in range(0, self.val_x.shape[0], 1000):
@@ -179,9 +180,12 @@ class Trainer:
                 tot["elbo"] += float((t.log_px_z - t.kl).sum())
                 tot["rec"] += float(-t.log_px_z.sum())
                 tot["kl"] += float(t.kl.sum())
+                kl_dims = kl_dims + t.kl_groups.sum(0)  # (G,) KL per latent dimension (or group)
         self.model.train(was)
         n = self.val_x.shape[0]
-        return {f"val_{k}": v / n for k, v in tot.items()}
+        out = {f"val_{k}": v / n for k, v in tot.items()}
+        out["val_kl_dims"] = [round(float(v) / n, 5) for v in kl_dims]  # for the KL-over-training heat map
+        return out
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:

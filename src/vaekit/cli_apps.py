@@ -1,0 +1,13 @@
+"""`vaekit` sub-commands for the uses of a trained model (embed, anomaly, classify, inpaint, refine)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+__all__ = ["register"]
+
+
+def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Add this module's sub-commands to ``sub``; return {command name: handler}."""
+    return {}
