@@ -33,6 +33,7 @@ class DataConfig:
     val_fraction: float = 0.1        # held out from train when a dataset has no validation split
     image_size: list[int] | None = None
     grayscale: bool | None = None
+    classes: list[int] | None = None  # keep only these labels (e.g. one model per class)
 
 
 @dataclass

@@ -134,3 +134,15 @@ def test_arrays_errors(tmp_path):
     (tmp_path / "t.txt").write_text("1,2")
     with pytest.raises(ValueError, match="unsupported file type"):
         load_data("arrays", path=str(tmp_path / "t.txt"))
+
+
+def test_select_classes_keeps_only_those_labels_in_every_split():
+    from vaekit.data import load_data
+
+    s = load_data("digits", seed=0).select_classes([3, 7])
+    for a in (s.train, s.val, s.test):
+        assert len(a) > 0 and set(a.y.tolist()) == {3, 7}
+    full = load_data("digits", seed=0)
+    assert len(s.train) == int(((full.train.y == 3) | (full.train.y == 7)).sum())
+    with pytest.raises(ValueError, match="labels are"):
+        full.select_classes([42])

@@ -12,6 +12,7 @@ models", Sec. 3.1), see ``vaekit.data.transforms.dequantize``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,24 @@ class DataSplits:
 
     def splits(self) -> dict[str, ArrayData]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    def select_classes(self, classes: list[int]) -> "DataSplits":
+        """The same splits keeping only examples whose label is in ``classes`` (one model per class, or all
+        classes but one for one-class-out anomaly detection)."""
+        if any(a.y is None for a in (self.train, self.val, self.test)):
+            raise ValueError(f"data.classes needs labels, but {self.name!r} data has none; drop data.classes")
+        keep = torch.tensor(sorted({int(c) for c in classes}), dtype=torch.int64)
+        known = torch.unique(self.train.y)
+        missing = [int(c) for c in keep if c not in known]
+        if missing or len(keep) == 0:
+            raise ValueError(f"data.classes {list(classes)} names labels not in the training data "
+                             f"(labels are {known.tolist()}); choose among those")
+
+        def sub(a: ArrayData) -> ArrayData:
+            m = torch.isin(a.y, keep)
+            return ArrayData(a.x[m], a.y[m])
+
+        return dataclasses.replace(self, train=sub(self.train), val=sub(self.val), test=sub(self.test))
 
 
 def split_indices(

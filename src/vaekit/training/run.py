@@ -50,6 +50,8 @@ def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
         d.name, data_dir=d.dir, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, binarize=d.binarize,
         image_size=tuple(d.image_size) if d.image_size else None, grayscale=d.grayscale,
     )
+    if d.classes is not None:
+        splits = splits.select_classes(d.classes)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, splits.shape).to(device) if build else None
