@@ -78,6 +78,7 @@ class TrainConfig:
     progress: bool = True
     malloc_tuning: bool = True       # glibc malloc thresholds that stop per-step mmap/trim churn
     fused_adam: bool = True
+    ema_decay: float | None = None   # average the weights (e.g. 0.999) for validation, 'best' and evaluation
     snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
     tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
 

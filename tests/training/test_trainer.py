@@ -178,3 +178,44 @@ def test_training_lowers_the_loss(tmp_path):
     recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert recs[-1]["val_elbo"] > recs[0]["val_elbo"] + 2.0
     assert all(math.isfinite(r["loss"]) for r in recs)
+
+
+def test_weight_average_follows_its_recurrence_and_resumes_exactly(tmp_path):
+    from vaekit.training.ema import WeightAverage
+
+    m = torch.nn.Linear(3, 2)
+    avg = WeightAverage(m, 0.9)
+    want = [p.detach().clone() for p in m.parameters()]
+    for step in range(30):  # the decay ramps (1+t)/(10+t) up to 0.9
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn_like(p))
+        avg.update(step)
+        d = min(0.9, (1 + step) / (10 + step))
+        want = [d * w + (1 - d) * p.detach() for w, p in zip(want, m.parameters())]
+    for w, q in zip(want, avg.model.parameters()):
+        torch.testing.assert_close(q, w)
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightAverage(m, 1.0)
+
+    full = _trainer(tmp_path / "full", 40, ema_decay=0.95)
+    full.fit()
+
+    def kill(trainer, rec):
+        if rec["step"] == 23:
+            raise Kill
+
+    part = _trainer(tmp_path / "part", 40, callbacks=[kill], ema_decay=0.95)
+    with pytest.raises(Kill):
+        part.fit()
+    resumed = _trainer(tmp_path / "part", 40, ema_decay=0.95)
+    resumed.restore(tmp_path / "part" / "last.safetensors")
+    resumed.fit()
+    for a, b in zip(full.ema.model.state_dict().values(), resumed.ema.model.state_dict().values()):
+        assert torch.equal(a, b)
+    # 'best' holds the averaged weights (validation is done with them), not the trained ones
+    tensors, doc = load_checkpoint(tmp_path / "full" / "best.safetensors")
+    step = doc["step"]
+    assert not torch.equal(tensors["model.decoder.net.0.weight"], full.model.decoder.net[0].weight)
+    assert step == full.state.best_step
+    assert len(doc["metrics"]["val_kl_dims"]) == 4  # KL per latent dimension recorded at each validation

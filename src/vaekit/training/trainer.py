@@ -21,6 +21,7 @@ from torch import nn
 
 from vaekit.config import TrainConfig
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
+from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import flush_denormals, make_adam, tune_malloc
 
 __all__ = ["Trainer", "TrainingError", "TrainState"]
@@ -91,6 +92,7 @@ class Trainer:
         self.ckpt_every = settings.checkpoint_every or self.val_every
         self.opt = make_adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                              fused=settings.fused_adam)
+        self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
         self.state = TrainState()
         self.data_gen = torch.Generator().manual_seed(self.seed)
         self.aug_gen = torch.Generator().manual_seed(self.seed + 1)
@@ -124,8 +126,12 @@ class Trainer:
         raise ValueError(f"unknown train.lr_schedule {s.lr_schedule!r}; choose constant, cosine or exponential")
 
     # -- checkpoints ---------------------------------------------------------------------------------------
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+    def _tensors(self, name: str) -> dict[str, torch.Tensor]:
+        # 'model.*' are the weights a loaded run uses: the averaged ones in 'best' when averaging is on
+        use = self.ema.sync_buffers() if self.ema is not None and name == "best" else self.model
+        t = {f"model.{k}": v for k, v in use.state_dict().items()}
+        if self.ema is not None and name != "best":  # 'last' keeps both, for an exact resume
+            t.update({f"ema.{k}": v for k, v in self.ema.model.state_dict().items()})
         opt_t, self._opt_meta = pack_optimizer(self.opt)
         t.update(opt_t)
         t["rng.torch"] = torch.get_rng_state()
@@ -137,7 +143,7 @@ class Trainer:
 
     def save(self, name: str, metrics: dict[str, Any] | None = None) -> Path:
         path = self.run_dir / f"{name}.safetensors"
-        tensors = self._tensors()
+        tensors = self._tensors(name)
         doc = {**self.doc, "kind": name, "step": self.state.step, "metrics": metrics or {},
                "trainer": self.state.__dict__, "optimizer": self._opt_meta}
         save_checkpoint(path, tensors, doc)
@@ -148,6 +154,11 @@ class Trainer:
         tensors, doc = load_checkpoint(path)
         model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_sd)
+        if self.ema is not None:
+            ema_sd = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            if not ema_sd:
+                raise ValueError(f"{path} was saved without train.ema_decay; resume with train.ema_decay=null")
+            self.ema.model.load_state_dict(ema_sd)
         unpack_optimizer(self.opt, tensors, doc["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
         self.data_gen.set_state(tensors["rng.data"])
@@ -168,20 +179,21 @@ class Trainer:
         """Mean ELBO, log p(x|z) and KL on the validation set (RNG forked: training draws are unaffected)."""
         if self.val_x is None or self.val_x.shape[0] == 0:
             return {}
-        was = self.model.training
-        self.model.eval()
+        model = self.ema.sync_buffers() if self.ema is not None else self.model
+        was = model.training
+        model.eval()
         tot = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
         kl_dims = 0.0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 3)
             for i in range(0, self.val_x.shape[0], 1000):
                 xb = self.val_x[i:i + 1000]
-                t = self.model.elbo_terms(xb, 1, check=False)
+                t = model.elbo_terms(xb, 1, check=False)
                 tot["elbo"] += float((t.log_px_z - t.kl).sum())
                 tot["rec"] += float(-t.log_px_z.sum())
                 tot["kl"] += float(t.kl.sum())
                 kl_dims = kl_dims + t.kl_groups.sum(0)  # (G,) KL per latent dimension (or group)
-        self.model.train(was)
+        model.train(was)
         n = self.val_x.shape[0]
         out = {f"val_{k}": v / n for k, v in tot.items()}
         out["val_kl_dims"] = [round(float(v) / n, 5) for v in kl_dims]  # for the KL-over-training heat map
@@ -237,6 +249,8 @@ class Trainer:
                 loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
                 if ok:
                     self.opt.step()
+                    if self.ema is not None:
+                        self.ema.update(st.step)
                     st.bad_in_row = 0
                     acc["loss"] += loss
                     acc["rec"] += res.log_px_z.detach().mean()  # tensors: read once per record, not per step
@@ -288,6 +302,8 @@ class Trainer:
                     cb(self, {"step": st.step, "loss": loss})
         if pbar is not None:
             pbar.close()
+        if self.ema is not None and self.val_x is None:  # no validation to pick one: the average is 'best'
+            self.save("best", last_val)
         if st.stopped == "non-finite":
             raise TrainingError(
                 f"stopped at step {st.step}: {st.bad_in_row} non-finite losses or gradients in a row; "
