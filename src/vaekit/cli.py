@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--data-dir", default=None, help="data directory (default $VAEKIT_DATA_DIR)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also log scalars and image grids to RUN_DIR/tensorboard (pip install 'vaekit[tensorboard]')")
     t.add_argument("overrides", nargs="*", metavar="key=value")
 
     e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) ± s.e., bits/dim, active units")
@@ -106,6 +108,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg.data.dir = a.data_dir
     if a.quiet:
         cfg.train.progress = False
+    if a.tensorboard:
+        cfg.train.tensorboard = True
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "last.safetensors").exists() or (run_dir / "config.yaml").exists():
@@ -123,6 +127,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
           f"best val ELBO {summary['best_val_elbo']:.3f} at step {summary['best_step']}; "
           f"test ELBO {test.get('elbo', float('nan')):.3f} nats")
     print(f"run folder: {run_dir}")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     return 0
 
 
@@ -181,16 +187,20 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _check_image_request(n: int, output: str) -> None:
+    if n < 1:
+        raise ValueError("-n must be at least 1")
+    if not output.lower().endswith(".png"):
+        raise ValueError(f"output file {output!r} must end in .png")
+
+
 def _cmd_sample(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.plots import save_image_grid
     from vaekit.training import load_run
 
-    if a.n < 1:
-        raise ValueError("-n must be at least 1")
-    if not a.output.lower().endswith(".png"):
-        raise ValueError(f"output file {a.output!r} must end in .png")
+    _check_image_request(a.n, a.output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint)
     torch.manual_seed(a.seed)
     x = model.sample(a.n, temperature=a.temperature)
@@ -207,10 +217,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     from vaekit.plots import save_image_grid
     from vaekit.training import load_run
 
-    if a.n < 1:
-        raise ValueError("-n must be at least 1")
-    if not a.output.lower().endswith(".png"):
-        raise ValueError(f"output file {a.output!r} must end in .png")
+    _check_image_request(a.n, a.output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint)
     x, _ = _load_eval_data(cfg, a.split, [], a.data_dir)
     x = x[: a.n]
