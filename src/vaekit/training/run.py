@@ -89,6 +89,11 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     doc = {"config": config_to_dict(cfg),
            "data": {"name": splits.name, "shape": list(splits.shape), "n_levels": splits.n_levels,
                     "source": splits.source, "n_train": int(train_x.shape[0])}}
+    from vaekit.training.callbacks import run_callbacks
+
+    watched = splits.val if val_x is not None and val_x.shape[0] > 0 else splits.train  # snapshot points
+    callbacks = list(callbacks or []) + run_callbacks(cfg.train.snapshot_every, cfg.train.tensorboard, run_dir,
+                                                      labels=watched.y)
     trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
     if resume:
@@ -114,7 +119,19 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
         summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size)
     write_images(model, test_x, run_dir, seed=cfg.seed)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
+    summary["report"] = _write_report(run_dir, model, test_x, splits.test.y, cfg.seed)
     return summary
+
+
+def _write_report(run_dir: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> str | None:
+    """Figures and report.html at the end of training; a failure is logged, never loses the trained run."""
+    from vaekit.plots.report import build_report
+
+    try:
+        return str(build_report(run_dir, model=model, x=x, y=y, seed=seed))
+    except Exception as e:  # noqa: BLE001 - the run is saved; the report can be rebuilt with `vaekit report`
+        log.warning("could not write the run report (%s: %s); try `vaekit report %s`", type(e).__name__, e, run_dir)
+        return None
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, nn.Module, dict[str, Any]]:

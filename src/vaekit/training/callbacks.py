@@ -1,0 +1,195 @@
+"""Trainer callbacks for seeing a model while it trains: posterior-mean snapshots and TensorBoard logging.
+
+A callback is called as ``cb(trainer, record)`` after every training step (``record`` = {"step", "loss"}); it must
+be cheap on the steps where it does nothing and must not disturb training: every draw it makes runs under a
+forked RNG, and the model's train/eval mode is restored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from vaekit.config import ConfigError
+
+__all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks"]
+
+log = logging.getLogger("vaekit.train")
+
+SNAPSHOT_FILE = "latent_snapshots.npz"
+
+
+def _is_last_step(trainer: Any) -> bool:
+    return bool(trainer.state.stopped) or trainer.state.step >= trainer.total_steps
+
+
+@torch.no_grad()
+def _embed(model: torch.nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Posterior means (N, D) in eval mode under a forked, seeded RNG (an IAF embedding averages samples)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.cat([model.embed(x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
+    finally:
+        model.train(was)
+
+
+def load_snapshots(path: str | Path) -> dict[str, np.ndarray]:
+    """{"step": (T,) int64, "z": (T, N, D) float32, "y": (N,) int64 (absent without labels)} from a snapshot file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no latent snapshots at {str(path)!r}; train with train.snapshot_every=N to record them")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+class LatentSnapshots:
+    """Every ``every`` steps (and at the first and last step), store the posterior means E_q[z|x] of a fixed
+    subset of points into ``run_dir/latent_snapshots.npz`` (written atomically), for the animated latent map.
+
+    x: the fixed subset (N, *data_shape), or None to take the first ``n`` validation points the trainer holds
+    (already given their fixed binarisation); y: their labels (N,) or None. A resumed run keeps the snapshots up to
+    its restored step. Cost: one encoder pass over N points per snapshot plus rewriting T*N*D float32 numbers.
+    """
+
+    def __init__(self, run_dir: str | Path, every: int, x: torch.Tensor | None = None,
+                 y: torch.Tensor | None = None, n: int = 1000) -> None:
+        if every < 1:
+            raise ConfigError(f"train.snapshot_every must be a positive number of steps, got {every}")
+        self.path = Path(run_dir) / SNAPSHOT_FILE
+        self.every, self.n = int(every), int(n)
+        self.x = x[:n] if x is not None else None
+        self.y = y[:n].cpu().numpy().astype(np.int64) if y is not None else None
+        self.steps: list[int] | None = None
+        self.z: list[np.ndarray] = []
+
+    def _start(self, trainer: Any) -> None:
+        if self.x is None:
+            src = trainer.val_x if trainer.val_x is not None and trainer.val_x.shape[0] > 0 else trainer.train_x
+            self.x = src[: self.n]
+        if self.y is not None and self.y.shape[0] != self.x.shape[0]:
+            self.y = self.y[: self.x.shape[0]]
+        self.steps, self.z = [], []
+        if self.path.is_file():  # a resumed run: keep what was recorded up to the restored step
+            old = load_snapshots(self.path)
+            keep = old["step"] <= trainer.state.step
+            self.steps = [int(s) for s in old["step"][keep]]
+            self.z = list(old["z"][keep])
+
+    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+        step = trainer.state.step
+        first = self.steps is None
+        if first:
+            self._start(trainer)
+        take = (first and not self.steps) or step % self.every == 0 or _is_last_step(trainer)
+        if not take or (self.steps and self.steps[-1] == step):
+            return
+        z = _embed(trainer.model, self.x, trainer.seed + 6).float().cpu().numpy()  # (N, D)
+        self.steps.append(step)
+        self.z.append(z)
+        self._write()
+
+    def _write(self) -> None:
+        from vaekit.training.checkpoint import atomic_write_bytes
+
+        arrays = {"step": np.asarray(self.steps, dtype=np.int64), "z": np.stack(self.z).astype(np.float32)}
+        if self.y is not None:
+            arrays["y"] = self.y
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+
+def _default_writer(log_dir: str) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install 'vaekit[tensorboard]' "
+                          "(or pip install tensorboard)") from None
+    return SummaryWriter(log_dir=log_dir)
+
+
+class TensorBoardLogger:
+    """Log to ``run_dir/tensorboard``: the training loss every step; at each validation the metrics record the
+    trainer wrote (loss, rec, kl, beta, lr, sigma, val_elbo, val_rec, val_kl) and, for image data, grids of
+    prior samples and of inputs above their reconstructions.
+
+    writer_factory(log_dir) -> an object with add_scalar / add_image / flush / close (a SummaryWriter by
+    default; ConfigError with the install command when tensorboard is missing). Image draws use a forked RNG.
+    """
+
+    SCALARS = ("loss", "rec", "kl", "beta", "lr", "sigma", "samples_per_s", "val_elbo", "val_rec", "val_kl")
+
+    def __init__(self, run_dir: str | Path, writer_factory: Callable[[str], Any] | None = None,
+                 images: bool = True, n_images: int = 32) -> None:
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self.writer = (writer_factory or _default_writer)(str(self.log_dir))
+        self.images, self.n_images = images, int(n_images)
+        self._last_logged = -1
+
+    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+        step = trainer.state.step
+        self.writer.add_scalar("train/step_loss", record["loss"], step)
+        if step % trainer.val_every and not _is_last_step(trainer):
+            return
+        if step == self._last_logged:
+            return
+        self._last_logged = step
+        path = trainer.run_dir / "metrics.jsonl"
+        if path.is_file():
+            with open(path, "rb") as f:  # the record of this validation is the file's last line
+                f.seek(max(0, f.seek(0, 2) - 65536))
+                lines = f.read().decode().strip().splitlines()
+            rec = json.loads(lines[-1]) if lines else {}
+            if rec.get("step") == step:
+                for k in self.SCALARS:
+                    if isinstance(rec.get(k), (int, float)):
+                        group = "val" if k.startswith("val_") else "train"
+                        self.writer.add_scalar(f"{group}/{k.removeprefix('val_')}", rec[k], step)
+        if self.images and len(trainer.model.data_shape) == 3:
+            self._log_images(trainer, step)
+        self.writer.flush()
+        if _is_last_step(trainer):
+            self.writer.close()
+
+    @torch.no_grad()
+    def _log_images(self, trainer: Any, step: int) -> None:
+        from vaekit.plots.grid import image_grid
+
+        model = trainer.model
+        src = trainer.val_x if trainer.val_x is not None else trainer.train_x
+        was = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(trainer.seed + 7)
+                samples = model.sample(self.n_images)
+                xs = src[: min(self.n_images, src.shape[0])]
+                rec = model.reconstruct(xs)
+        finally:
+            model.train(was)
+        rows = []
+        for i in range(0, xs.shape[0], 8):
+            rows += [xs[i:i + 8], rec[i:i + 8]]
+        for tag, imgs in (("images/samples", samples), ("images/reconstructions", torch.cat(rows))):
+            grid = image_grid(imgs, nrow=8, scale=1)  # (H, W) or (H, W, 3) uint8
+            self.writer.add_image(tag, grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
+
+
+def run_callbacks(snapshot_every: int | None, tensorboard: bool, run_dir: str | Path,
+                  labels: torch.Tensor | None = None) -> list[Callable[[Any, dict], None]]:
+    """The callbacks a run's ``train.snapshot_every`` / ``train.tensorboard`` settings ask for."""
+    cbs: list[Callable[[Any, dict], None]] = []
+    if snapshot_every:
+        cbs.append(LatentSnapshots(run_dir, snapshot_every, y=labels))
+    if tensorboard:
+        cbs.append(TensorBoardLogger(run_dir))
+    return cbs
