@@ -106,9 +106,9 @@ def test_bad_inputs_give_one_line_and_exit_2(trained, tmp_path, capsys):
 
 
 def test_existing_run_folder_is_not_touched(trained, capsys):
-    before = {p.name: p.read_bytes() for p in trained.iterdir()}
+    before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}  # run files and figures/
     _bad(capsys, "train", "--out", str(trained), *QUICK, match="already holds a run")
-    assert {p.name: p.read_bytes() for p in trained.iterdir()} == before
+    assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("damage", ["truncate", "junk"])

@@ -1,0 +1,258 @@
+"""Figures of a trained model's decoder and encoder: reconstructions, prior samples, latent traversals,
+interpolations and the decoded 2-D manifold (Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Fig. 4).
+
+Every function writes one PNG of a pixel size fixed by its arguments (documented per function, ``dpi`` pixels per
+inch of text) and returns its path; random draws use a forked RNG seeded with ``seed``, so a figure is a
+deterministic function of (model, data, arguments). Image panels show decoder means E[x|z].
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vaekit.plots._fig import FONT, axes_px, cell_px, grid_panel, images_only, new_figure, save_png
+
+__all__ = ["plot_reconstructions", "plot_samples", "plot_traversals", "plot_interpolation", "plot_manifold",
+           "kl_per_dim", "kl_order", "require_single_latent", "traversal_latents", "manifold_values",
+           "manifold_latents", "images_only", "TOP", "SIDE"]
+
+TOP, SIDE = 60, 20  # pixels above the panels (titles) and at the figure's edges
+
+
+def require_single_latent(model: Any, what: str) -> None:
+    """ValueError unless z has the N(0, I) prior that traversal/interpolation/manifold values refer to."""
+    if not hasattr(model, "prior"):
+        raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a "
+                         f"{type(model).__name__} (its z_1 has a learned conditional prior); use reconstructions, "
+                         f"samples, latent-map, curves or kl")
+
+
+@torch.no_grad()
+def _decode_mean(model: Any, z: torch.Tensor) -> torch.Tensor:
+    """E[x|z] (N, *data_shape) for z (N, D), in eval mode."""
+    was = model.training
+    model.eval()
+    try:
+        return model.decode(z).mean
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def kl_per_dim(model: Any, x: torch.Tensor, seed: int = 0, max_points: int = 1000) -> np.ndarray:
+    """Mean over (the first ``max_points`` of) x of KL(q(z|x) || p(z)) per latent dimension, in nats: (G,)
+    (analytic for Gaussian posteriors; per layer and dimension for a Ladder VAE; Monte Carlo for IAF)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            t = model.elbo_terms(x[:max_points], 1, check=False)
+        return t.kl_groups.mean(0).double().cpu().numpy()  # (G,)
+    finally:
+        model.train(was)
+
+
+def kl_order(kl: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Latent dimensions by decreasing KL (ties keep index order)."""
+    return np.argsort(-np.asarray(kl, dtype=np.float64), kind="stable")
+
+
+def traversal_latents(z0: torch.Tensor, dims: Sequence[int], values: Sequence[float]) -> torch.Tensor:
+    """(R, S, D): row r is z0 with dimension dims[r] set to each of the S values (all others kept)."""
+    z = z0.reshape(1, 1, -1).repeat(len(dims), len(values), 1)  # (R, S, D)
+    v = torch.as_tensor(np.asarray(values), dtype=z0.dtype)
+    for r, d in enumerate(dims):
+        z[r, :, int(d)] = v
+    return z
+
+
+def manifold_values(n: int, grid: str = "linear") -> np.ndarray:
+    """n grid values per axis: "linear" = equally spaced in [-3, 3]; "ppf" = Phi^{-1}((k + 1/2) / n), k = 0..n-1,
+    the inverse normal CDF of an even grid on the unit square (Kingma & Welling 2014, Fig. 4), so each cell holds
+    the same prior mass."""
+    if n < 2:
+        raise ValueError(f"the manifold grid needs at least 2 values per axis, got {n}")
+    if grid == "linear":
+        return np.linspace(-3.0, 3.0, n)
+    if grid == "ppf":
+        nd = NormalDist()
+        return np.array([nd.inv_cdf((k + 0.5) / n) for k in range(n)])
+    raise ValueError(f"unknown manifold grid {grid!r}; choose linear or ppf")
+
+
+def manifold_latents(values: np.ndarray, dims: tuple[int, int], latent_dim: int,
+                     base: torch.Tensor | None = None) -> torch.Tensor:
+    """(n*n, D) latents in reading order: row i (top first) has z[dims[1]] = values[n-1-i], column k has
+    z[dims[0]] = values[k]; other dimensions from ``base`` (default 0, the prior mean)."""
+    n = len(values)
+    z = torch.zeros(n, n, latent_dim) if base is None else base.reshape(1, 1, -1).repeat(n, n, 1).float()
+    v = torch.as_tensor(values, dtype=z.dtype)
+    z[:, :, dims[0]] = v.reshape(1, n)
+    z[:, :, dims[1]] = v.flip(0).reshape(n, 1)
+    return z.reshape(n * n, latent_dim)
+
+
+def _title(fig: Any, text: str) -> None:
+    fig.text(0.5, 1 - 12 / (fig.get_size_inches()[1] * fig.dpi), text, ha="center", va="top", fontsize=11)
+
+
+def plot_reconstructions(model: Any, x: torch.Tensor, path: str | Path, n: int = 32, ncol: int = 8,
+                         dpi: int = 100) -> Path:
+    """Inputs (left panel) and their reconstructions E[x|z = E_q[z|x]] (right panel, same positions).
+
+    Size: width 2*SIDE + 2*ncol*c + 30, height TOP + SIDE + ceil(n/ncol)*c pixels, c = cell_px(image side)."""
+    from matplotlib import rc_context
+
+    images_only(model, "a reconstruction figure")
+    xs = x[: min(n, x.shape[0])]
+    with torch.random.fork_rng(devices=[]):  # a flow posterior's mean is a seeded sample mean
+        torch.manual_seed(0)
+        rec = model.reconstruct(xs)
+    rows, c = math.ceil(xs.shape[0] / ncol), cell_px(xs.shape[-1])
+    pw, ph = ncol * c, rows * c
+    with rc_context(FONT):
+        fig = new_figure(2 * SIDE + 2 * pw + 30, TOP + SIDE + ph, dpi)
+        for k, (imgs, name) in enumerate(((xs, "inputs"), (rec, "reconstructions"))):
+            ax = axes_px(fig, SIDE + k * (pw + 30), SIDE, pw, ph)
+            grid_panel(ax, imgs, ncol)
+            ax.set_title(name)
+        _title(fig, f"{xs.shape[0]} inputs and their reconstructions (decoder mean at the posterior mean)")
+        return save_png(fig, path)
+
+
+def plot_samples(model: Any, path: str | Path, n: int = 64, ncol: int = 8,
+                 temperatures: Sequence[float] = (1.0,), seed: int = 0, dpi: int = 100) -> Path:
+    """Decoder means of n prior draws z ~ N(0, T^2 I) per temperature T (one panel each, same draws scaled).
+
+    Size: width 2*SIDE + P*ncol*c + (P-1)*30, height TOP + SIDE + ceil(n/ncol)*c pixels (P temperatures)."""
+    from matplotlib import rc_context
+
+    images_only(model, "a samples figure")
+    if not temperatures or any(t <= 0 for t in temperatures):
+        raise ValueError(f"temperatures must be positive numbers, got {list(temperatures)}")
+    rows, c = math.ceil(n / ncol), cell_px(model.data_shape[-1])
+    pw, ph = ncol * c, rows * c
+    with rc_context(FONT):
+        fig = new_figure(2 * SIDE + len(temperatures) * pw + (len(temperatures) - 1) * 30, TOP + SIDE + ph, dpi)
+        for k, t in enumerate(temperatures):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                imgs = model.sample(n, temperature=float(t))
+            ax = axes_px(fig, SIDE + k * (pw + 30), SIDE, pw, ph)
+            grid_panel(ax, imgs, ncol)
+            ax.set_title(f"temperature T = {t:g}")
+        _title(fig, "Samples from the prior: decoder means at z ~ N(0, T² I)")
+        return save_png(fig, path)
+
+
+def plot_traversals(model: Any, path: str | Path, kl: Sequence[float] | np.ndarray,
+                    z0: torch.Tensor | None = None, values: Sequence[float] | None = None,
+                    dpi: int = 100) -> Path:
+    """One row per latent dimension, sorted by decreasing KL (nats); each row sets that dimension to the values
+    (default 11 equally spaced in [-3, 3]) with the others at z0 (a posterior mean, or the origin when None).
+
+    Size: width 110 + SIDE + S*c, height TOP + 45 + D*c pixels (S values, D dimensions)."""
+    from matplotlib import rc_context
+
+    images_only(model, "a traversal figure")
+    require_single_latent(model, "a traversal figure")
+    d = model.latent_dim
+    kl = np.asarray(kl, dtype=np.float64)
+    if kl.shape != (d,):
+        raise ValueError(f"need one KL value per latent dimension ({d}), got shape {kl.shape}")
+    values = np.linspace(-3, 3, 11) if values is None else np.asarray(values, dtype=np.float64)
+    order = kl_order(kl)
+    where = "the origin" if z0 is None else "a chosen input's posterior mean"
+    z0 = torch.zeros(d) if z0 is None else z0.reshape(d).float().cpu()
+    z = traversal_latents(z0, order, values)  # (D, S, D)
+    imgs = _decode_mean(model, z.reshape(-1, d).to(next(model.parameters()).device))
+    c = cell_px(model.data_shape[-1])
+    pw, ph = len(values) * c, d * c
+    with rc_context(FONT):
+        fig = new_figure(110 + SIDE + pw, TOP + 45 + ph, dpi)
+        ax = axes_px(fig, 110, 45, pw, ph)
+        grid_panel(ax, imgs, len(values), col_labels=[f"{v:.1f}" for v in values],
+                   row_labels=[f"z{j}  KL {kl[j]:.2f}" for j in order])
+        ax.set_xlabel("value of the traversed dimension (the others fixed)")
+        ax.set_title(f"rows sorted by KL (nats); the others at {where}", fontsize=9)
+        _title(fig, "Latent traversals, one row per dimension")
+        return save_png(fig, path)
+
+
+def plot_interpolation(model: Any, xa: torch.Tensor, xb: torch.Tensor, path: str | Path, steps: int = 8,
+                       row_labels: Sequence[str] | None = None, dpi: int = 100) -> Path:
+    """Rows of input A, decoder means at z = (1 - t) m_A + t m_B for ``steps`` values t in [0, 1] (m: posterior
+    means), input B. xa, xb: (P, *data_shape) pairs.
+
+    Size: width 80 + SIDE + (steps+2)*c, height TOP + 45 + P*c pixels."""
+    from matplotlib import rc_context
+
+    images_only(model, "an interpolation figure")
+    require_single_latent(model, "an interpolation figure")
+    if xa.shape != xb.shape or xa.shape[0] < 1:
+        raise ValueError(f"interpolation needs two equal batches of inputs, got {tuple(xa.shape)} and {tuple(xb.shape)}")
+    if steps < 2:
+        raise ValueError(f"interpolation needs at least 2 steps, got {steps}")
+    p = xa.shape[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ma, mb = model.embed(xa), model.embed(xb)  # (P, D)
+    t = torch.linspace(0, 1, steps).reshape(1, steps, 1)
+    z = (1 - t) * ma.unsqueeze(1) + t * mb.unsqueeze(1)  # (P, steps, D)
+    mid = _decode_mean(model, z.reshape(p * steps, -1)).reshape(p, steps, *model.data_shape).cpu()
+    imgs = torch.cat([xa.cpu().unsqueeze(1), mid, xb.cpu().unsqueeze(1)], 1).reshape(-1, *model.data_shape)
+    c = cell_px(model.data_shape[-1])
+    pw, ph = (steps + 2) * c, p * c
+    labels = ["A"] + [f"{v:.2f}" for v in t.flatten().tolist()] + ["B"]
+    with rc_context(FONT):
+        fig = new_figure(80 + SIDE + pw, TOP + 45 + ph, dpi)
+        ax = axes_px(fig, 80, 45, pw, ph)
+        grid_panel(ax, imgs, steps + 2, col_labels=labels,
+                   row_labels=list(row_labels) if row_labels else [f"pair {i + 1}" for i in range(p)])
+        ax.set_xlabel("t, decoding (1 − t)·m_A + t·m_B;  A, B: the inputs")
+        _title(fig, "Linear interpolation between posterior means of two inputs")
+        return save_png(fig, path)
+
+
+def plot_manifold(model: Any, path: str | Path, n: int = 15, grid: str = "linear",
+                  dims: tuple[int, int] = (0, 1), base: torch.Tensor | None = None, dims_note: str = "",
+                  dpi: int = 100) -> Path:
+    """Decoder means over an n x n grid of two latent dimensions (others from ``base``, default 0): grid "linear"
+    (equally spaced in [-3, 3]) or "ppf" (Kingma & Welling's inverse-CDF grid, ``manifold_values``).
+    dims_note: why these two dimensions (shown in the title), e.g. "the two with the largest KL".
+
+    Size: width 75 + SIDE + n*c, height TOP + 60 + n*c pixels."""
+    from matplotlib import rc_context
+
+    images_only(model, "a manifold figure")
+    require_single_latent(model, "a manifold figure")
+    d = model.latent_dim
+    if d < 2:
+        raise ValueError("a manifold figure needs at least 2 latent dimensions")
+    if len(set(dims)) != 2 or not all(0 <= k < d for k in dims):
+        raise ValueError(f"manifold dims must be two different dimensions in 0..{d - 1}, got {tuple(dims)}")
+    values = manifold_values(n, grid)
+    z = manifold_latents(values, (int(dims[0]), int(dims[1])), d, base)
+    imgs = _decode_mean(model, z.to(next(model.parameters()).device))
+    c = cell_px(model.data_shape[-1])
+    with rc_context(FONT):
+        fig = new_figure(75 + SIDE + n * c, TOP + 60 + n * c, dpi)
+        ax = axes_px(fig, 75, 60, n * c, n * c)
+        grid_panel(ax, imgs, n, col_labels=[f"{v:.2f}" for v in values],
+                   row_labels=[f"{v:.2f}" for v in values[::-1]])
+        ax.tick_params(axis="x", labelrotation=90)
+        ax.set_xlabel(f"z{dims[0]}")
+        ax.set_ylabel(f"z{dims[1]}")
+        how = ("equally spaced in [−3, 3]" if grid == "linear"
+               else "Φ⁻¹((k + ½)/n): equal prior mass per cell (Kingma & Welling 2014)")
+        rest = "" if d == 2 else (", other dims 0" if base is None else ", other dims fixed")
+        ax.set_title(f"grid {how}{rest}", fontsize=9)
+        _title(fig, f"Decoded manifold over (z{dims[0]}, z{dims[1]})" + (f": {dims_note}" if dims_note else ""))
+        return save_png(fig, path)

@@ -1,0 +1,182 @@
+"""Every standard figure of a run folder, by name: what `vaekit plot` and the run report call.
+
+Figures are written to ``run_dir/figures/`` (or ``out_dir``). Data figures use the run's test split with the
+fixed binarisation/dequantisation evaluation uses (seed + 4), so they show what the model was measured on.
+Asking for one kind that does not apply (a traversal of a Ladder VAE, images of tabular data, a KL heat map of a
+run without validation) raises ValueError; ``all`` skips those and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["KINDS", "CAPTIONS", "make_figures", "load_test_data"]
+
+log = logging.getLogger("vaekit.plots")
+
+KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "curves", "kl",
+         "latent-gif")
+_NEEDS_MODEL = {"reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold"}
+_NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold"}
+
+CAPTIONS = {
+    "reconstructions": "Test inputs (left) and their reconstructions, the decoder mean at the posterior mean (right).",
+    "samples": "Decoder means at draws from the prior N(0, T² I), one panel per temperature T.",
+    "traversals": "One row per latent dimension, sorted by KL: that dimension set to values from −3 to 3, "
+                  "the others fixed. Rows with near-zero KL (collapsed dimensions) do not change.",
+    "interpolation": "Decoder means along straight lines between the posterior means of two test inputs.",
+    "latent-map": "Posterior means of test points, coloured by label (2-D, or the view stated on the plot).",
+    "manifold": "Decoder means over an evenly spaced grid of two latent dimensions in [−3, 3].",
+    "manifold-ppf": "The same over the inverse-normal-CDF grid (equal prior mass per cell; Kingma & Welling 2014, Fig. 4).",
+    "curves": "Training and validation loss, reconstruction term and KL (nats per example) over training steps.",
+    "kl": "Validation KL per latent dimension over training: dark rows are collapsed dimensions.",
+    "latent-gif": "The 2-D latent map of a fixed set of validation points at the snapshots taken during training.",
+}
+
+
+def load_test_data(cfg: Any, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x, y) of a run's test split, x given the evaluation's fixed binarisation/dequantisation (seed + 4)."""
+    from vaekit.training.run import prepare
+
+    if data_dir:
+        cfg.data.dir = data_dir
+    p = prepare(cfg, build=False)
+    x = p.splits.test.x
+    if p.transform is not None:
+        x = p.transform(x, torch.Generator().manual_seed(cfg.seed + 4))
+    return x, p.splits.test.y
+
+
+def _pairs(x: torch.Tensor, y: torch.Tensor | None, p: int = 6) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """p pairs of inputs: with labels, first examples of successive different classes; else consecutive points."""
+    if y is not None:
+        firsts: dict[int, int] = {}
+        for i, c in enumerate(y[:5000].tolist()):
+            firsts.setdefault(int(c), i)
+        cls = list(firsts)
+        if len(cls) >= 2:  # disjoint pairs of classes in order of first appearance
+            ab = [(cls[2 * k], cls[2 * k + 1]) for k in range(min(p, len(cls) // 2))]
+            ia, ib = [firsts[a] for a, _ in ab], [firsts[b] for _, b in ab]
+            return x[ia], x[ib], [f"{a} → {b}" for a, b in ab]
+    p = max(1, min(p, x.shape[0] // 2))
+    return x[0:2 * p:2], x[1:2 * p:2], [f"{2 * k} → {2 * k + 1}" for k in range(p)]
+
+
+def _group_label(run_dir: Path) -> str:
+    from vaekit.config import load_config
+
+    cfg_path = run_dir / "config.yaml"
+    if cfg_path.is_file() and load_config(cfg_path).model.family == "ladder":
+        return "KL group (layer 1 dims first)"
+    return "latent dimension"
+
+
+def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: str | Path | None = None, *,
+                 model: Any = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                 checkpoint: str = "best", data_dir: str | None = None, seed: int = 0,
+                 temperatures: Sequence[float] = (0.7, 1.0), map_axes: str = "auto", grid: str = "both",
+                 around: int | None = None) -> tuple[dict[str, Path], dict[str, str]]:
+    """Write the figures ``kinds`` (names from KINDS, or "all") of a run; return ({name: path}, {kind: why skipped}).
+
+    model/x/y: the trained model and its test data when the caller has them (the end of training), else loaded
+    from the run folder (``checkpoint``) and its config. around: traversals around the posterior mean of test
+    input number ``around`` (None: the origin). grid: manifold grid "linear", "ppf" or "both".
+    """
+    from vaekit.plots import curves, figures, latent
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} not found")
+    unknown = [k for k in kinds if k not in KINDS and k != "all"]
+    if unknown:
+        raise ValueError(f"unknown figure kind {unknown[0]!r}; choose from {', '.join(KINDS)} or all")
+    strict = "all" not in kinds
+    todo = list(KINDS) if not strict else list(dict.fromkeys(kinds))
+    if grid not in ("linear", "ppf", "both"):
+        raise ValueError(f"unknown manifold grid {grid!r}; choose linear, ppf or both")
+    out = Path(out_dir) if out_dir is not None else run_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    recs = curves.load_metrics(run_dir) if ({"curves", "kl"} & set(todo)) else None
+    if model is None and _NEEDS_MODEL & set(todo):
+        from vaekit.training import load_run
+
+        cfg, model, _ = load_run(run_dir, checkpoint)
+        if x is None and _NEEDS_DATA & set(todo):
+            x, y = load_test_data(cfg, data_dir)
+    if model is not None:
+        model.eval()
+        dev = next(model.parameters()).device
+        x = x.to(dev) if x is not None else None
+
+    state: dict[str, Any] = {}
+
+    def kl() -> np.ndarray:  # KL per dimension on test data, computed once
+        if "kl" not in state:
+            state["kl"] = figures.kl_per_dim(model, x, seed=seed)
+        return state["kl"]
+
+    def informative_dims() -> tuple[int, int]:
+        if model.latent_dim < 2:
+            raise ValueError("a manifold figure needs at least 2 latent dimensions")
+        o = figures.kl_order(kl()) if model.latent_dim > 2 else np.arange(2)
+        return int(o[0]), int(o[1])
+
+    written: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for kind in todo:
+        try:
+            if kind == "reconstructions":
+                written[kind] = figures.plot_reconstructions(model, x, out / "reconstructions.png")
+            elif kind == "samples":
+                written[kind] = figures.plot_samples(model, out / "samples.png", temperatures=temperatures, seed=seed)
+            elif kind == "traversals":
+                figures.images_only(model, "a traversal figure")
+                figures.require_single_latent(model, "a traversal figure")
+                z0 = None
+                if around is not None:
+                    if not 0 <= around < x.shape[0]:
+                        raise ValueError(f"--index {around} is outside the test split (0..{x.shape[0] - 1})")
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(seed)
+                        z0 = model.embed(x[around:around + 1])[0].cpu()
+                written[kind] = figures.plot_traversals(model, out / "traversals.png", kl(), z0=z0)
+            elif kind == "interpolation":
+                xa, xb, labels = _pairs(x, y)
+                written[kind] = figures.plot_interpolation(model, xa, xb, out / "interpolation.png", row_labels=labels)
+            elif kind == "latent-map":
+                n = min(5000, x.shape[0])
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    z = torch.cat([model.embed(x[i:i + 1000]) for i in range(0, n, 1000)]).cpu().numpy()
+                labels = y[:n].cpu().numpy() if y is not None else None
+                written[kind] = latent.plot_latent_map(z, labels, out / "latent-map.png", method=map_axes,
+                                                       kl=kl() if map_axes == "kl" else None,
+                                                       title=f"Latent map: posterior means of {n} test points")
+            elif kind == "manifold":
+                figures.images_only(model, "a manifold figure")
+                figures.require_single_latent(model, "a manifold figure")
+                for g in (("linear", "ppf") if grid == "both" else (grid,)):
+                    name = "manifold" if g == "linear" else "manifold-ppf"
+                    note = "" if model.latent_dim == 2 else f"the 2 of {model.latent_dim} dims with the largest KL"
+                    written[name] = figures.plot_manifold(model, out / f"{name}.png", grid=g, dims=informative_dims(),
+                                                          dims_note=note)
+            elif kind == "curves":
+                written[kind] = curves.plot_curves(recs, out / "curves.png")
+            elif kind == "kl":
+                written[kind] = curves.plot_kl_heatmap(recs, out / "kl.png", group_label=_group_label(run_dir))
+            elif kind == "latent-gif":
+                from vaekit.training.callbacks import SNAPSHOT_FILE, load_snapshots
+
+                snaps = load_snapshots(run_dir / SNAPSHOT_FILE)
+                written[kind] = latent.plot_latent_gif(snaps, out / "latent-evolution.gif")
+        except (ValueError, FileNotFoundError) as e:
+            if strict:
+                raise
+            skipped[kind] = str(e)
+            log.info("skipped %s: %s", kind, e)
+    return written, skipped
