@@ -35,6 +35,20 @@ def test_bernoulli_grey_values_give_cross_entropy():
     np.testing.assert_allclose(lik(h).log_prob(x).numpy(), ref, rtol=1e-12)
 
 
+def test_bernoulli_training_path_matches_scipy_value_and_gradient():
+    """With gradients the density is computed as -BCE-with-logits (another code path): same value, and the
+    gradient is x - sigmoid(h), here with x broadcast over a leading sample dimension."""
+    lik = build_likelihood("bernoulli", (2, 3))
+    h = _h((4, 5, 2, 3)).requires_grad_()
+    x = (torch.rand(5, 2, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) < 0.4).double()
+    got = lik(h).log_prob(x)  # (4, 5)
+    p = torch.sigmoid(h.detach()).numpy()
+    ref = stats.bernoulli.logpmf(np.broadcast_to(x.numpy(), p.shape), p).reshape(4, 5, -1).sum(-1)
+    np.testing.assert_allclose(got.detach().numpy(), ref, rtol=1e-12, atol=1e-12)
+    got.sum().backward()
+    torch.testing.assert_close(h.grad, x.expand_as(h) - torch.sigmoid(h.detach()))
+
+
 def test_fixed_gaussian_sigma_one_is_half_squared_error_plus_constant():
     torch.manual_seed(2)
     lik = build_likelihood("gaussian", (3, 5))
