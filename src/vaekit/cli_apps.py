@@ -1,13 +1,327 @@
-"""`vaekit` sub-commands for the uses of a trained model (embed, anomaly, classify, inpaint, refine)."""
+"""`vaekit` sub-commands for the uses of a trained model (embed, anomaly, classify, inpaint, refine).
+
+Every command reads a run folder and data (``--data``: the run's own dataset by default, all classes; a dataset
+name; or a .npy/.npz/.csv/image file or image folder; see ``vaekit.apps.inputs``). Handlers raise ValueError /
+FileNotFoundError for bad input, which ``vaekit.cli`` turns into a one-line error and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+import json
+from pathlib import Path
+from typing import Any, Callable
 
 __all__ = ["register"]
+
+_DATA_HELP = ("dataset name (default: the run's own dataset, all classes) or a .npy/.npz/.csv/.png file or image "
+              "folder")
+
+
+def _common(p: argparse.ArgumentParser, data_flag: str = "--data", split: str = "test") -> None:
+    p.add_argument(data_flag, dest="data", default=None, metavar="DATA", help=_DATA_HELP)
+    p.add_argument("--split", default=split, choices=["train", "val", "test"], help=f"split of a dataset (default {split})")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--data-dir", default=None, help="data directory (default: the run's, else $VAEKIT_DATA_DIR)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+
+
+def _threads(a: argparse.Namespace) -> None:
+    import torch
+
+    if a.threads is not None:
+        if a.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        torch.set_num_threads(a.threads)
+
+
+def _start(a: argparse.Namespace) -> tuple[Any, Any, dict]:
+    from vaekit.training import load_run
+
+    _threads(a)
+    return load_run(a.run_dir, a.checkpoint)
+
+
+def _suffix(path: str, allowed: tuple[str, ...], flag: str) -> str:
+    s = Path(path).suffix.lower()
+    if s not in allowed:
+        raise ValueError(f"{flag} file {path!r} must end in {' or '.join(allowed)}")
+    return s
+
+
+# ----------------------------------------------------------------------------------------------- embed
+def _cmd_embed(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaekit.apps import embed, load_inputs, write_csv
+
+    kind = _suffix(a.output, (".npy", ".csv"), "-o")
+    cfg, model, doc = _start(a)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit)
+    z = embed(model, d.x, a.what, seed=a.seed).numpy().astype(np.float32)  # (N, D)
+    if kind == ".npy":
+        np.save(a.output, z)
+    else:
+        write_csv(a.output, {"z": z, **({"label": d.y.numpy()} if d.y is not None else {})})
+    print(f"wrote {z.shape[0]} x {z.shape[1]} posterior {a.what}s of {d.source} to {a.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- anomaly
+def _cmd_anomaly(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaekit.apps import SCORES, anomaly_scores, auprc, auroc, calibrate_threshold, load_inputs, write_csv
+
+    _suffix(a.output, (".csv",), "-o")
+    if a.error_maps:
+        _suffix(a.error_maps, (".npy",), "--error-maps")
+    which = [s.strip() for s in a.scores.split(",") if s.strip()]
+    bad = [s for s in which if s not in SCORES]
+    if bad or not which:
+        raise ValueError(f"unknown score {bad[0] if bad else a.scores!r} in --scores; choose from {', '.join(SCORES)}")
+    if not 0.0 < a.fpr < 1.0:
+        raise ValueError(f"--fpr must be in (0, 1), got {a.fpr}")
+    cfg, model, doc = _start(a)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, evaluated=True)
+    normal = load_inputs(cfg, doc, a.normal_data, a.normal_split, data_dir=a.data_dir, evaluated=True,
+                         keep_classes=True)
+    kw = dict(k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)
+    s = anomaly_scores(model, d.x, which, error_map=bool(a.error_maps), **kw)
+    s_norm = anomaly_scores(model, normal.x, which, **kw)
+    labels = None  # 1 = anomaly: the given --anomaly-classes, else labels outside the run's data.classes
+    if d.y is not None and (a.anomaly_classes is not None or cfg.data.classes):
+        import torch
+
+        if a.anomaly_classes is not None:
+            labels = torch.isin(d.y, torch.tensor(a.anomaly_classes)).numpy()
+        else:
+            labels = ~torch.isin(d.y, torch.tensor(cfg.data.classes)).numpy()
+    cols: dict[str, Any] = {"index": np.arange(len(d.x))}
+    if d.y is not None:
+        cols["label"] = d.y.numpy()
+    if labels is not None:
+        cols["anomaly"] = labels.astype(np.int64)
+    rows = []
+    for name in which:
+        t = calibrate_threshold(s_norm[name], a.fpr)
+        flag = s[name] > t
+        cols[name], cols[f"flag_{name}"] = s[name], flag.astype(np.int64)
+        r = {"score": name, "threshold": t, "fpr_calibration": float(np.mean(s_norm[name] > t)),
+             "flagged": float(flag.mean())}
+        if labels is not None and 0 < labels.sum() < labels.size:
+            r.update(auroc=auroc(s[name], labels), auprc=auprc(s[name], labels),
+                     fpr=float(flag[~labels].mean()), tpr=float(flag[labels].mean()))
+        rows.append(r)
+    write_csv(a.output, cols)
+    if a.error_maps:
+        np.save(a.error_maps, s["error_map"])
+    if a.json:
+        print(json.dumps({"n": len(d.x), "n_normal_calibration": len(normal.x), "fpr_target": a.fpr, "k": a.iw_samples,
+                          "n_anomalies": None if labels is None else int(labels.sum()), "scores": rows}))
+        return 0
+    print(f"{a.run_dir} on {d.source} (n = {len(d.x)}); thresholds for FPR {a.fpr:g} from {normal.source} "
+          f"(n = {len(normal.x)}); -log p(x) with K = {a.iw_samples}")
+    for r in rows:
+        extra = (f"  FPR {r['fpr']:.3f}  TPR {r['tpr']:.3f}  AUROC {r['auroc']:.4f}  AUPRC {r['auprc']:.4f}"
+                 if "auroc" in r else "")
+        print(f"  {r['score']:<12} threshold {r['threshold']:.4g}  flagged {r['flagged']:.3f}{extra}")
+    if labels is None:
+        print("  (no anomaly labels: give labelled data and --anomaly-classes, or use a run trained with data.classes)")
+    print(f"wrote scores and flags to {a.output}" + (f", error maps to {a.error_maps}" if a.error_maps else ""))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- classify
+def _cmd_classify(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from vaekit.apps import CLASS_SCORES, load_class_runs, load_inputs, write_csv
+
+    if a.output:
+        _suffix(a.output, (".csv",), "-o")
+    if a.score not in CLASS_SCORES:
+        raise ValueError(f"--score must be one of {', '.join(CLASS_SCORES)}")
+    _threads(a)
+    clf, cfgs, docs = load_class_runs(a.run_dirs, a.checkpoint)
+    if a.uniform_prior:
+        clf.log_prior = torch.full_like(clf.log_prior, -float(np.log(len(clf.classes))))
+    d = load_inputs(cfgs[0], docs[0], a.data, a.split, data_dir=a.data_dir, limit=a.limit, evaluated=True)
+    ll = clf.log_likelihoods(d.x, a.score, k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)  # (N, C)
+    post = clf.log_posterior(ll)
+    pred = torch.tensor(clf.classes)[post.argmax(1)]
+    res: dict[str, Any] = {"n": len(d.x), "classes": clf.classes, "score": a.score, "k": a.iw_samples,
+                           "log_prior": clf.log_prior.tolist()}
+    if d.y is not None:
+        known = torch.isin(d.y, torch.tensor(clf.classes))
+        res["accuracy"] = float((pred[known] == d.y[known]).double().mean()) if known.any() else None
+        res["n_scored"] = int(known.sum())
+        res["per_class"] = {c: float((pred[d.y == c] == c).double().mean()) for c in clf.classes if (d.y == c).any()}
+    if a.output:
+        cols = {"index": np.arange(len(d.x)), **({"label": d.y.numpy()} if d.y is not None else {}),
+                "pred": pred.numpy(), **{f"log_p_class_{c}": post[:, j].numpy() for j, c in enumerate(clf.classes)}}
+        write_csv(a.output, cols)
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    how = f"importance-sampled log p(x|c), K = {a.iw_samples}" if a.score == "loglik" else "ELBO"
+    print(f"generative classifier over classes {clf.classes} on {d.source} (n = {len(d.x)}), {how}")
+    if res.get("accuracy") is not None:
+        print(f"  accuracy {res['accuracy']:.4f} on {res['n_scored']} labelled examples of these classes")
+        print("  per class: " + "  ".join(f"{c}: {v:.3f}" for c, v in res["per_class"].items()))
+    else:
+        print("  (no labels of these classes in the data: accuracy not computed)")
+    if a.output:
+        print(f"wrote predictions and log p(class|x) to {a.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- inpaint
+def _cmd_inpaint(a: argparse.Namespace) -> int:
+    import torch
+
+    from vaekit.apps import denoise, inpaint, load_inputs, load_mask, masked_mse, train_mean
+
+    if a.output:
+        _suffix(a.output, (".npy",), "-o")
+    if a.figure:
+        _suffix(a.figure, (".png",), "--figure")
+    if (a.mask is None) == (not a.denoise):
+        raise ValueError("give either --mask (pixels to fill) or --denoise (every pixel observed, noisy)")
+    cfg, model, doc = _start(a)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit)
+    shape = tuple(doc["data"]["shape"])
+    model.check_input(d.x)
+    if a.denoise:
+        out = denoise(model, d.x, steps=a.steps, lr=a.lr)
+        mask, msg = None, f"denoised {len(d.x)} inputs of {d.source}"
+    else:
+        mask = load_mask(a.mask, len(d.x), shape, a.seed)
+        fill = train_mean(cfg, a.data_dir) if a.fill == "mean" else float(a.fill)
+        out = inpaint(model, d.x, mask, method=a.method, fill=fill, iterations=a.iterations, steps=a.steps, lr=a.lr)
+        base = torch.where(torch.as_tensor(mask).bool().expand_as(d.x), torch.as_tensor(fill).expand_as(d.x), d.x)
+        e_out, e_fill = masked_mse(out, d.x, mask), masked_mse(base, d.x, mask)
+        msg = (f"inpainted {len(d.x)} inputs of {d.source} ({a.method}); squared error per masked pixel against the "
+               f"input's own values: completion {e_out:.5f}, {a.fill} fill {e_fill:.5f}")
+    if a.output:
+        import numpy as np
+
+        np.save(a.output, out.numpy().astype(np.float32))
+    if a.figure:
+        from vaekit.plots import save_image_grid
+
+        if len(shape) != 3:
+            raise ValueError("this run models tabular data; --figure needs images")
+        n = min(8, len(d.x))
+        shown = d.x[:n] if mask is None else torch.where(torch.as_tensor(mask).bool().expand_as(d.x)[:n], 0.5, d.x[:n])
+        save_image_grid(torch.cat([shown, out[:n]] + ([d.x[:n]] if mask is not None else [])), a.figure, nrow=n)
+    print(msg)
+    for what, path in (("completions", a.output), ("figure (rows: input, completion, original)", a.figure)):
+        if path:
+            print(f"wrote {what} to {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- refine
+def _cmd_refine(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaekit.apps import load_inputs, refine, write_csv
+
+    if a.output:
+        _suffix(a.output, (".csv",), "-o")
+    cfg, model, doc = _start(a)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, evaluated=True)
+    r = refine(model, d.x, steps=a.steps, lr=a.lr, n_samples=a.samples, eval_samples=a.eval_samples, seed=a.seed)
+    res: dict[str, Any] = {**r.summary(), "steps": a.steps, "lr": a.lr, "eval_samples": a.eval_samples}
+    cols: dict[str, Any] = {"index": np.arange(len(d.x)), "elbo_amortised": r.elbo_amortised.numpy(),
+                            "elbo_refined": r.elbo_refined.numpy(), "gap": r.gap.numpy()}
+    if a.iw_samples:
+        from vaekit.evaluation import estimate_log_likelihood
+
+        lp = estimate_log_likelihood(model, d.x, k=a.iw_samples, seed=a.seed + 1)
+        res.update(log_px=lp.mean, log_px_stderr=lp.stderr, k=a.iw_samples,
+                   approximation_gap=lp.mean - res["elbo_refined"], inference_gap=lp.mean - res["elbo_amortised"])
+        cols["log_px"] = lp.per_example.numpy()
+    if a.output:
+        write_csv(a.output, cols)
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{a.run_dir} on {d.source} (n = {res['n']}): {a.steps} Adam steps per point, ELBOs on {a.eval_samples} "
+          f"common samples")
+    print(f"  amortised ELBO    {res['elbo_amortised']:.3f} nats")
+    print(f"  refined ELBO      {res['elbo_refined']:.3f} nats")
+    print(f"  amortisation gap  {res['gap']:.3f} ± {res['gap_stderr']:.3f} nats (min {res['gap_min']:.3f}, "
+          f"max {res['gap_max']:.3f}; {res['kept_amortised']} points kept their amortised posterior)")
+    if a.iw_samples:
+        print(f"  log p(x), K={a.iw_samples:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f}; approximation gap "
+              f"{res['approximation_gap']:.3f}, inference gap {res['inference_gap']:.3f} nats")
+    if a.output:
+        print(f"wrote per-example ELBOs to {a.output}")
+    return 0
 
 
 def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this module's sub-commands to ``sub``; return {command name: handler}."""
-    return {}
+    e = sub.add_parser("embed", help="posterior means (or samples, log-variances) of data, to .npy or .csv")
+    e.add_argument("run_dir")
+    _common(e)
+    e.add_argument("-o", "--output", required=True, help="FILE.npy (N, D) or FILE.csv (z0..z{D-1}[,label])")
+    e.add_argument("--what", default="mean", choices=["mean", "sample", "logvar"])
+
+    an = sub.add_parser("anomaly", help="anomaly scores, thresholds for a false-positive rate, AUROC/AUPRC")
+    an.add_argument("run_dir")
+    _common(an)
+    an.add_argument("-o", "--output", required=True, help="CSV of scores and flags")
+    an.add_argument("--normal-data", default=None, help="held-out normal data for the thresholds (default: the run's "
+                    "own validation split, its classes only)")
+    an.add_argument("--normal-split", default="val", choices=["train", "val", "test"])
+    an.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate on the normal data")
+    an.add_argument("--scores", default="neg_elbo,neg_log_px,recon_error", help="comma-separated score names")
+    an.add_argument("-k", "--iw-samples", type=int, default=100, help="importance samples for -log p(x)")
+    an.add_argument("--elbo-samples", type=int, default=10, help="samples for the -ELBO score")
+    an.add_argument("--anomaly-classes", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                    help="labels that count as anomalies, e.g. 9 (default: labels not in the run's data.classes)")
+    an.add_argument("--error-maps", default=None, help="also save per-pixel squared errors (N, *shape) to FILE.npy")
+    an.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("classify", help="generative classifier from one run per class (data.classes=[k])")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    _common(c)
+    c.add_argument("--score", default="loglik", help="loglik (importance-sampled, K samples) or elbo")
+    c.add_argument("-k", "--iw-samples", type=int, default=100)
+    c.add_argument("--elbo-samples", type=int, default=10)
+    c.add_argument("--uniform-prior", action="store_true", help="p(class) uniform instead of training frequencies")
+    c.add_argument("-o", "--output", default=None, help="CSV of predictions and log p(class | x)")
+    c.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("inpaint", help="fill masked pixels (or denoise) by optimising over z / iterating encode-decode")
+    i.add_argument("run_dir")
+    _common(i, "--input")
+    i.add_argument("--mask", default=None, help="FILE.npy / FILE.png (1 or white = missing) or top, bottom, left, "
+                   "right, centre, random:P")
+    i.add_argument("--denoise", action="store_true", help="no mask: every pixel is a noisy observation")
+    i.add_argument("--method", default="both", choices=["iterate", "optimize", "both"])
+    i.add_argument("--fill", default="mean", help="start value of missing pixels: mean (training mean image) or a number")
+    i.add_argument("--iterations", type=int, default=50, help="encode-decode iterations")
+    i.add_argument("--steps", type=int, default=300, help="Adam steps on z")
+    i.add_argument("--lr", type=float, default=0.05)
+    i.add_argument("-o", "--output", default=None, help="completed inputs to FILE.npy")
+    i.add_argument("--figure", default=None, help="PNG: input, completion, original for the first 8")
+
+    r = sub.add_parser("refine", help="per-point refinement of q(z|x) and the amortisation gap")
+    r.add_argument("run_dir")
+    _common(r)
+    r.add_argument("--steps", type=int, default=100, help="Adam steps per data point")
+    r.add_argument("--lr", type=float, default=0.05)
+    r.add_argument("--samples", type=int, default=1, help="samples per step")
+    r.add_argument("--eval-samples", type=int, default=100, help="common samples for the two ELBOs")
+    r.add_argument("-k", "--iw-samples", type=int, default=0, help="also log p(x) with K samples (0: skip)")
+    r.add_argument("-o", "--output", default=None, help="CSV of per-example ELBOs and gaps")
+    r.add_argument("--json", action="store_true")
+    return {"embed": _cmd_embed, "anomaly": _cmd_anomaly, "classify": _cmd_classify, "inpaint": _cmd_inpaint,
+            "refine": _cmd_refine}

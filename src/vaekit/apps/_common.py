@@ -1,0 +1,69 @@
+"""Helpers shared by the apps: model checks, per-pixel log-densities, per-example ELBO, numpy conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent
+
+from vaekit.evaluation._common import as_data_tensor, batches, evaluation_context, model_device
+from vaekit.posteriors.gaussian import DiagonalGaussian
+
+__all__ = ["require_vae", "require_gaussian_posterior", "pixel_log_prob", "per_example_elbo", "to_tensor", "model_dtype",
+           "as_data_tensor", "batches", "evaluation_context", "model_device"]
+
+
+def require_vae(model: nn.Module, what: str) -> None:
+    """ValueError unless ``model`` has ``encode(x) -> q(z|x)`` and ``decode(z) -> p(x|z)`` (a one-latent VAE)."""
+    if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
+        raise ValueError(f"{what} needs a VAE with one latent vector (model.family=vae); "
+                         f"{type(model).__name__} has no encode/decode")
+
+
+def require_gaussian_posterior(model: nn.Module, x: torch.Tensor, what: str) -> DiagonalGaussian:
+    """q(z|x) for ``x``, or ValueError when it is not a diagonal Gaussian (e.g. an IAF posterior)."""
+    require_vae(model, what)
+    q = model.encode(x)
+    if not isinstance(q, DiagonalGaussian):
+        raise ValueError(f"{what} needs a diagonal Gaussian posterior (model.posterior=gaussian); "
+                         f"this model's q(z|x) is {type(q).__name__}")
+    return q
+
+
+def pixel_log_prob(p: Distribution, x: torch.Tensor) -> torch.Tensor:
+    """Per-element log p(x_i|z), shape (*batch, *data_shape), of a likelihood that factorises over elements
+    (an ``Independent`` over the data dimensions, as every vaekit likelihood returns)."""
+    if not isinstance(p, Independent):
+        raise ValueError(f"per-pixel log-densities need a likelihood that factorises over pixels (an Independent "
+                         f"distribution); got {type(p).__name__}")
+    return p.base_dist.log_prob(x)
+
+
+def per_example_elbo(model: nn.Module, x: torch.Tensor, n_samples: int = 1, batch_size: int = 500,
+                     seed: int | None = None) -> torch.Tensor:
+    """(N,) float64 ELBO(x_i) = E_q[log p(x_i|z)] - KL(q(z|x_i) || p(z)) with ``n_samples`` samples per example
+    (Kingma & Welling 2014, Eq. 3), from ``model.elbo_terms``."""
+    if int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"the number of ELBO samples must be a positive integer, got {n_samples!r}")
+    out = []
+    with evaluation_context(model, seed):
+        for xb in batches(x, batch_size, model_device(model)):
+            t = model.elbo_terms(xb, int(n_samples), check=False)
+            out.append((t.log_px_z - t.kl).double().cpu())  # (B,)
+    return torch.cat(out)
+
+
+def to_tensor(x: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor of ``dtype`` from a tensor or an array-like (numpy array, nested lists)."""
+    return torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x), dtype=dtype)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter or buffer (float32 if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
