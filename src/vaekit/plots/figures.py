@@ -204,7 +204,7 @@ def plot_interpolation(model: Any, xa: torch.Tensor, xb: torch.Tensor, path: str
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         ma, mb = model.embed(xa), model.embed(xb)  # (P, D)
-    t = torch.linspace(0, 1, steps).reshape(1, steps, 1)
+    t = torch.linspace(0, 1, steps, device=ma.device).reshape(1, steps, 1)
     z = (1 - t) * ma.unsqueeze(1) + t * mb.unsqueeze(1)  # (P, steps, D)
     mid = _decode_mean(model, z.reshape(p * steps, -1)).reshape(p, steps, *model.data_shape).cpu()
     imgs = torch.cat([xa.cpu().unsqueeze(1), mid, xb.cpu().unsqueeze(1)], 1).reshape(-1, *model.data_shape)

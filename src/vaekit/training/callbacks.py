@@ -180,7 +180,8 @@ class TensorBoardLogger:
         for i in range(0, xs.shape[0], 8):
             rows += [xs[i:i + 8], rec[i:i + 8]]
         for tag, imgs in (("images/samples", samples), ("images/reconstructions", torch.cat(rows))):
-            grid = image_grid(imgs, nrow=8, scale=1)  # (H, W) or (H, W, 3) uint8
+            scale = max(1, 28 // int(imgs.shape[-1]))  # small images (8x8 digits) upscaled to about 28 pixels
+            grid = image_grid(imgs, nrow=8, scale=scale)  # (H, W) or (H, W, 3) uint8
             self.writer.add_image(tag, grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
 
 
