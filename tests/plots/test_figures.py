@@ -21,6 +21,10 @@ def test_each_figure_is_a_png_of_the_documented_size(tiny_model, digits_x, tmp_p
     assert png_size(F.plot_interpolation(tiny_model, digits_x[:2], digits_x[2:4], tmp_path / "i.png",
                                          steps=4)) == (340, 185)
     assert png_size(F.plot_manifold(tiny_model, tmp_path / "m.png", n=5, grid="ppf")) == (295, 320)
+    torch.manual_seed(0)
+    frey = build_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian"), (1, 28, 20))
+    # 28 x 20 images keep their aspect ratio: 40-pixel-wide, 56-pixel-high cells
+    assert png_size(F.plot_samples(frey, tmp_path / "f.png", n=16)) == (360, 192)
 
 
 def test_figures_are_deterministic_for_a_seed_and_leave_the_global_rng_alone(tiny_model, tmp_path):

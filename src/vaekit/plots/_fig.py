@@ -33,9 +33,12 @@ def images_only(model: Any, what: str) -> None:
                          f"(tabular runs have latent-map, curves and kl figures)")
 
 
-def cell_px(side: int) -> int:
-    """Displayed size of one image in a grid: the image's own size, at least 40 and at most 96 pixels."""
-    return int(min(96, max(40, side)))
+def cell_px(data_shape: Sequence[int]) -> tuple[int, int]:
+    """Displayed (height, width) of one (C, H, W) image in a grid: the width is the image's own, at least 40 and
+    at most 96 pixels; the height keeps the image's aspect ratio."""
+    h, w = int(data_shape[-2]), int(data_shape[-1])
+    cw = int(min(96, max(40, w)))
+    return int(round(cw * h / w)), cw
 
 
 def new_figure(width_px: int, height_px: int, dpi: int = 100) -> Any:

@@ -107,7 +107,7 @@ def plot_reconstructions(model: Any, x: torch.Tensor, path: str | Path, n: int =
                          dpi: int = 100) -> Path:
     """Inputs (left panel) and their reconstructions E[x|z = E_q[z|x]] (right panel, same positions).
 
-    Size: width 2*SIDE + 2*ncol*c + 30, height TOP + SIDE + ceil(n/ncol)*c pixels, c = cell_px(image side)."""
+    Size: width 2*SIDE + 2*ncol*cw + 30, height TOP + SIDE + ceil(n/ncol)*ch pixels, (ch, cw) = cell_px(data_shape)."""
     from matplotlib import rc_context
 
     images_only(model, "a reconstruction figure")
@@ -115,8 +115,8 @@ def plot_reconstructions(model: Any, x: torch.Tensor, path: str | Path, n: int =
     with torch.random.fork_rng(devices=[]):  # a flow posterior's mean is a seeded sample mean
         torch.manual_seed(0)
         rec = model.reconstruct(xs)
-    rows, c = math.ceil(xs.shape[0] / ncol), cell_px(xs.shape[-1])
-    pw, ph = ncol * c, rows * c
+    rows, (ch, cw) = math.ceil(xs.shape[0] / ncol), cell_px(model.data_shape)
+    pw, ph = ncol * cw, rows * ch
     with rc_context(FONT):
         fig = new_figure(2 * SIDE + 2 * pw + 30, TOP + SIDE + ph, dpi)
         for k, (imgs, name) in enumerate(((xs, "inputs"), (rec, "reconstructions"))):
@@ -131,14 +131,14 @@ def plot_samples(model: Any, path: str | Path, n: int = 64, ncol: int = 8,
                  temperatures: Sequence[float] = (1.0,), seed: int = 0, dpi: int = 100) -> Path:
     """Decoder means of n prior draws z ~ N(0, T^2 I) per temperature T (one panel each, same draws scaled).
 
-    Size: width 2*SIDE + P*ncol*c + (P-1)*30, height TOP + SIDE + ceil(n/ncol)*c pixels (P temperatures)."""
+    Size: width 2*SIDE + P*ncol*cw + (P-1)*30, height TOP + SIDE + ceil(n/ncol)*ch pixels (P temperatures)."""
     from matplotlib import rc_context
 
     images_only(model, "a samples figure")
     if not temperatures or any(t <= 0 for t in temperatures):
         raise ValueError(f"temperatures must be positive numbers, got {list(temperatures)}")
-    rows, c = math.ceil(n / ncol), cell_px(model.data_shape[-1])
-    pw, ph = ncol * c, rows * c
+    rows, (ch, cw) = math.ceil(n / ncol), cell_px(model.data_shape)
+    pw, ph = ncol * cw, rows * ch
     with rc_context(FONT):
         fig = new_figure(2 * SIDE + len(temperatures) * pw + (len(temperatures) - 1) * 30, TOP + SIDE + ph, dpi)
         for k, t in enumerate(temperatures):
@@ -158,7 +158,7 @@ def plot_traversals(model: Any, path: str | Path, kl: Sequence[float] | np.ndarr
     """One row per latent dimension, sorted by decreasing KL (nats); each row sets that dimension to the values
     (default 11 equally spaced in [-3, 3]) with the others at z0 (a posterior mean, or the origin when None).
 
-    Size: width 110 + SIDE + S*c, height TOP + 45 + D*c pixels (S values, D dimensions)."""
+    Size: width 110 + SIDE + S*cw, height TOP + 45 + D*ch pixels (S values, D dimensions)."""
     from matplotlib import rc_context
 
     images_only(model, "a traversal figure")
@@ -173,8 +173,8 @@ def plot_traversals(model: Any, path: str | Path, kl: Sequence[float] | np.ndarr
     z0 = torch.zeros(d) if z0 is None else z0.reshape(d).float().cpu()
     z = traversal_latents(z0, order, values)  # (D, S, D)
     imgs = _decode_mean(model, z.reshape(-1, d).to(next(model.parameters()).device))
-    c = cell_px(model.data_shape[-1])
-    pw, ph = len(values) * c, d * c
+    ch, cw = cell_px(model.data_shape)
+    pw, ph = len(values) * cw, d * ch
     with rc_context(FONT):
         fig = new_figure(110 + SIDE + pw, TOP + 45 + ph, dpi)
         ax = axes_px(fig, 110, 45, pw, ph)
@@ -191,7 +191,7 @@ def plot_interpolation(model: Any, xa: torch.Tensor, xb: torch.Tensor, path: str
     """Rows of input A, decoder means at z = (1 - t) m_A + t m_B for ``steps`` values t in [0, 1] (m: posterior
     means), input B. xa, xb: (P, *data_shape) pairs.
 
-    Size: width 80 + SIDE + (steps+2)*c, height TOP + 45 + P*c pixels."""
+    Size: width 80 + SIDE + (steps+2)*cw, height TOP + 45 + P*ch pixels."""
     from matplotlib import rc_context
 
     images_only(model, "an interpolation figure")
@@ -208,8 +208,8 @@ def plot_interpolation(model: Any, xa: torch.Tensor, xb: torch.Tensor, path: str
     z = (1 - t) * ma.unsqueeze(1) + t * mb.unsqueeze(1)  # (P, steps, D)
     mid = _decode_mean(model, z.reshape(p * steps, -1)).reshape(p, steps, *model.data_shape).cpu()
     imgs = torch.cat([xa.cpu().unsqueeze(1), mid, xb.cpu().unsqueeze(1)], 1).reshape(-1, *model.data_shape)
-    c = cell_px(model.data_shape[-1])
-    pw, ph = (steps + 2) * c, p * c
+    ch, cw = cell_px(model.data_shape)
+    pw, ph = (steps + 2) * cw, p * ch
     labels = ["A"] + [f"{v:.2f}" for v in t.flatten().tolist()] + ["B"]
     with rc_context(FONT):
         fig = new_figure(80 + SIDE + pw, TOP + 45 + ph, dpi)
@@ -228,7 +228,7 @@ def plot_manifold(model: Any, path: str | Path, n: int = 15, grid: str = "linear
     (equally spaced in [-3, 3]) or "ppf" (Kingma & Welling's inverse-CDF grid, ``manifold_values``).
     dims_note: why these two dimensions (shown in the title), e.g. "the two with the largest KL".
 
-    Size: width 75 + SIDE + n*c, height TOP + 60 + n*c pixels."""
+    Size: width 75 + SIDE + n*cw, height TOP + 60 + n*ch pixels."""
     from matplotlib import rc_context
 
     images_only(model, "a manifold figure")
@@ -241,10 +241,10 @@ def plot_manifold(model: Any, path: str | Path, n: int = 15, grid: str = "linear
     values = manifold_values(n, grid)
     z = manifold_latents(values, (int(dims[0]), int(dims[1])), d, base)
     imgs = _decode_mean(model, z.to(next(model.parameters()).device))
-    c = cell_px(model.data_shape[-1])
+    ch, cw = cell_px(model.data_shape)
     with rc_context(FONT):
-        fig = new_figure(75 + SIDE + n * c, TOP + 60 + n * c, dpi)
-        ax = axes_px(fig, 75, 60, n * c, n * c)
+        fig = new_figure(75 + SIDE + n * cw, TOP + 60 + n * ch, dpi)
+        ax = axes_px(fig, 75, 60, n * cw, n * ch)
         grid_panel(ax, imgs, n, col_labels=[f"{v:.2f}" for v in values],
                    row_labels=[f"{v:.2f}" for v in values[::-1]])
         ax.tick_params(axis="x", labelrotation=90)
