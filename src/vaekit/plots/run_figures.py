@@ -99,15 +99,20 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     todo = list(KINDS) if not strict else list(dict.fromkeys(kinds))
     if grid not in ("linear", "ppf", "both"):
         raise ValueError(f"unknown manifold grid {grid!r}; choose linear, ppf or both")
-    out = Path(out_dir) if out_dir is not None else run_dir / "figures"
-    out.mkdir(parents=True, exist_ok=True)
     recs = curves.load_metrics(run_dir) if ({"curves", "kl"} & set(todo)) else None
+    cfg = None
     if model is None and _NEEDS_MODEL & set(todo):
         from vaekit.training import load_run
 
         cfg, model, _ = load_run(run_dir, checkpoint)
-        if x is None and _NEEDS_DATA & set(todo):
-            x, y = load_test_data(cfg, data_dir)
+    if x is None and _NEEDS_DATA & set(todo):
+        if cfg is None:
+            from vaekit.config import load_config
+
+            cfg = load_config(run_dir / "config.yaml")
+        x, y = load_test_data(cfg, data_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
     if model is not None:
         model.eval()
         dev = next(model.parameters()).device
