@@ -204,6 +204,7 @@ def _cmd_inpaint(a: argparse.Namespace) -> int:
         out = inpaint(model, d.x, mask, method=a.method, fill=fill, iterations=a.iterations, steps=a.steps, lr=a.lr)
         base = torch.where(torch.as_tensor(mask).bool().expand_as(d.x), torch.as_tensor(fill).expand_as(d.x), d.x)
         e_out, e_fill = masked_mse(out, d.x, mask), masked_mse(base, d.x, mask)
+        res = {"n": len(d.x), "mask": a.mask, "method": a.method, "mse_completion": e_out, "mse_fill": e_fill}
         msg = (f"inpainted {len(d.x)} inputs of {d.source} ({a.method}); squared error per masked pixel against the "
                f"input's own values: completion {e_out:.5f}, {a.fill} fill {e_fill:.5f}")
     if a.output:
@@ -218,6 +219,9 @@ def _cmd_inpaint(a: argparse.Namespace) -> int:
         n = min(8, len(d.x))
         shown = d.x[:n] if mask is None else torch.where(torch.as_tensor(mask).bool().expand_as(d.x)[:n], 0.5, d.x[:n])
         save_image_grid(torch.cat([shown, out[:n]] + ([d.x[:n]] if mask is not None else [])), a.figure, nrow=n)
+    if a.json and mask is not None:
+        print(json.dumps(res))
+        return 0
     print(msg)
     for what, path in (("completions", a.output), ("figure (rows: input, completion, original)", a.figure)):
         if path:
@@ -305,20 +309,22 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
     i.add_argument("--mask", default=None, help="FILE.npy / FILE.png (1 or white = missing) or top, bottom, left, "
                    "right, centre, random:P")
     i.add_argument("--denoise", action="store_true", help="no mask: every pixel is a noisy observation")
-    i.add_argument("--method", default="both", choices=["iterate", "optimize", "both"])
+    i.add_argument("--method", default="optimize", choices=["iterate", "optimize", "both"],
+                   help="optimize: MAP z (default); iterate: encode-decode with observed pixels clamped; both: iterate, then optimize")
     i.add_argument("--fill", default="mean", help="start value of missing pixels: mean (training mean image) or a number")
     i.add_argument("--iterations", type=int, default=50, help="encode-decode iterations")
     i.add_argument("--steps", type=int, default=300, help="Adam steps on z")
     i.add_argument("--lr", type=float, default=0.05)
     i.add_argument("-o", "--output", default=None, help="completed inputs to FILE.npy")
     i.add_argument("--figure", default=None, help="PNG: input, completion, original for the first 8")
+    i.add_argument("--json", action="store_true", help="print the masked-pixel errors as JSON")
 
     r = sub.add_parser("refine", help="per-point refinement of q(z|x) and the amortisation gap")
     r.add_argument("run_dir")
     _common(r)
     r.add_argument("--steps", type=int, default=100, help="Adam steps per data point")
     r.add_argument("--lr", type=float, default=0.05)
-    r.add_argument("--samples", type=int, default=1, help="samples per step")
+    r.add_argument("--samples", type=int, default=4, help="samples per step")
     r.add_argument("--eval-samples", type=int, default=100, help="common samples for the two ELBOs")
     r.add_argument("-k", "--iw-samples", type=int, default=0, help="also log p(x) with K samples (0: skip)")
     r.add_argument("-o", "--output", default=None, help="CSV of per-example ELBOs and gaps")

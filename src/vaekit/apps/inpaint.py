@@ -1,6 +1,8 @@
 """Inpainting and denoising with a trained VAE: complete the missing pixels of x from the observed ones.
 
-Two completions, usable alone or chained (``method="both"``: iterate, then optimise from there):
+Two completions, usable alone or chained (``method="both"``: iterate, then optimise from there; the default is
+``optimize``: on the bottom halves of 200 MNIST test digits, 784-400-10 model, ``iterate`` alone came out worse than
+the mean-image fill, 0.071 against 0.066 squared error per masked pixel, ``optimize`` 0.046, ``both`` 0.047):
 - ``iterate``: Rezende et al. 2014, "Stochastic Backpropagation and Approximate Inference in Deep Generative
   Models", Sec. 5.2 (missing-data imputation): alternate z = E_q[z | x] and x_miss = E[x_miss | z] with the
   observed pixels clamped (the deterministic, mean-field version of their Markov chain);
@@ -127,7 +129,7 @@ def map_latent(model: nn.Module, x: torch.Tensor, observed: torch.Tensor, z0: to
     return z.detach()
 
 
-def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "both", fill: Any = 0.5,
+def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize", fill: Any = 0.5,
             iterations: int = 50, steps: int = 300, lr: float = 0.05, batch_size: int = 500) -> torch.Tensor:
     """Complete ``x`` (N, *data_shape) where ``missing`` (bool, True = fill; shape data_shape or x's shape) by
     ``method`` (see the module docstring). fill: the starting value of missing pixels (a number or a tensor
