@@ -28,6 +28,17 @@ def test_embed_samples_follow_the_posterior(tiny_vae, digits_x):
     assert abs(float(u.mean())) < 4 / 30 and abs(float(u.std()) - 1) < 4 / 1800**0.5
 
 
+def test_a_ladder_vae_gives_means_and_a_clear_error_otherwise(digits_x):
+    from vaekit.config import ModelConfig
+    from vaekit.registry import build_model
+
+    torch.manual_seed(0)
+    ladder = build_model(ModelConfig(family="ladder", latent_dims=[3, 2], hidden=[8, 8]), (1, 8, 8)).eval()
+    assert torch.allclose(embed(ladder, digits_x[:5]), ladder.embed(digits_x[:5]))
+    with pytest.raises(ValueError, match="embedding samples needs a VAE with one latent vector"):
+        embed(ladder, digits_x[:5], "sample")
+
+
 def test_embed_bad_input(tiny_vae, digits_x):
     with pytest.raises(ValueError, match="unknown embedding 'median'; choose from mean, sample, logvar"):
         embed(tiny_vae, digits_x, "median")

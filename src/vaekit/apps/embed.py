@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from vaekit.apps._common import (as_data_tensor, batches, evaluation_context, model_device, model_dtype,
-                                 require_gaussian_posterior, to_tensor)
+                                 require_gaussian_posterior, require_vae, to_tensor)
 
 __all__ = ["EMBED_KINDS", "embed", "VAEEmbedding"]
 
@@ -36,6 +36,8 @@ def embed(model: nn.Module, x: Any, what: str = "mean", batch_size: int = 500, s
         raise ValueError(f"unknown embedding {what!r}; choose from {', '.join(EMBED_KINDS)}")
     x = as_data_tensor(x)
     model.check_input(x)
+    if what != "mean":
+        require_vae(model, f"embedding {what}s")
     out = []
     with evaluation_context(model, seed):
         for xb in batches(x, batch_size, model_device(model)):
