@@ -145,6 +145,9 @@ def test_data_files(runs, tmp_path, capsys):
     Image.fromarray((d.x[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "one.png")
     assert run(capsys, "embed", runs["all"], "--data", tmp_path / "one.png", "-o", tmp_path / "z1.npy")[0] == 0
     np.testing.assert_allclose(np.load(tmp_path / "z1.npy"), np.load(tmp_path / "z.npy")[:1], atol=0.05)
+    Image.open(tmp_path / "one.png").convert("RGB").save(tmp_path / "rgb.png")  # a grey model reads it as grey
+    assert run(capsys, "embed", runs["all"], "--data", tmp_path / "rgb.png", "-o", tmp_path / "z2.npy")[0] == 0
+    np.testing.assert_allclose(np.load(tmp_path / "z2.npy"), np.load(tmp_path / "z1.npy"), atol=1e-6)
 
 
 def _bad(capsys, *argv, match: str) -> None:
@@ -163,6 +166,8 @@ def test_bad_inputs_give_one_line_and_exit_2(runs, tmp_path, capsys):
     _bad(capsys, "embed", runs["all"], "--data", "mnst", "-o", tmp_path / "z.npy",
          match="is neither a dataset name")
     _bad(capsys, "embed", tmp_path / "nope", "-o", tmp_path / "z.npy", match="not found")
+    _bad(capsys, "embed", runs["all"], "--data", "arrays", "-o", tmp_path / "z.npy",
+         match="give the file or folder itself as --data")
     np.save(tmp_path / "m.npy", np.ones((3, 3), dtype=np.uint8))
     _bad(capsys, "inpaint", runs["all"], "--mask", tmp_path / "m.npy", "--limit", "2",
          match="a mask of shape (3, 3) does not fit inputs of shape (2, 1, 8, 8)")

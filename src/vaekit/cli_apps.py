@@ -73,7 +73,7 @@ def _cmd_embed(a: argparse.Namespace) -> int:
 def _cmd_anomaly(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaekit.apps import SCORES, anomaly_scores, auprc, auroc, calibrate_threshold, load_inputs, write_csv
+    from vaekit.apps import SCORES, anomaly_labels, anomaly_scores, load_inputs, threshold_report, write_csv
 
     _suffix(a.output, (".csv",), "-o")
     if a.error_maps:
@@ -93,12 +93,7 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
     s_norm = anomaly_scores(model, normal.x, which, **kw)
     labels = None  # 1 = anomaly: the given --anomaly-classes, else labels outside the run's data.classes
     if d.y is not None and (a.anomaly_classes is not None or cfg.data.classes):
-        import torch
-
-        if a.anomaly_classes is not None:
-            labels = torch.isin(d.y, torch.tensor(a.anomaly_classes)).numpy()
-        else:
-            labels = ~torch.isin(d.y, torch.tensor(cfg.data.classes)).numpy()
+        labels = anomaly_labels(d.y.numpy(), anomalies=a.anomaly_classes, normal=cfg.data.classes)
     cols: dict[str, Any] = {"index": np.arange(len(d.x))}
     if d.y is not None:
         cols["label"] = d.y.numpy()
@@ -106,15 +101,9 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
         cols["anomaly"] = labels.astype(np.int64)
     rows = []
     for name in which:
-        t = calibrate_threshold(s_norm[name], a.fpr)
-        flag = s[name] > t
-        cols[name], cols[f"flag_{name}"] = s[name], flag.astype(np.int64)
-        r = {"score": name, "threshold": t, "fpr_calibration": float(np.mean(s_norm[name] > t)),
-             "flagged": float(flag.mean())}
-        if labels is not None and 0 < labels.sum() < labels.size:
-            r.update(auroc=auroc(s[name], labels), auprc=auprc(s[name], labels),
-                     fpr=float(flag[~labels].mean()), tpr=float(flag[labels].mean()))
-        rows.append(r)
+        r = threshold_report(s[name], s_norm[name], a.fpr, labels)
+        cols[name], cols[f"flag_{name}"] = s[name], (s[name] > r["threshold"]).astype(np.int64)
+        rows.append({"score": name, **r})
     write_csv(a.output, cols)
     if a.error_maps:
         np.save(a.error_maps, s["error_map"])
@@ -123,7 +112,7 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
                           "n_anomalies": None if labels is None else int(labels.sum()), "scores": rows}))
         return 0
     print(f"{a.run_dir} on {d.source} (n = {len(d.x)}); thresholds for FPR {a.fpr:g} from {normal.source} "
-          f"(n = {len(normal.x)}); -log p(x) with K = {a.iw_samples}")
+          f"(n = {len(normal.x)})" + (f"; -log p(x) with K = {a.iw_samples}" if "neg_log_px" in which else ""))
     for r in rows:
         extra = (f"  FPR {r['fpr']:.3f}  TPR {r['tpr']:.3f}  AUROC {r['auroc']:.4f}  AUPRC {r['auprc']:.4f}"
                  if "auroc" in r else "")
@@ -139,7 +128,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaekit.apps import CLASS_SCORES, load_class_runs, load_inputs, write_csv
+    from vaekit.apps import CLASS_SCORES, classification_report, load_class_runs, load_inputs, write_csv
 
     if a.output:
         _suffix(a.output, (".csv",), "-o")
@@ -156,10 +145,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     res: dict[str, Any] = {"n": len(d.x), "classes": clf.classes, "score": a.score, "k": a.iw_samples,
                            "log_prior": clf.log_prior.tolist()}
     if d.y is not None:
-        known = torch.isin(d.y, torch.tensor(clf.classes))
-        res["accuracy"] = float((pred[known] == d.y[known]).double().mean()) if known.any() else None
-        res["n_scored"] = int(known.sum())
-        res["per_class"] = {c: float((pred[d.y == c] == c).double().mean()) for c in clf.classes if (d.y == c).any()}
+        res.update(classification_report(pred, d.y, clf.classes))
     if a.output:
         cols = {"index": np.arange(len(d.x)), **({"label": d.y.numpy()} if d.y is not None else {}),
                 "pred": pred.numpy(), **{f"log_p_class_{c}": post[:, j].numpy() for j, c in enumerate(clf.classes)}}

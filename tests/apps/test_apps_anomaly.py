@@ -79,3 +79,16 @@ def test_bad_input_messages(tiny_vae, digits_x):
         auprc([1, 2, 3], [0, 1])
     with pytest.raises(ValueError, match=r"must be 0 \(normal\) or 1 \(anomaly\)"):
         auroc([1, 2, 3], [0, 1, 2])
+
+
+def test_labels_and_threshold_report():
+    from vaekit.apps import anomaly_labels, threshold_report
+
+    y = np.array([0, 1, 2, 9, 9, 3])
+    assert anomaly_labels(y, normal=range(9)).tolist() == [0, 0, 0, 1, 1, 0]
+    assert anomaly_labels(y, anomalies=[1, 3]).tolist() == [0, 1, 0, 0, 0, 1]
+    normal = np.arange(100.0)  # threshold for FPR 0.1: 89 (ten normal scores above it)
+    r = threshold_report([10.0, 95.0, 200.0, 50.0], normal, 0.1, [0, 1, 1, 0])
+    assert r["threshold"] == 89.0 and r["fpr_calibration"] == 0.1 and r["flagged"] == 0.5
+    assert r["fpr"] == 0.0 and r["tpr"] == 1.0 and r["auroc"] == 1.0 and r["auprc"] == 1.0
+    assert "auroc" not in threshold_report([1.0, 2.0], normal, 0.1, [0, 0])  # one kind only: no AUROC

@@ -64,3 +64,12 @@ def test_bad_input_messages(two_classes, tiny_vae):
         clf.log_likelihoods(x, score="bits")
     with pytest.raises(ValueError, match=r"does not fit a model built for \(6,\)"):
         clf.predict(x[:, :5])
+
+
+def test_classification_report():
+    from vaekit.apps import classification_report
+
+    pred, y = torch.tensor([0, 1, 1, 3, 3]), torch.tensor([0, 1, 0, 3, 5])  # label 5 is not a modelled class
+    r = classification_report(pred, y, [0, 1, 3])
+    assert r == {"accuracy": 0.75, "n_scored": 4, "per_class": {0: 0.5, 1: 1.0, 3: 1.0}}
+    assert classification_report(pred, torch.full((5,), 7), [0, 1])["accuracy"] is None

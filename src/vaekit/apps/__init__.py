@@ -9,8 +9,9 @@
 Each module cites the paper it follows; ``vaekit.cli_apps`` wires them to `vaekit embed|anomaly|classify|inpaint|refine`.
 """
 
-from vaekit.apps.anomaly import SCORES, anomaly_scores, auprc, auroc, calibrate_threshold, reconstruction_error
-from vaekit.apps.classify import CLASS_SCORES, GenerativeClassifier, accuracy, load_class_runs
+from vaekit.apps.anomaly import (SCORES, anomaly_labels, anomaly_scores, auprc, auroc, calibrate_threshold,
+                                 reconstruction_error, threshold_report)
+from vaekit.apps.classify import CLASS_SCORES, GenerativeClassifier, accuracy, classification_report, load_class_runs
 from vaekit.apps.embed import EMBED_KINDS, VAEEmbedding, embed
 from vaekit.apps.inpaint import (INPAINT_METHODS, MASK_NAMES, denoise, inpaint, load_mask, map_latent, masked_mse,
                                  named_mask)
@@ -18,8 +19,9 @@ from vaekit.apps.inputs import AppData, load_inputs, train_mean, write_csv
 from vaekit.apps.refine import RefineResult, elbo_with_noise, refine
 
 __all__ = [
-    "SCORES", "anomaly_scores", "reconstruction_error", "calibrate_threshold", "auroc", "auprc",
-    "CLASS_SCORES", "GenerativeClassifier", "load_class_runs", "accuracy",
+    "SCORES", "anomaly_scores", "reconstruction_error", "calibrate_threshold", "auroc", "auprc", "anomaly_labels",
+    "threshold_report",
+    "CLASS_SCORES", "GenerativeClassifier", "load_class_runs", "accuracy", "classification_report",
     "EMBED_KINDS", "embed", "VAEEmbedding",
     "INPAINT_METHODS", "MASK_NAMES", "named_mask", "load_mask", "inpaint", "denoise", "map_latent", "masked_mse",
     "AppData", "load_inputs", "train_mean", "write_csv",

@@ -22,7 +22,8 @@ from torch import nn
 
 from vaekit.apps._common import as_data_tensor, batches, evaluation_context, model_device, per_example_elbo
 
-__all__ = ["SCORES", "anomaly_scores", "reconstruction_error", "calibrate_threshold", "auroc", "auprc"]
+__all__ = ["SCORES", "anomaly_scores", "reconstruction_error", "calibrate_threshold", "auroc", "auprc",
+           "anomaly_labels", "threshold_report"]
 
 SCORES = ("neg_elbo", "neg_log_px", "recon_error")
 
@@ -121,3 +122,30 @@ def auprc(scores: Any, labels: Any) -> float:
     precision = tp / (last + 1.0)
     recall = tp / tp[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def anomaly_labels(y: Any, anomalies: Sequence[int] | None = None, normal: Sequence[int] | None = None) -> np.ndarray:
+    """(N,) bool, True = anomaly, from class labels ``y``: those in ``anomalies`` if given, else those not in
+    ``normal`` (e.g. the ``data.classes`` a one-class-out model was trained on)."""
+    y = np.asarray(y).reshape(-1)
+    if anomalies is not None:
+        return np.isin(y, list(anomalies))
+    if normal is None:
+        raise ValueError("anomaly labels need the anomalous classes or the normal classes")
+    return ~np.isin(y, list(normal))
+
+
+def threshold_report(scores: Any, normal_scores: Any, fpr: float, labels: Any | None = None) -> dict[str, float]:
+    """Threshold for ``fpr`` on ``normal_scores`` and what it does on ``scores``: threshold, fpr_calibration (flagged
+    fraction of the normal scores), flagged (fraction of ``scores``); with ``labels`` (1 = anomaly) holding both
+    kinds also auroc, auprc, and the fpr / tpr of the flags."""
+    s = _scores_array(scores, "scores")
+    t = calibrate_threshold(normal_scores, fpr)
+    flag = s > t
+    out = {"threshold": t, "fpr_calibration": float(np.mean(_scores_array(normal_scores, "normal scores") > t)),
+           "flagged": float(flag.mean())}
+    if labels is not None:
+        y = np.asarray(labels).reshape(-1).astype(bool)
+        if 0 < y.sum() < y.size:
+            out.update(auroc=auroc(s, y), auprc=auprc(s, y), fpr=float(flag[~y].mean()), tpr=float(flag[y].mean()))
+    return out

@@ -18,7 +18,7 @@ from torch import nn
 
 from vaekit.apps._common import as_data_tensor, per_example_elbo
 
-__all__ = ["CLASS_SCORES", "GenerativeClassifier", "load_class_runs", "accuracy"]
+__all__ = ["CLASS_SCORES", "GenerativeClassifier", "load_class_runs", "accuracy", "classification_report"]
 
 CLASS_SCORES = ("loglik", "elbo")
 
@@ -115,3 +115,11 @@ def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best"
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``pred`` equal to ``y``."""
     return float((pred == y).double().mean()) if y.numel() else math.nan
+
+
+def classification_report(pred: torch.Tensor, y: torch.Tensor, classes: Sequence[int]) -> dict[str, Any]:
+    """accuracy over the examples whose label is one of ``classes`` (None if there are none), n_scored (their
+    number) and per_class {class: accuracy on that class's examples}."""
+    known = torch.isin(y, torch.tensor(list(classes)))
+    return {"accuracy": accuracy(pred[known], y[known]) if known.any() else None, "n_scored": int(known.sum()),
+            "per_class": {int(c): accuracy(pred[y == c], y[y == c]) for c in classes if (y == c).any()}}

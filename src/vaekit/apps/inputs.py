@@ -50,17 +50,19 @@ def _from_registry(cfg: Any, split: str, keep_classes: bool) -> tuple[torch.Tens
     return part.x, part.y, p
 
 
-def _from_file(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _from_file(path: Path, split: str, grey: bool | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """grey: read images as 1 channel (True), RGB (False) or as stored (None: tabular models)."""
     from vaekit.data.files import read_arrays, read_image_folder
 
     if path.is_dir():
-        x, y, _ = read_image_folder(path)
+        x, y, _ = read_image_folder(path, grayscale=grey)
         return x, y
     if path.suffix.lower() in _IMAGE_SUFFIXES:
         from PIL import Image
 
         with Image.open(path) as im:
-            a = np.asarray(im.convert("L") if im.mode in ("1", "L", "LA", "P") else im.convert("RGB"))
+            grey = im.mode in ("1", "L", "LA") if grey is None else grey
+            a = np.asarray(im.convert("L" if grey else "RGB"))
         return (a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None]), None
     parts = read_arrays(path)
     if "all" in parts:
@@ -91,6 +93,9 @@ def load_inputs(cfg: Any, doc: dict, spec: str | None = None, split: str = "test
     if data_dir:
         cfg.data.dir = data_dir
     n_levels = doc.get("data", {}).get("n_levels")
+    if spec is not None and spec in DATASETS and DATASETS[spec].needs_path:
+        raise ValueError(f"--data {spec!r} names the reader of your own files; give the file or folder itself "
+                         f"as --data")
     if spec is None or spec in DATASETS:
         if spec is not None and spec != cfg.data.name:
             cfg.data.name, cfg.data.path = spec, None
@@ -102,7 +107,8 @@ def load_inputs(cfg: Any, doc: dict, spec: str | None = None, split: str = "test
         if not path.exists():
             raise FileNotFoundError(f"--data {spec!r} is neither a dataset name ({', '.join(DATASETS)}) nor an "
                                     f"existing file or folder")
-        raw, labels = _from_file(path, split)
+        shape = doc["data"]["shape"]
+        raw, labels = _from_file(path, split, grey=(shape[0] == 1) if len(shape) == 3 else None)
         raw = np.asarray(raw)
         if raw.dtype.kind not in "biuf":
             raise ValueError(f"{spec}: values must be numbers, got dtype {raw.dtype}")
