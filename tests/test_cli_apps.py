@@ -172,6 +172,7 @@ def test_bad_inputs_give_one_line_and_exit_2(runs, tmp_path, capsys):
     _bad(capsys, "inpaint", runs["all"], "--mask", tmp_path / "m.npy", "--limit", "2",
          match="a mask of shape (3, 3) does not fit inputs of shape (2, 1, 8, 8)")
     _bad(capsys, "inpaint", runs["all"], "--limit", "2", match="give either --mask")
+    _bad(capsys, "inpaint", runs["all"], "--mask", "top", "--fill", "grey", match="--fill must be 'mean' or a number")
     _bad(capsys, "inpaint", runs["all"], "--mask", "diag", "--limit", "2", match="neither a file")
     _bad(capsys, "classify", runs["c0"], runs["all"], match="trained without data.classes, so it models no single class")
     _bad(capsys, "classify", runs["c0"], match="one run folder per class (at least two)")

@@ -186,7 +186,13 @@ def _cmd_inpaint(a: argparse.Namespace) -> int:
         mask, msg = None, f"denoised {len(d.x)} inputs of {d.source}"
     else:
         mask = load_mask(a.mask, len(d.x), shape, a.seed)
-        fill = train_mean(cfg, a.data_dir) if a.fill == "mean" else float(a.fill)
+        if a.fill == "mean":
+            fill = train_mean(cfg, a.data_dir)
+        else:
+            try:
+                fill = float(a.fill)
+            except ValueError:
+                raise ValueError(f"--fill must be 'mean' or a number, got {a.fill!r}") from None
         out = inpaint(model, d.x, mask, method=a.method, fill=fill, iterations=a.iterations, steps=a.steps, lr=a.lr)
         base = torch.where(torch.as_tensor(mask).bool().expand_as(d.x), torch.as_tensor(fill).expand_as(d.x), d.x)
         e_out, e_fill = masked_mse(out, d.x, mask), masked_mse(base, d.x, mask)
