@@ -5,8 +5,9 @@ MNIST, three setups side by side, each in its own fresh process (process-wide se
               validation split, so no validation pass)
   minimal     a hand-written loop over tensors in memory (index_select batches, fused Adam, BCE-with-logits,
               denormals flushed, glibc malloc thresholds raised)
-  dataloader  the pytorch/examples way: a per-item Dataset converting each 8-bit image as torchvision's MNIST with
-              ToTensor() does, DataLoader(shuffle=True), BCE on sigmoid outputs
+  dataloader  the pytorch/examples way: a per-item Dataset doing what torchvision's MNIST.__getitem__ and
+              ToTensor() do (uint8 tensor -> PIL image -> CHW float tensor, int target), DataLoader(shuffle=True,
+              num_workers=0 as on a CPU-only machine), BCE on sigmoid outputs, loss.item() every step
 
 Usage: python bench/throughput.py [--epochs 2] [--rounds 2]
 MNIST is read from $VAEKIT_DATA_DIR/mnist (random data of the same shape when absent, said in the output).
@@ -59,23 +60,27 @@ def run_dataloader(x: torch.Tensor, steps: int) -> float:
     import numpy as np
     from PIL import Image
 
-    images = (x.reshape(-1, 28, 28) * 255).round().to(torch.uint8).numpy()  # stored as 8-bit, like the files
+    # held as torchvision's MNIST holds it: one uint8 tensor of images and an int64 tensor of targets
+    images = (x.reshape(-1, 28, 28) * 255).round().to(torch.uint8)
+    targets = torch.zeros(images.shape[0], dtype=torch.int64)
 
     class DS(torch.utils.data.Dataset):
-        """What torchvision's MNIST + transforms.ToTensor() do per item: uint8 -> PIL image -> float tensor."""
+        """Per item, the steps of torchvision's MNIST.__getitem__ followed by transforms.ToTensor()."""
 
         def __len__(self):
             return images.shape[0]
 
         def __getitem__(self, i):
-            img = Image.fromarray(images[i], mode="L")
-            t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).float().div(255).unsqueeze(0)
-            return t, 0
+            img, target = images[i], int(targets[i])
+            img = Image.fromarray(img.numpy(), mode="L")
+            t = torch.from_numpy(np.array(img, np.uint8, copy=True))  # ToTensor: PIL -> HWC uint8 -> CHW float
+            t = t.view(img.size[1], img.size[0], 1).permute((2, 0, 1)).contiguous()
+            return t.to(dtype=torch.get_default_dtype()).div(255), target
 
     model = ExamplesVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(DS(), batch_size=BATCH, shuffle=True)
-    done, t0 = 0, None
+    done, t0, total = 0, None, 0.0
     while done < steps + WARMUP:
         for xb, _ in loader:
             xb = xb.view(-1, 784)
@@ -85,6 +90,7 @@ def run_dataloader(x: torch.Tensor, steps: int) -> float:
             loss = (bce + kld) / xb.shape[0]
             opt.zero_grad()
             loss.backward()
+            total += loss.item()  # pytorch/examples accumulates the epoch's loss this way
             opt.step()
             done += 1
             if done == WARMUP:

@@ -94,7 +94,8 @@ class VAE(nn.Module):
         p = self.prior()
         if isinstance(q, DiagonalGaussian) and isinstance(p, DiagonalGaussian):
             z = q.rsample((n_samples,))  # (L, B, D); log q is not needed with the closed-form KL
-            log_px_z = self.decode(z).log_prob(x).mean(0)  # (B,)
+            log_px_z = self.decode(z).log_prob(x)  # (L, B)
+            log_px_z = log_px_z.squeeze(0) if n_samples == 1 else log_px_z.mean(0)  # (B,); a view when L = 1
             kl_groups = kl_per_dim(q, p)  # (B, D) closed form
             return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
         # a flow posterior whose log q splits over dimensions (IAF) gives per-dimension MC KL groups

@@ -49,7 +49,7 @@ class ELBO:
             kl_term = torch.clamp(t.kl_groups.mean(0), min=self.free_bits).sum()
         else:
             kl_term = t.kl.mean()
-        loss = -t.log_px_z.mean() + beta * kl_term
+        loss = (kl_term if beta == 1.0 else beta * kl_term) - t.log_px_z.mean()  # one graph node fewer at beta 1
         return ObjectiveResult(loss, t.log_px_z - t.kl, t.log_px_z, t.kl, beta)
 
 
