@@ -117,6 +117,13 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
         model.eval()
         dev = next(model.parameters()).device
         x = x.to(dev) if x is not None else None
+    x_given = x  # --index refers to the data as given
+    if x is not None and x.shape[0] > 1:
+        # a seeded shuffle: a test file ordered by class (binarized MNIST's is) still shows every class in the
+        # reconstructions, latent map, interpolations and the KL estimate
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+        x = x[order.to(x.device)]
+        y = y[order.to(y.device)] if y is not None else None
 
     state: dict[str, Any] = {}
 
@@ -144,11 +151,11 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
                 figures.require_single_latent(model, "a traversal figure")
                 z0 = None
                 if around is not None:
-                    if not 0 <= around < x.shape[0]:
-                        raise ValueError(f"--index {around} is outside the test split (0..{x.shape[0] - 1})")
+                    if not 0 <= around < x_given.shape[0]:
+                        raise ValueError(f"--index {around} is outside the test split (0..{x_given.shape[0] - 1})")
                     with torch.random.fork_rng(devices=[]):
                         torch.manual_seed(seed)
-                        z0 = model.embed(x[around:around + 1])[0].cpu()
+                        z0 = model.embed(x_given[around:around + 1])[0].cpu()
                 written[kind] = figures.plot_traversals(model, out / "traversals.png", kl(), z0=z0)
             elif kind == "interpolation":
                 xa, xb, labels = _pairs(x, y)

@@ -69,7 +69,7 @@ def write_images(model: nn.Module, x: torch.Tensor, run_dir: Path, n: int = 64, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         save_image_grid(model.sample(n), run_dir / "samples.png", nrow=8)
-        xs = x[: min(32, x.shape[0])]
+        xs = x[torch.linspace(0, x.shape[0] - 1, min(32, x.shape[0])).round().long()]  # spread: files may be ordered by class
         rec = model.reconstruct(xs)
         rows = []
         for i in range(0, xs.shape[0], 8):
