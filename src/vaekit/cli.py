@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--iw-samples", type=int, default=None, help="importance samples K (default eval.iw_samples)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
+    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples (in file order: binarized MNIST's test set is ordered by digit)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.add_argument("--bf16", action="store_true", help="bf16 decoder for the importance samples (faster, tiny bias)")
     e.add_argument("--threads", type=int, default=None, help="CPU threads for the evaluation (default: torch's)")
