@@ -15,14 +15,6 @@ from vaekit.cli import main
 QUICK = ["train.steps=30", "train.val_every=10", "model.hidden=[16]", "model.latent_dim=2", "train.threads=1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("apps")

@@ -1,4 +1,4 @@
-"""Shared fixtures for the apps tests: one CPU thread, the pPCA VAE of tests/evaluation, a tiny digits VAE."""
+"""Shared fixtures for the apps tests: the pPCA VAE of tests/evaluation, a tiny digits VAE."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))  # ppca_vae.py
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: a second thread only adds contention on the shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

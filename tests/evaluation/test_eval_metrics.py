@@ -21,14 +21,6 @@ from vaekit.evaluation import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class TableModel(torch.nn.Module):
     """log_weights served from a fixed (K_total, N) table in draw order, so every chunking sees the same w."""
 

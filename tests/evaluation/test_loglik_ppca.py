@@ -11,15 +11,6 @@ from ppca_vae import PPCA
 from vaekit.evaluation import elbo_dataset, estimate_log_likelihood
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: a second OpenMP thread only adds contention on the shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def ppca() -> PPCA:
     return PPCA(x_dim=6, z_dim=3, sigma=0.5, seed=0)

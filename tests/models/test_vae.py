@@ -1,6 +1,5 @@
 """VAE wiring: contract over nets x likelihoods x posteriors, gradients, save/load, clear errors."""
 
-import io
 
 import pytest
 import torch

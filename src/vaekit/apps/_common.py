@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from vaekit.evaluation._common import as_data_tensor, batches, evaluation_context, model_device
+from vaekit.evaluation._common import as_data_tensor, batches, eval_mode, evaluation_context, model_device
 from vaekit.posteriors.gaussian import DiagonalGaussian
 
 __all__ = ["require_vae", "require_gaussian_posterior", "pixel_log_prob", "per_example_elbo", "to_tensor", "model_dtype",
-           "as_data_tensor", "batches", "evaluation_context", "model_device"]
+           "as_data_tensor", "batches", "eval_mode", "evaluation_context", "model_device"]
 
 
 def require_vae(model: nn.Module, what: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vaekit.apps._common import as_data_tensor, model_device, pixel_log_prob, require_vae
+from vaekit.apps._common import as_data_tensor, eval_mode, model_device, pixel_log_prob, require_vae
 
 __all__ = ["INPAINT_METHODS", "MASK_NAMES", "named_mask", "load_mask", "inpaint", "denoise", "map_latent", "masked_mse"]
 
@@ -142,9 +142,7 @@ def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize",
     m = _check_mask(missing, x)
     start = torch.as_tensor(fill, dtype=x.dtype).expand_as(x[0])
     out = []
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         dev = model_device(model)
         for i in range(0, x.shape[0], batch_size):
             xb, mb = x[i:i + batch_size].to(dev), m[i:i + batch_size].to(dev)  # (B, *data_shape)
@@ -159,8 +157,6 @@ def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize",
                 with torch.no_grad():
                     xc = torch.where(mb, model.decode(z).mean, xb)
             out.append(xc.cpu())
-    finally:
-        model.train(was)
     return torch.cat(out)
 
 
@@ -170,9 +166,7 @@ def denoise(model: nn.Module, x: Any, steps: int = 300, lr: float = 0.05, batch_
     x = as_data_tensor(x)
     model.check_input(x)
     out = []
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].to(model_device(model))
             with torch.no_grad():
@@ -180,8 +174,6 @@ def denoise(model: nn.Module, x: Any, steps: int = 300, lr: float = 0.05, batch_
             z = map_latent(model, xb, torch.ones_like(xb, dtype=torch.bool), z0, steps, lr)
             with torch.no_grad():
                 out.append(model.decode(z).mean.cpu())
-    finally:
-        model.train(was)
     return torch.cat(out)
 
 

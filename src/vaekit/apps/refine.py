@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.apps._common import as_data_tensor, model_device, require_gaussian_posterior
+from vaekit.apps._common import as_data_tensor, eval_mode, model_device, require_gaussian_posterior
 from vaekit.evaluation._common import mean_and_stderr
 from vaekit.posteriors.gaussian import DiagonalGaussian, kl_per_dim
 
@@ -112,15 +112,11 @@ def refine(model: nn.Module, x: Any, steps: int = 100, lr: float = 0.05, n_sampl
     model.check_input(x)
     g = torch.Generator().manual_seed(int(seed))
     parts = []
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         dev = model_device(model)
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].to(dev)
             parts.append([t.cpu() for t in _refine_batch(model, xb, int(steps), float(lr), int(n_samples),
                                                          int(eval_samples), g)])
-    finally:
-        model.train(was)
     loc, scale, e0, e1, keep = (torch.cat(p) for p in zip(*parts))
     return RefineResult(loc, scale, e0.double(), e1.double(), keep)

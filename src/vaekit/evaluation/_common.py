@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-__all__ = ["as_data_tensor", "model_device", "evaluation_context", "batches", "mean_and_stderr"]
+__all__ = ["as_data_tensor", "model_device", "eval_mode", "evaluation_context", "batches", "mean_and_stderr"]
 
 
 def as_data_tensor(x: Any) -> torch.Tensor:
@@ -36,6 +36,19 @@ def _check_positive(name: str, value: int) -> int:
 
 
 @contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.eval()`` for the block, the previous training mode restored afterwards (also on error).
+
+    Gradients stay on: inference-time optimisation (refinement, inpainting) needs them."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+@contextlib.contextmanager
 def evaluation_context(model: nn.Module, seed: int | None = None, num_threads: int | None = None) -> Iterator[None]:
     """``model.eval()`` + ``torch.no_grad()``; optionally a private RNG stream and a CPU thread count.
 
@@ -45,7 +58,6 @@ def evaluation_context(model: nn.Module, seed: int | None = None, num_threads: i
     num_threads: if given, ``torch.set_num_threads`` for the duration (restored afterwards).
     Training mode and the thread count are restored on exit, also on error.
     """
-    was_training = model.training
     old_threads = torch.get_num_threads()
     dev = model_device(model)
     devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
@@ -56,11 +68,10 @@ def evaluation_context(model: nn.Module, seed: int | None = None, num_threads: i
         stack.enter_context(torch.no_grad())
         if num_threads is not None:
             torch.set_num_threads(_check_positive("num_threads", num_threads))
-        model.eval()
+        stack.enter_context(eval_mode(model))
         try:
             yield
         finally:
-            model.train(was_training)
             torch.set_num_threads(old_threads)
 
 

@@ -8,7 +8,6 @@ log w = log p(x|z) + log p(z) - log q(z|x) for the IWAE bound and the log p(x) e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn

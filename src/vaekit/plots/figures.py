@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vaekit.evaluation._common import eval_mode
 from vaekit.plots._fig import FONT, axes_px, cell_px, grid_panel, images_only, new_figure, save_png
 
 __all__ = ["plot_reconstructions", "plot_samples", "plot_traversals", "plot_interpolation", "plot_manifold",
@@ -36,27 +37,18 @@ def require_single_latent(model: Any, what: str) -> None:
 @torch.no_grad()
 def _decode_mean(model: Any, z: torch.Tensor) -> torch.Tensor:
     """E[x|z] (N, *data_shape) for z (N, D), in eval mode."""
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return model.decode(z).mean
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()
 def kl_per_dim(model: Any, x: torch.Tensor, seed: int = 0, max_points: int = 1000) -> np.ndarray:
     """Mean over (the first ``max_points`` of) x of KL(q(z|x) || p(z)) per latent dimension, in nats: (G,)
     (analytic for Gaussian posteriors; per layer and dimension for a Ladder VAE; Monte Carlo for IAF)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            t = model.elbo_terms(x[:max_points], 1, check=False)
-        return t.kl_groups.mean(0).double().cpu().numpy()  # (G,)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        t = model.elbo_terms(x[:max_points], 1, check=False)
+    return t.kl_groups.mean(0).double().cpu().numpy()  # (G,)
 
 
 def kl_order(kl: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vaekit.config import ConfigError
+from vaekit.evaluation._common import eval_mode
 
 __all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks"]
 
@@ -32,14 +33,9 @@ def _is_last_step(trainer: Any) -> bool:
 @torch.no_grad()
 def _embed(model: torch.nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
     """Posterior means (N, D) in eval mode under a forked, seeded RNG (an IAF embedding averages samples)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return torch.cat([model.embed(x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.cat([model.embed(x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
 
 
 def load_snapshots(path: str | Path) -> dict[str, np.ndarray]:
@@ -166,16 +162,11 @@ class TensorBoardLogger:
 
         model = trainer.model
         src = trainer.val_x if trainer.val_x is not None else trainer.train_x
-        was = model.training
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(trainer.seed + 7)
-                samples = model.sample(self.n_images)
-                xs = src[: min(self.n_images, src.shape[0])]
-                rec = model.reconstruct(xs)
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(trainer.seed + 7)
+            samples = model.sample(self.n_images)
+            xs = src[: min(self.n_images, src.shape[0])]
+            rec = model.reconstruct(xs)
         rows = []
         for i in range(0, xs.shape[0], 8):
             rows += [xs[i:i + 8], rec[i:i + 8]]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
+from vaekit.evaluation._common import eval_mode
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import flush_denormals, make_adam, tune_malloc
@@ -180,11 +181,9 @@ class Trainer:
         if self.val_x is None or self.val_x.shape[0] == 0:
             return {}
         model = self.ema.sync_buffers() if self.ema is not None else self.model
-        was = model.training
-        model.eval()
         tot = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
         kl_dims = 0.0
-        with torch.random.fork_rng(devices=[]):
+        with eval_mode(model), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 3)
             for i in range(0, self.val_x.shape[0], 1000):
                 xb = self.val_x[i:i + 1000]
@@ -193,7 +192,6 @@ class Trainer:
                 tot["rec"] += float(-t.log_px_z.sum())
                 tot["kl"] += float(t.kl.sum())
                 kl_dims = kl_dims + t.kl_groups.sum(0)  # (G,) KL per latent dimension (or group)
-        model.train(was)
         n = self.val_x.shape[0]
         out = {f"val_{k}": v / n for k, v in tot.items()}
         out["val_kl_dims"] = [round(float(v) / n, 5) for v in kl_dims]  # for the KL-over-training heat map
