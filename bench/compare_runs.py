@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--run", action="append", required=True, metavar='"NAME: vaekit train arguments"')
     ap.add_argument("--iw-samples", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1, help="threads per process")
-    ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N test points")
+    ap.add_argument("--limit", type=int, default=None, help="evaluate N test points drawn across the test set")
+    ap.add_argument("--first", type=int, default=None, help="evaluate the first N test points (file order)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,8 +51,9 @@ def main() -> None:
             sys.exit(f"training {name} failed: see {out / (name + '.train.log')}")
     procs = {}
     for name in runs:
-        cmd = vaekit + ["evaluate", str(out / name), "--json", "--iw-samples", str(a.iw_samples),
+        cmd = (vaekit + ["evaluate", str(out / name), "--json", "--iw-samples", str(a.iw_samples),
                         "--threads", str(a.threads)] + (["--limit", str(a.limit)] if a.limit else [])
+               + (["--first", str(a.first)] if a.first else []))
         print("$", " ".join(cmd[2:]), flush=True)
         procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = {}

@@ -53,7 +53,7 @@ def test_evaluate_sample_reconstruct(trained, tmp_path, capsys):
     assert res["log_px"] >= res["elbo"] - 0.5 and res["log_px_stderr"] > 0
     assert 0 <= res["active_units"] <= 3
     code, out, _ = run(capsys, "evaluate", str(trained), "--iw-samples", "10", "--limit", "20")
-    assert code == 0 and "log p(x)" in out and "bits/dim" in out
+    assert code == 0 and "log p(x)" in out and "bits/dim" in out and "(n = 20)" in out
     code, out, _ = run(capsys, "sample", str(trained), "-n", "16", "-o", str(tmp_path / "s.png"), "--temperature", "0.5")
     assert code == 0 and _png_size(tmp_path / "s.png")[0] > 8
     code, out, _ = run(capsys, "reconstruct", str(trained), "-n", "8", "-o", str(tmp_path / "r.png"))
@@ -155,3 +155,18 @@ def test_every_preset_builds_and_trains_a_few_steps(preset, tmp_path, capsys):
                          "train.steps=3", "train.val_every=3", "train.time_limit=null")
     assert code == 0, err
     assert (tmp_path / "r" / "best.safetensors").exists()
+
+
+def test_evaluate_subsets_spread_or_first():
+    import torch
+
+    from vaekit.cli import _subset
+
+    x = torch.arange(1000)
+    a = _subset(x, 100, None)
+    assert torch.equal(a, _subset(x, 100, None))  # the same points for every run
+    assert len(a.unique()) == 100 and torch.equal(a, a.sort().values)
+    assert a.min() < 50 and a.max() > 950  # drawn across the file, not its head (ordered-by-digit test sets)
+    assert torch.equal(_subset(x, None, 30), x[:30]) and torch.equal(_subset(x, 5000, None), x)
+    with pytest.raises(ValueError, match="not both"):
+        _subset(x, 3, 3)

@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--iw-samples", type=int, default=None, help="importance samples K (default eval.iw_samples)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    e.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples (in file order: binarized MNIST's test set is ordered by digit)")
+    e.add_argument("--limit", type=int, default=None,
+                   help="evaluate N examples drawn at random (a fixed seed: the same N for every run) across the split")
+    e.add_argument("--first", type=int, default=None,
+                   help="evaluate the first N examples in file order (binarized MNIST's test set is ordered by digit)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
     e.add_argument("--bf16", action="store_true", help="bf16 decoder for the importance samples (faster, tiny bias)")
     e.add_argument("--threads", type=int, default=None, help="CPU threads for the evaluation (default: torch's)")
@@ -152,6 +155,23 @@ def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None)
     return x, p.splits
 
 
+def _subset(x, limit: int | None, first: int | None):
+    """x[:first], or ``limit`` rows drawn without replacement by a fixed generator (seed 0, file order kept)."""
+    import torch
+
+    if limit is not None and first is not None:
+        raise ValueError("give --limit or --first, not both")
+    n = limit if limit is not None else first
+    if n is None:
+        return x
+    if n < 1:
+        raise ValueError("--limit / --first must be at least 1")
+    if first is not None or n >= len(x):
+        return x[:n]
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    return x[idx]
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     import torch
 
@@ -160,8 +180,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     cfg, model, doc = load_run(a.run_dir, a.checkpoint)
     x, splits = _load_eval_data(cfg, a.split, a.overrides, a.data_dir)
-    if a.limit:
-        x = x[: a.limit]
+    x = _subset(x, a.limit, a.first)
     model.check_input(x)
     k = a.iw_samples or cfg.eval.iw_samples
     if k < 1:

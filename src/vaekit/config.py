@@ -44,6 +44,7 @@ class ModelConfig:
     latent_dims: list[int] = field(default_factory=lambda: [64, 32])   # ladder: bottom to top
     hidden: list[int] = field(default_factory=lambda: [256])
     act: str = "relu"
+    dropout: float = 0.0             # mlp decoder: dropout after each hidden layer (regularises p(x|z))
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])
     likelihood: str = "bernoulli"
     likelihood_options: dict[str, Any] = field(default_factory=dict)  # e.g. {sigma: 0.1}

@@ -25,9 +25,11 @@ def build_model(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
             return build_vae(
                 data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
                 conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-                posterior=m.posterior, posterior_kwargs=m.posterior_options,
+                posterior=m.posterior, posterior_kwargs=m.posterior_options, dropout=m.dropout,
             )
         if m.family == "ladder":
+            if m.dropout:
+                raise ConfigError("model.dropout is for family=vae with the mlp decoder; set model.dropout=0")
             from vaekit.models.ladder import build_ladder
 
             return build_ladder(

@@ -42,3 +42,36 @@ def test_mlp_flattens_trailing_dims_and_keeps_leading():
 def test_mlp_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation"):
         MLP(3, [4], 2, act="swishy")
+
+
+def test_mlp_dropout_acts_in_training_only_and_keeps_state_dict_keys():
+    torch.manual_seed(0)
+    plain = MLP(5, [64, 64], 3, act="tanh")
+    drop = MLP(5, [64, 64], 3, act="tanh", dropout=0.5)
+    assert list(plain.state_dict()) != list(drop.state_dict())  # Dropout modules shift the Sequential indices
+    assert list(MLP(5, [64, 64], 3, dropout=0.0).state_dict()) == list(plain.state_dict())
+    # same weights, layer by layer: eval-mode output is the plain net's, training output is random
+    linears = [m for m in drop.net if isinstance(m, torch.nn.Linear)]
+    for src, dst in zip([m for m in plain.net if isinstance(m, torch.nn.Linear)], linears):
+        dst.load_state_dict(src.state_dict())
+    x = torch.randn(200, 5)
+    drop.eval()
+    torch.testing.assert_close(drop(x), plain(x))
+    drop.train()
+    a, b = drop(x), drop(x)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        MLP(5, [4], 3, dropout=1.0)
+
+
+def test_model_dropout_config_reaches_the_decoder_only():
+    from vaekit.config import ConfigError, ModelConfig
+    from vaekit.registry import build_model
+
+    m = build_model(ModelConfig(hidden=[16, 16], latent_dim=2, dropout=0.2), (1, 8, 8))
+    assert sum(isinstance(x, torch.nn.Dropout) for x in m.decoder.modules()) == 2
+    assert not any(isinstance(x, torch.nn.Dropout) for x in m.encoder.modules())
+    with pytest.raises(ValueError, match="mlp decoder only"):
+        build_model(ModelConfig(arch="conv", dropout=0.2), (1, 8, 8))
+    with pytest.raises(ConfigError, match="model.dropout"):
+        build_model(ModelConfig(family="ladder", dropout=0.2), (1, 8, 8))

@@ -25,11 +25,14 @@ def build_vae(
     likelihood_kwargs: dict[str, Any] | None = None,
     posterior: str = "gaussian",
     posterior_kwargs: dict[str, Any] | None = None,
+    dropout: float = 0.0,
 ) -> VAE:
     """A VAE for data of shape ``data_shape`` ((D,) vectors or (C, H, W) images).
 
     mlp: encoder in -> hidden... (activated) -> posterior head; decoder latent -> reversed(hidden) -> k * in.
     conv: stride-2 conv encoder with ``conv_channels`` then a hidden[-1] linear layer; mirrored decoder.
+    dropout: rate after each hidden layer of the mlp decoder, a regulariser of p(x|z) against overfitting small
+        fixed data such as binarized MNIST (the encoder is left deterministic).
     """
     data_shape = tuple(int(s) for s in data_shape)
     hidden = [int(h) for h in hidden]
@@ -42,8 +45,10 @@ def build_vae(
     n_out = lik.params_per_channel * n_in
     if arch == "mlp":
         encoder = MLP(data_shape, hidden[:-1], hidden[-1], act=act, final_act=True)
-        decoder = MLP(latent_dim, hidden[::-1], n_out, act=act)
+        decoder = MLP(latent_dim, hidden[::-1], n_out, act=act, dropout=dropout)
     elif arch == "conv":
+        if dropout:
+            raise ValueError("model.dropout applies to the mlp decoder only; use model.arch=mlp or model.dropout=0")
         if len(data_shape) != 3:
             raise ValueError(f"model.arch=conv needs image data (C, H, W), got shape {data_shape}; use model.arch=mlp")
         encoder = ConvEncoder(data_shape, conv_channels, hidden[-1], act=act)

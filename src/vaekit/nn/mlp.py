@@ -33,6 +33,8 @@ class MLP(nn.Module):
 
     ``in_features`` is an int (inputs ``(*lead, in_features)``) or a shape such as ``(C, H, W)`` (inputs
     ``(*lead, C, H, W)``, flattened over that shape). The output is ``(*lead, out_features)``.
+    ``dropout`` > 0 puts ``nn.Dropout(dropout)`` after every hidden activation (Srivastava et al., 2014); it acts
+    in training mode only, and with dropout 0 the module and its state-dict keys are those of the plain net.
     """
 
     def __init__(
@@ -42,8 +44,11 @@ class MLP(nn.Module):
         out_features: int,
         act: str = "relu",
         final_act: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_shape = (int(in_features),) if isinstance(in_features, int) else tuple(int(s) for s in in_features)
         self.in_features = 1
         for s in self.in_shape:
@@ -53,6 +58,8 @@ class MLP(nn.Module):
         widths = [self.in_features, *[int(h) for h in hidden]]
         for a, b in zip(widths[:-1], widths[1:]):
             layers += [nn.Linear(a, b), activation(act)]
+            if dropout > 0:
+                layers.append(nn.Dropout(float(dropout)))
         layers.append(nn.Linear(widths[-1], self.out_features))
         if final_act:
             layers.append(activation(act))
