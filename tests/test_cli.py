@@ -170,3 +170,28 @@ def test_evaluate_subsets_spread_or_first():
     assert torch.equal(_subset(x, None, 30), x[:30]) and torch.equal(_subset(x, 5000, None), x)
     with pytest.raises(ValueError, match="not both"):
         _subset(x, 3, 3)
+
+
+def test_merge_val_trains_on_train_plus_val(tmp_path, capsys):
+    from vaekit.data import load_data
+
+    splits = load_data("digits")
+    merged = splits.merge_val()
+    assert len(merged.train) == len(splits.train) + len(splits.val) and len(merged.val) == 0
+    assert torch_equal(merged.train.x[len(splits.train):], splits.val.x)
+    assert torch_equal(merged.train.y[:len(splits.train)], splits.train.y)
+    assert torch_equal(merged.test.x, splits.test.x)
+    run_dir = tmp_path / "merged"
+    assert run(capsys, "train", "--quiet", "--out", str(run_dir), *QUICK, "data.merge_val=true")[0] == 0
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows and not any("val_elbo" in r for r in rows)  # nothing to validate on
+    assert np.isfinite(json.loads((run_dir / "summary.json").read_text())["test"]["elbo"])
+    code, out, _ = run(capsys, "evaluate", str(run_dir), "--iw-samples", "5", "--json")
+    assert code == 0 and json.loads(out)["n"] == len(splits.test)  # 'best' falls back to the last weights
+    _bad(capsys, "evaluate", str(run_dir), "--split", "val", match="folds val into training")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)

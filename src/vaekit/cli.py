@@ -180,6 +180,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     cfg, model, doc = load_run(a.run_dir, a.checkpoint)
     x, splits = _load_eval_data(cfg, a.split, a.overrides, a.data_dir)
+    if len(x) == 0:
+        raise ValueError(f"the {a.split} split of this run is empty (data.merge_val=true folds val into training); "
+                         "use --split test")
     x = _subset(x, a.limit, a.first)
     model.check_input(x)
     k = a.iw_samples or cfg.eval.iw_samples

@@ -34,6 +34,7 @@ class DataConfig:
     image_size: list[int] | None = None
     grayscale: bool | None = None
     classes: list[int] | None = None  # keep only these labels (e.g. one model per class)
+    merge_val: bool = False          # train on train + val (no validation: 'best' is the last weights)
 
 
 @dataclass

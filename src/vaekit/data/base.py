@@ -90,6 +90,14 @@ class DataSplits:
 
         return dataclasses.replace(self, train=sub(self.train), val=sub(self.val), test=sub(self.test))
 
+    def merge_val(self) -> "DataSplits":
+        """Validation examples appended to the training split, validation left empty: the final fit on all
+        labelled-for-training data once a recipe is fixed (test untouched). Labels are kept when both have them."""
+        tr, va = self.train, self.val
+        y = torch.cat([tr.y, va.y]) if tr.y is not None and va.y is not None else None
+        empty = ArrayData(va.x[:0], None if va.y is None else va.y[:0])
+        return dataclasses.replace(self, train=ArrayData(torch.cat([tr.x, va.x]), y), val=empty)
+
 
 def split_indices(
     n: int, *, test_fraction: float, val_fraction: float, seed: int

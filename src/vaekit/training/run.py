@@ -52,6 +52,8 @@ def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
     )
     if d.classes is not None:
         splits = splits.select_classes(d.classes)
+    if d.merge_val:
+        splits = splits.merge_val()
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, splits.shape).to(device) if build else None

@@ -175,10 +175,13 @@ class Trainer:
             path.write_text("".join(ln + "\n" for ln in keep))
 
     # -- validation ----------------------------------------------------------------------------------------
+    def _has_val(self) -> bool:
+        return self.val_x is not None and self.val_x.shape[0] > 0
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean ELBO, log p(x|z) and KL on the validation set (RNG forked: training draws are unaffected)."""
-        if self.val_x is None or self.val_x.shape[0] == 0:
+        if not self._has_val():
             return {}
         model = self.ema.sync_buffers() if self.ema is not None else self.model
         tot = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
@@ -300,7 +303,7 @@ class Trainer:
                     cb(self, {"step": st.step, "loss": loss})
         if pbar is not None:
             pbar.close()
-        if self.ema is not None and self.val_x is None:  # no validation to pick one: the average is 'best'
+        if self.ema is not None and not self._has_val():  # no validation to pick one: the average is 'best'
             self.save("best", last_val)
         if st.stopped == "non-finite":
             raise TrainingError(
