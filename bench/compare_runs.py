@@ -4,8 +4,9 @@ Each run is a `vaekit train` process pinned to one thread (``--threads``), all s
 machine with as many cores as runs each gets one core for the same wall time; then each is evaluated with
 `vaekit evaluate --json`. Example (the IAF comparison of the README):
 
-  python bench/compare_runs.py --out runs/iaf-vs-gaussian --iw-samples 1000 \\
-      --run "gaussian: --preset binarized-mnist-vae train.time_limit=null train.epochs=60" \\
+  python bench/compare_runs.py --out runs/iaf-vs-gaussian --iw-samples 1000 --first 3000 \\
+      --run "gaussian: --preset binarized-mnist-vae train.time_limit=null train.epochs=60 \\
+             model.warmup_steps=0" \\
       --run "iaf: --preset binarized-mnist-iaf train.time_limit=null train.epochs=60"
 
 Prints one row per run (steps, training seconds, test ELBO, log p(x) ± s.e., the gap between them, active
