@@ -14,7 +14,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.posteriors.gaussian import DiagonalGaussian, kl_per_dim
+from vaekit.posteriors.gaussian import DiagonalGaussian, GaussianPosterior, kl_per_dim
 
 __all__ = ["VAE", "ELBOTerms"]
 
@@ -89,8 +89,13 @@ class VAE(nn.Module):
         """ELBO terms with L = n_samples reparameterised samples per example."""
         if check:
             self.check_input(x)
-        q = self.encode(x)
         p = self.prior()
+        if isinstance(self.posterior, GaussianPosterior) and getattr(p, "standard", False):
+            z, kl_groups = self.posterior.sample_and_kl(self.encoder(x), n_samples)  # (L, B, D), (B, D)
+            log_px_z = self.decode(z).log_prob(x)  # (L, B)
+            log_px_z = log_px_z.squeeze(0) if n_samples == 1 else log_px_z.mean(0)  # (B,)
+            return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
+        q = self.encode(x)
         if isinstance(q, DiagonalGaussian) and isinstance(p, DiagonalGaussian):
             z = q.rsample((n_samples,))  # (L, B, D); log q is not needed with the closed-form KL
             log_px_z = self.decode(z).log_prob(x)  # (L, B)
