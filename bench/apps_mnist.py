@@ -110,11 +110,11 @@ def main() -> None:
     results["inpaint"] = {}
     for mask in ("bottom", "right", "centre", "random:0.75"):  # the default method, optimize
         fig = out / f"inpaint-{mask.replace(':', '')}.png"
-        results["inpaint"][mask] = json.loads(sh(["inpaint", str(embed_run), "--mask", mask, "--limit",
+        results["inpaint"][mask] = json.loads(sh(["inpaint", str(embed_run), "--mask", mask, "--first",
                                                   str(a.inpaint_limit), "--figure", str(fig), "--json", *th]))
     results["inpaint"]["bottom, iterate"] = json.loads(sh(["inpaint", str(embed_run), "--mask", "bottom", "--method",
-                                                          "iterate", "--limit", str(a.inpaint_limit), "--json", *th]))
-    results["refine"] = json.loads(sh(["refine", str(embed_run), "--limit", str(a.refine_limit), "--steps",
+                                                          "iterate", "--first", str(a.inpaint_limit), "--json", *th]))
+    results["refine"] = json.loads(sh(["refine", str(embed_run), "--first", str(a.refine_limit), "--steps",
                                        str(a.refine_steps), "--eval-samples", "200", "-k", "1000", "--json",
                                        "-o", str(out / "refine.csv"), *th]))
     results["seconds_total"] = time.time() - t0

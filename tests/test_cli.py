@@ -160,7 +160,10 @@ def test_every_preset_builds_and_trains_a_few_steps(preset, tmp_path, capsys):
 def test_evaluate_subsets_spread_or_first():
     import torch
 
-    from vaekit.cli import _subset
+    from vaekit.data import subset_index
+
+    def _subset(x, limit, first):
+        return x[subset_index(len(x), limit, first)]
 
     x = torch.arange(1000)
     a = _subset(x, 100, None)

@@ -104,7 +104,7 @@ def test_classify_reports_accuracy(runs, tmp_path, capsys):
 
 
 def test_inpaint_and_denoise(runs, tmp_path, capsys):
-    code, out, _ = run(capsys, "inpaint", runs["all"], "--mask", "bottom", "--limit", "12", "--steps", "20",
+    code, out, _ = run(capsys, "inpaint", runs["all"], "--mask", "bottom", "--first", "12", "--steps", "20",
                        "-o", tmp_path / "o.npy", "--figure", tmp_path / "f.png")
     assert code == 0 and "completion" in out and (tmp_path / "f.png").is_file()
     _, d = _test_split(runs["all"])

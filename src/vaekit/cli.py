@@ -155,23 +155,6 @@ def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None)
     return x, p.splits
 
 
-def _subset(x, limit: int | None, first: int | None):
-    """x[:first], or ``limit`` rows drawn without replacement by a fixed generator (seed 0, file order kept)."""
-    import torch
-
-    if limit is not None and first is not None:
-        raise ValueError("give --limit or --first, not both")
-    n = limit if limit is not None else first
-    if n is None:
-        return x
-    if n < 1:
-        raise ValueError("--limit / --first must be at least 1")
-    if first is not None or n >= len(x):
-        return x[:n]
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n].sort().values
-    return x[idx]
-
-
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     import torch
 
@@ -183,7 +166,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if len(x) == 0:
         raise ValueError(f"the {a.split} split of this run is empty (data.merge_val=true folds val into training); "
                          "use --split test")
-    x = _subset(x, a.limit, a.first)
+    from vaekit.data import subset_index
+
+    x = x[subset_index(len(x), a.limit, a.first)]
     model.check_input(x)
     k = a.iw_samples or cfg.eval.iw_samples
     if k < 1:

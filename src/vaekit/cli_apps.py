@@ -21,7 +21,9 @@ _DATA_HELP = ("dataset name (default: the run's own dataset, all classes) or a .
 def _common(p: argparse.ArgumentParser, data_flag: str = "--data", split: str = "test") -> None:
     p.add_argument(data_flag, dest="data", default=None, metavar="DATA", help=_DATA_HELP)
     p.add_argument("--split", default=split, choices=["train", "val", "test"], help=f"split of a dataset (default {split})")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N examples")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use N examples drawn across the split (a fixed seed: the same N every time)")
+    p.add_argument("--first", type=int, default=None, help="use the first N examples in file order")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--data-dir", default=None, help="data directory (default: the run's, else $VAEKIT_DATA_DIR)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -59,7 +61,7 @@ def _cmd_embed(a: argparse.Namespace) -> int:
 
     kind = _suffix(a.output, (".npy", ".csv"), "-o")
     cfg, model, doc = _start(a)
-    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first)
     z = embed(model, d.x, a.what, seed=a.seed).numpy().astype(np.float32)  # (N, D)
     if kind == ".npy":
         np.save(a.output, z)
@@ -85,7 +87,7 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
     if not 0.0 < a.fpr < 1.0:
         raise ValueError(f"--fpr must be in (0, 1), got {a.fpr}")
     cfg, model, doc = _start(a)
-    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, evaluated=True)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first, evaluated=True)
     normal = load_inputs(cfg, doc, a.normal_data, a.normal_split, data_dir=a.data_dir, evaluated=True,
                          keep_classes=True)
     kw = dict(k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)
@@ -138,7 +140,8 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     clf, cfgs, docs = load_class_runs(a.run_dirs, a.checkpoint)
     if a.uniform_prior:
         clf.log_prior = torch.full_like(clf.log_prior, -float(np.log(len(clf.classes))))
-    d = load_inputs(cfgs[0], docs[0], a.data, a.split, data_dir=a.data_dir, limit=a.limit, evaluated=True)
+    d = load_inputs(cfgs[0], docs[0], a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first,
+                    evaluated=True)
     ll = clf.log_likelihoods(d.x, a.score, k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)  # (N, C)
     post = clf.log_posterior(ll)
     pred = torch.tensor(clf.classes)[post.argmax(1)]
@@ -178,7 +181,7 @@ def _cmd_inpaint(a: argparse.Namespace) -> int:
     if (a.mask is None) == (not a.denoise):
         raise ValueError("give either --mask (pixels to fill) or --denoise (every pixel observed, noisy)")
     cfg, model, doc = _start(a)
-    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first)
     shape = tuple(doc["data"]["shape"])
     model.check_input(d.x)
     if a.denoise:
@@ -230,7 +233,7 @@ def _cmd_refine(a: argparse.Namespace) -> int:
     if a.output:
         _suffix(a.output, (".csv",), "-o")
     cfg, model, doc = _start(a)
-    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, evaluated=True)
+    d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first, evaluated=True)
     r = refine(model, d.x, steps=a.steps, lr=a.lr, n_samples=a.samples, eval_samples=a.eval_samples, seed=a.seed)
     res: dict[str, Any] = {**r.summary(), "steps": a.steps, "lr": a.lr, "eval_samples": a.eval_samples}
     cols: dict[str, Any] = {"index": np.arange(len(d.x)), "elbo_amortised": r.elbo_amortised.numpy(),

@@ -80,15 +80,15 @@ def _fit_shape(x: torch.Tensor, data_shape: Sequence[int]) -> torch.Tensor:
 
 
 def load_inputs(cfg: Any, doc: dict, spec: str | None = None, split: str = "test", *, data_dir: str | None = None,
-                limit: int | None = None, evaluated: bool = False, keep_classes: bool = False) -> AppData:
+                limit: int | None = None, first: int | None = None, evaluated: bool = False,
+                keep_classes: bool = False) -> AppData:
     """Data for a run (its config ``cfg`` and checkpoint document ``doc`` from ``load_run``), see the module
     docstring. keep_classes: keep the run's ``data.classes`` selection (its own normal data)."""
-    from vaekit.data import DATASETS, make_batch_transform
+    from vaekit.data import DATASETS, make_batch_transform, subset_index
 
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
+    subset_index(1, limit, first)  # bad limit / first: fail before loading anything
     cfg = copy.deepcopy(cfg)
     if data_dir:
         cfg.data.dir = data_dir
@@ -116,8 +116,8 @@ def load_inputs(cfg: Any, doc: dict, spec: str | None = None, split: str = "test
         x = _fit_shape(torch.from_numpy(arr), doc["data"]["shape"])
         y = None if labels is None else torch.as_tensor(np.asarray(labels).reshape(-1).astype(np.int64))
         source = str(path)
-    if limit is not None:
-        x, y = x[:limit], (None if y is None else y[:limit])
+    idx = subset_index(len(x), limit, first)
+    x, y = x[idx], (None if y is None else y[idx])
     if evaluated:
         fn = make_batch_transform(cfg.data.binarize, cfg.data.dequantize, n_levels)
         if fn is not None:  # one fixed sample, the same as `vaekit evaluate` uses

@@ -8,7 +8,7 @@ that dequantisation implies, and ``vaekit.data.registry`` for the datasets.
 """
 
 from vaekit.data.api import ENV_VAR, dataset_status, download, get_spec, load_data, resolve_data_dir
-from vaekit.data.base import ArrayData, DataNotFoundError, DataSplits
+from vaekit.data.base import ArrayData, DataNotFoundError, DataSplits, subset_index
 from vaekit.data.registry import DATASETS, DatasetSpec
 from vaekit.data.transforms import BINARIZE_MODES, dequantize, make_batch_transform
 
@@ -16,6 +16,7 @@ __all__ = [
     "ArrayData",
     "DataSplits",
     "DataNotFoundError",
+    "subset_index",
     "DATASETS",
     "DatasetSpec",
     "BINARIZE_MODES",

@@ -99,6 +99,23 @@ class DataSplits:
         return dataclasses.replace(self, train=ArrayData(torch.cat([tr.x, va.x]), y), val=empty)
 
 
+def subset_index(n: int, limit: int | None = None, first: int | None = None) -> slice | torch.Tensor:
+    """Which of n examples to use: all; the ``first`` in file order; or ``limit`` drawn across them without
+    replacement by a fixed generator (seed 0, file order kept), so every run and command sees the same points.
+    Index x and its labels with the result. (Ordered files such as binarized MNIST's test set, sorted by digit,
+    make the first N unrepresentative.)"""
+    if limit is not None and first is not None:
+        raise ValueError("give --limit or --first, not both")
+    k = limit if limit is not None else first
+    if k is None:
+        return slice(None)
+    if k < 1:
+        raise ValueError(f"--limit / --first must be at least 1, got {k}")
+    if first is not None or k >= n:
+        return slice(0, k)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k].sort().values
+
+
 def split_indices(
     n: int, *, test_fraction: float, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -92,16 +92,11 @@ class VAE(nn.Module):
         p = self.prior()
         if isinstance(self.posterior, GaussianPosterior) and getattr(p, "standard", False):
             z, kl_groups = self.posterior.sample_and_kl(self.encoder(x), n_samples)  # (L, B, D), (B, D)
-            log_px_z = self.decode(z).log_prob(x)  # (L, B)
-            log_px_z = log_px_z.squeeze(0) if n_samples == 1 else log_px_z.mean(0)  # (B,)
-            return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
+            return self._closed_form_terms(x, z, kl_groups)
         q = self.encode(x)
         if isinstance(q, DiagonalGaussian) and isinstance(p, DiagonalGaussian):
             z = q.rsample((n_samples,))  # (L, B, D); log q is not needed with the closed-form KL
-            log_px_z = self.decode(z).log_prob(x)  # (L, B)
-            log_px_z = log_px_z.squeeze(0) if n_samples == 1 else log_px_z.mean(0)  # (B,); a view when L = 1
-            kl_groups = kl_per_dim(q, p)  # (B, D) closed form
-            return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
+            return self._closed_form_terms(x, z, kl_per_dim(q, p))
         # a flow posterior whose log q splits over dimensions (IAF) gives per-dimension MC KL groups
         per_dim = hasattr(q, "rsample_and_log_prob_dims") and _is_diag_normal(p)
         if per_dim:
@@ -118,6 +113,12 @@ class VAE(nn.Module):
             return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, False)
         kl = (log_q - p.log_prob(z)).mean(0)  # (B,) Monte Carlo on the same samples
         return ELBOTerms(log_px_z, kl, kl.unsqueeze(-1), False)
+
+    def _closed_form_terms(self, x: torch.Tensor, z: torch.Tensor, kl_groups: torch.Tensor) -> ELBOTerms:
+        """Terms from samples z (L, B, D) and the closed-form KL per dimension (B, D)."""
+        log_px_z = self.decode(z).log_prob(x)  # (L, B)
+        log_px_z = log_px_z.squeeze(0) if z.shape[0] == 1 else log_px_z.mean(0)  # (B,); a view when L = 1
+        return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
 
     def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
         """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x): shape (K, B)."""
