@@ -64,7 +64,7 @@ def plot_curves(recs: Sequence[dict[str, Any]], path: str | Path, dpi: int = 100
         fig = new_figure(1000, 720, dpi)
         for k, (ylabel, lines) in enumerate(panels):
             r, c = divmod(k, 2)
-            ax = axes_px(fig, 80 + c * 490, 390 - r * 330, 400, 260)
+            ax = axes_px(fig, 80 + c * 525, 390 - r * 330, 380, 260)  # room for the β twin axis between columns
             vals = []
             for key, label, sign in lines:
                 x, v = _series(recs, key)
