@@ -86,3 +86,24 @@ def test_state_dict_round_trip_gives_identical_log_prob(name, shape, arch):
     assert torch.equal(model.decode(z).log_prob(x[:3]), fresh.decode(z).log_prob(x[:3]))
     if hasattr(model.likelihood, "sigma"):
         assert model.likelihood.sigma == fresh.likelihood.sigma
+
+
+@pytest.mark.parametrize("shape,arch", CONFIGS, ids=["mlp", "conv"])
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_direct_log_prob_equals_the_distribution_path(name, shape, arch):
+    """VAE.log_px_z (the likelihood's direct form, used in training) = decode(z).log_prob(x), values and grads."""
+    model = _build(name, shape, arch, seed=0).double()
+    x = _data(name, shape).double()
+    for lead in [(4,), (3, 4)]:  # one sample per example, and L = 3 samples broadcasting x
+        z = torch.randn(*lead, model.latent_dim, dtype=torch.float64)
+        direct = model.log_px_z(z, x)
+        via_dist = model.decode(z).log_prob(x)
+        assert direct.shape == lead
+        torch.testing.assert_close(direct, via_dist)
+        w = torch.randn(lead, dtype=torch.float64)
+        g1 = torch.autograd.grad((direct * w).sum(), list(model.decoder.parameters()))
+        g2 = torch.autograd.grad((via_dist * w).sum(), list(model.decoder.parameters()))
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b)
+    with torch.no_grad():  # the no-grad form (the importance-sampling loop) too
+        torch.testing.assert_close(model.log_px_z(z, x), model.decode(z).log_prob(x))

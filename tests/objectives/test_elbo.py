@@ -35,6 +35,10 @@ def test_loss_is_rec_plus_weighted_kl(beta, step, warmup):
     torch.testing.assert_close(r.loss, -t.log_px_z.mean() + w * t.kl.mean())
     torch.testing.assert_close(r.elbo, t.log_px_z - t.kl)  # the reported ELBO is always the beta = 1 value
     assert r.beta == w
+    rec_m, kl_m = r.means  # the batch means the trainer accumulates, detached
+    assert not rec_m.requires_grad and not kl_m.requires_grad
+    torch.testing.assert_close(rec_m, t.log_px_z.mean())
+    torch.testing.assert_close(kl_m, t.kl.mean())
 
 
 def test_free_bits_floors_each_dimension_batch_mean():
@@ -65,6 +69,10 @@ def test_iwae_k1_is_the_single_sample_elbo_and_rises_with_k():
     lw = m.log_weights(x, 7)
     torch.manual_seed(6)
     torch.testing.assert_close(IWAE(7).bound(m, x), torch.logsumexp(lw, 0) - math.log(7))
+    torch.manual_seed(6)
+    r = IWAE(7)(m, x)  # the objective reports its bound as the per-example 'elbo', and minimises its mean
+    torch.testing.assert_close(r.elbo, torch.logsumexp(lw, 0) - math.log(7))
+    torch.testing.assert_close(r.loss, -r.elbo.mean())
 
 
 def test_bad_settings_are_rejected():

@@ -114,20 +114,28 @@ def test_fused_sample_and_kl_equals_the_distribution_path_values_and_gradients()
     fn = lambda m, r: _ReparamKL.apply(m, r, eps, -2.0, 10.0)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (mu.requires_grad_(), raw.requires_grad_()))
     assert torch.autograd.gradcheck(lambda m, r: fn(m, r)[1], (mu, raw))
+    # one sample without the sample axis: the same draw as L = 1, and a gradcheck of that form
+    torch.manual_seed(3)
+    z3, kl3 = head.sample_and_kl(h, None)
+    torch.manual_seed(3)
+    z4, kl4 = head.sample_and_kl(h, 1)
+    assert z3.shape == (5, 3) and torch.equal(z3, z4[0]) and torch.equal(kl3, kl4)
+    assert torch.autograd.gradcheck(lambda m, r: _ReparamKL.apply(m, r, eps[0], -2.0, 10.0), (mu, raw))
 
 
-def test_vae_training_terms_take_the_fused_path_with_the_same_numbers():
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_vae_training_terms_take_the_fused_path_with_the_same_numbers(n_samples):
     from vaekit.models import build_vae
 
     torch.manual_seed(0)
     m = build_vae((1, 4, 4), latent_dim=3, hidden=(8,)).double()
     x = (torch.rand(6, 1, 4, 4) > 0.5).double()
     torch.manual_seed(2)
-    t1 = m.elbo_terms(x, 3)
+    t1 = m.elbo_terms(x, n_samples)
     assert "ReparamKL" in type(t1.kl_groups.grad_fn).__name__  # the fused node, not the distribution path
     torch.manual_seed(2)
     q = m.encode(x)
-    z = q.rsample((3,))
+    z = q.rsample((n_samples,))
     log_px_z = m.decode(z).log_prob(x).mean(0)
     kl = kl_per_dim(q, m.prior()).sum(-1)
     torch.testing.assert_close(t1.log_px_z, log_px_z)

@@ -50,6 +50,8 @@ class Likelihood(nn.Module):
                 f"{type(self).__name__} expects decoder output of trailing shape {self.param_shape}, "
                 f"got {tuple(h.shape)}"
             )
+        if self.params_per_channel == 1:
+            return (h,)  # no split node (its backward would copy h's gradient)
         return h.chunk(self.params_per_channel, dim=-self.event_dim)
 
     def check(self, x: torch.Tensor) -> None:
@@ -80,6 +82,15 @@ class Likelihood(nn.Module):
         if x.shape[0] == 0:
             raise ValueError("the data batch is empty")
         self.check(x)
+
+    def log_prob(self, h: torch.Tensor, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+        """log p(x | h) summed over the data dimensions, shape ``lead``: h is the decoder output for a ``lead``
+        batch shape (any trailing layout of ``param_shape``'s size), x is (*lead' , *data_shape) broadcasting.
+
+        The same as building the distribution and calling its ``log_prob``, which this default does; a subclass
+        may compute it directly to keep the training step lean, and must then match the default (tested).
+        """
+        return self(h.reshape(*lead, *self.param_shape)).log_prob(x)
 
     def forward(self, h: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError

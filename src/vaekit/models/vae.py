@@ -84,6 +84,13 @@ class VAE(nn.Module):
             h = h.to(z.dtype)
         return self.likelihood(h)
 
+    def log_px_z(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) of shape z.shape[:-1]: ``decode(z).log_prob(x)`` through the likelihood's direct form."""
+        h = self.decoder(z)
+        if h.dtype != z.dtype:
+            h = h.to(z.dtype)
+        return self.likelihood.log_prob(h, x, z.shape[:-1])
+
     # -- objectives ----------------------------------------------------------------------------------------
     def elbo_terms(self, x: torch.Tensor, n_samples: int = 1, check: bool = True) -> ELBOTerms:
         """ELBO terms with L = n_samples reparameterised samples per example."""
@@ -91,11 +98,12 @@ class VAE(nn.Module):
             self.check_input(x)
         p = self.prior()
         if isinstance(self.posterior, GaussianPosterior) and getattr(p, "standard", False):
-            z, kl_groups = self.posterior.sample_and_kl(self.encoder(x), n_samples)  # (L, B, D), (B, D)
+            # one sample: z (B, D) without the sample axis (the same draw), so no reshapes on the hot path
+            z, kl_groups = self.posterior.sample_and_kl(self.encoder(x), None if n_samples == 1 else n_samples)
             return self._closed_form_terms(x, z, kl_groups)
         q = self.encode(x)
         if isinstance(q, DiagonalGaussian) and isinstance(p, DiagonalGaussian):
-            z = q.rsample((n_samples,))  # (L, B, D); log q is not needed with the closed-form KL
+            z = q.rsample(() if n_samples == 1 else (n_samples,))  # log q is not needed with the closed-form KL
             return self._closed_form_terms(x, z, kl_per_dim(q, p))
         # a flow posterior whose log q splits over dimensions (IAF) gives per-dimension MC KL groups
         per_dim = hasattr(q, "rsample_and_log_prob_dims") and _is_diag_normal(p)
@@ -115,9 +123,10 @@ class VAE(nn.Module):
         return ELBOTerms(log_px_z, kl, kl.unsqueeze(-1), False)
 
     def _closed_form_terms(self, x: torch.Tensor, z: torch.Tensor, kl_groups: torch.Tensor) -> ELBOTerms:
-        """Terms from samples z (L, B, D) and the closed-form KL per dimension (B, D)."""
-        log_px_z = self.decode(z).log_prob(x)  # (L, B)
-        log_px_z = log_px_z.squeeze(0) if z.shape[0] == 1 else log_px_z.mean(0)  # (B,); a view when L = 1
+        """Terms from samples z, (L, B, D) or one sample (B, D), and the closed-form KL per dimension (B, D)."""
+        log_px_z = self.log_px_z(z, x)  # (L, B) or (B,)
+        if log_px_z.dim() > 1:
+            log_px_z = log_px_z.mean(0)  # (B,)
         return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
 
     def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:

@@ -17,13 +17,23 @@ __all__ = ["ObjectiveResult", "ELBO", "IWAE"]
 
 @dataclass
 class ObjectiveResult:
-    """loss: scalar to minimise. elbo, log_px_z, kl: (B,) per-example terms in nats. beta: the KL weight used."""
+    """loss: scalar to minimise. log_px_z, kl: (B,) per-example terms in nats. beta: the KL weight used.
+
+    ``elbo`` (B,) is the per-example bound: ``log_px_z - kl`` (computed when read, off the training hot path), or
+    ``bound`` when the objective is another bound (IWAE). ``means``: the batch means of log p(x|z) and KL,
+    detached, when the objective computed them anyway (the trainer's running averages reuse them).
+    """
 
     loss: torch.Tensor
-    elbo: torch.Tensor
     log_px_z: torch.Tensor
     kl: torch.Tensor
     beta: float
+    bound: torch.Tensor | None = None
+    means: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return self.bound if self.bound is not None else self.log_px_z - self.kl
 
 
 class ELBO:
@@ -45,12 +55,10 @@ class ELBO:
     def __call__(self, model, x: torch.Tensor, step: int | None = None, check: bool = True) -> ObjectiveResult:
         t = model.elbo_terms(x, self.n_samples, check=check)
         beta = kl_weight(step, self.beta, self.warmup_steps)
-        if self.free_bits > 0:
-            kl_term = torch.clamp(t.kl_groups.mean(0), min=self.free_bits).sum()
-        else:
-            kl_term = t.kl.mean()
-        loss = (kl_term if beta == 1.0 else beta * kl_term) - t.log_px_z.mean()  # one graph node fewer at beta 1
-        return ObjectiveResult(loss, t.log_px_z - t.kl, t.log_px_z, t.kl, beta)
+        kl_mean, rec_mean = t.kl.mean(), t.log_px_z.mean()
+        kl_term = torch.clamp(t.kl_groups.mean(0), min=self.free_bits).sum() if self.free_bits > 0 else kl_mean
+        loss = (kl_term if beta == 1.0 else beta * kl_term) - rec_mean  # one graph node fewer at beta 1
+        return ObjectiveResult(loss, t.log_px_z, t.kl, beta, means=(rec_mean.detach(), kl_mean.detach()))
 
 
 class IWAE:
@@ -72,4 +80,4 @@ class IWAE:
         lw = model.log_weights(x, self.k)  # (k, B)
         bound = torch.logsumexp(lw, 0) - math.log(self.k)
         nan = torch.full_like(bound, float("nan"))
-        return ObjectiveResult(-bound.mean(), bound, nan, nan, 1.0)
+        return ObjectiveResult(-bound.mean(), nan, nan, 1.0, bound=bound)

@@ -92,24 +92,29 @@ class _ReparamKL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, mu, raw, eps, mid: float, half: float):  # (B, D), (B, D), (L, B, D)
-        t = torch.tanh((raw - mid) / half)
-        log_scale = 0.5 * (mid + half * t)
+    def forward(ctx, mu, raw, eps, mid: float, half: float):  # (B, D), (B, D), (L, B, D) or (B, D)
+        t = raw.sub(mid).div_(half).tanh_()
+        log_scale = t.mul(half).add_(mid).mul_(0.5)  # same rounding order as 0.5 * soft_clamp(raw)
         scale = log_scale.exp()
-        z = torch.addcmul(mu, scale, eps)  # (L, B, D)
-        kl = 0.5 * (mu.square() + scale.square() - 1.0) - log_scale  # (B, D)
+        z = torch.addcmul(mu, scale, eps)  # (L, B, D) or (B, D)
+        kl = torch.addcmul(scale.square(), mu, mu).sub_(1.0).mul_(0.5).sub_(log_scale)  # (B, D)
         ctx.save_for_backward(mu, t, scale, eps)
         return z, kl
 
     @staticmethod
     def backward(ctx, gz, gk):
         mu, t, scale, eps = ctx.saved_tensors
-        gmu = gz.sum(0) if gz is not None else torch.zeros_like(mu)
-        gls = (gz * eps).sum(0) * scale if gz is not None else torch.zeros_like(mu)
+        if gz is not None:
+            gls = gz * eps
+            if gz.dim() > mu.dim():  # L samples: sum their gradients
+                gz, gls = gz.sum(0), gls.sum(0)
+            gls.mul_(scale)
+            gmu = gz if gk is None else torch.addcmul(gz, gk, mu)
+        else:
+            gmu, gls = gk * mu, torch.zeros_like(mu)
         if gk is not None:
-            gmu = gmu + gk * mu
-            gls = gls + gk * (scale.square() - 1.0)
-        return gmu, gls * 0.5 * (1.0 - t.square()), None, None, None
+            gls.addcmul_(gk, scale.square().sub_(1.0))
+        return gmu, gls.mul_(t.square().neg_().add_(1.0)).mul_(0.5), None, None, None
 
 
 class GaussianPosterior(nn.Module):
@@ -127,12 +132,14 @@ class GaussianPosterior(nn.Module):
         log_scale = 0.5 * soft_clamp(logvar, self.logvar_min, self.logvar_max)
         return DiagonalGaussian(mu, log_scale.exp(), log_scale=log_scale)
 
-    def sample_and_kl(self, h: torch.Tensor, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_and_kl(self, h: torch.Tensor, n_samples: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """z ~ q(z|h) of shape (L, B, D) and KL(q || N(0, I)) per dimension (B, D), as one autograd node.
 
+        ``n_samples=None`` draws one sample without the sample axis: z of shape (B, D) (the same draw as L = 1).
         The same numbers as ``forward`` followed by ``rsample`` and ``kl_per_dim`` against N(0, I) (tested).
         """
         mu, raw = self.linear(h).chunk(2, dim=-1)  # (B, D) each
-        eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device)  # (L, B, D)
+        shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
+        eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)  # (L, B, D) or (B, D)
         mid, half = 0.5 * (self.logvar_max + self.logvar_min), 0.5 * (self.logvar_max - self.logvar_min)
         return _ReparamKL.apply(mu, raw, eps, mid, half)

@@ -254,8 +254,9 @@ class Trainer:
                         self.ema.update(st.step)
                     st.bad_in_row = 0
                     acc["loss"] += loss
-                    acc["rec"] += res.log_px_z.detach().mean()  # tensors: read once per record, not per step
-                    acc["kl"] += res.kl.detach().mean()
+                    rec_m, kl_m = res.means or (res.log_px_z.detach().mean(), res.kl.detach().mean())
+                    acc["rec"] += rec_m  # tensors: read once per record, not per step
+                    acc["kl"] += kl_m
                     acc["n"] += 1
                 else:
                     st.bad_in_row += 1
