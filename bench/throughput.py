@@ -1,15 +1,24 @@
 """Training throughput (samples/s) of the mnist-mlp-sized model (784-400-20, Bernoulli, batch 128, Adam) on
-MNIST, three setups side by side, each in its own fresh process (process-wide settings cannot leak):
+MNIST, three setups side by side, each in its own process (process-wide settings cannot leak):
 
   vaekit      vaekit's Trainer with its defaults (metrics record and 'last' checkpoint once per epoch; no
               validation split, so no validation pass)
   minimal     a hand-written loop over tensors in memory (index_select batches, fused Adam, BCE-with-logits,
-              denormals flushed, glibc malloc thresholds raised)
+              denormals flushed from start-up on, so in every OpenMP thread, glibc malloc thresholds raised)
   dataloader  the pytorch/examples way: a per-item Dataset doing what torchvision's MNIST.__getitem__ and
               ToTensor() do (uint8 tensor -> PIL image -> CHW float tensor, int target), DataLoader(shuffle=True,
               num_workers=0 as on a CPU-only machine), BCE on sigmoid outputs, loss.item() every step
 
-Usage: python bench/throughput.py [--epochs 2] [--rounds 2]
+The three processes take turns: after 50 warm-up steps each runs --chunk steps while the others wait, in a
+rotating order, until each has run --epochs epochs. A host that speeds up or slows down over the run (shared
+machines do, by 20-30 % over minutes) then slows all three alike, so the ratios are steadier than the figures
+of setups run one after another. samples/s = measured steps x 128 / the summed time of that setup's chunks.
+
+The ratios are those of the totals (every epoch's metrics record and checkpoint included); the rate of the median
+chunk (most chunks hold no epoch end) is printed beside each as the steady-state figure. BENCH_DUMP=FILE writes
+every chunk's seconds as JSON.
+
+Usage: python bench/throughput.py [--epochs 4] [--chunk 50]
 MNIST is read from $VAEKIT_DATA_DIR/mnist (random data of the same shape when absent, said in the output).
 """
 
@@ -17,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +52,32 @@ def load_x() -> tuple[torch.Tensor, str]:
         return torch.rand(60000, 784, generator=g), f"random data (MNIST not found: {str(e).splitlines()[0][:80]})"
 
 
+class Gate:
+    """The worker's side of the turn-taking: at the end of the warm-up and of every chunk, report and wait.
+
+    Call with the number of steps done so far after each step; returns True when the measured steps are done.
+    Prints '@@ready' after the warm-up and '@@<seconds>' after each chunk (the time since its turn began).
+    """
+
+    def __init__(self, steps: int, chunk: int) -> None:
+        self.end, self.chunk, self.t = WARMUP + steps, chunk, 0.0
+
+    def _turn(self) -> None:
+        if sys.stdin.readline().strip() != "go":
+            sys.exit(0)  # the parent went away
+        self.t = time.perf_counter()
+
+    def __call__(self, done: int) -> bool:
+        if done == WARMUP:
+            print("@@ready", flush=True)
+            self._turn()
+        elif done > WARMUP and ((done - WARMUP) % self.chunk == 0 or done == self.end):
+            print(f"@@{time.perf_counter() - self.t:.6f}", flush=True)
+            if done < self.end:
+                self._turn()
+        return done >= self.end
+
+
 class ExamplesVAE(nn.Module):
     """The 784-400-20 model as pytorch/examples writes it."""
 
@@ -56,7 +93,7 @@ class ExamplesVAE(nn.Module):
         return self.fc4(F.relu(self.fc3(z))), mu, logvar
 
 
-def run_dataloader(x: torch.Tensor, steps: int) -> float:
+def run_dataloader(x: torch.Tensor, steps: int, gate: Gate) -> None:
     import numpy as np
     from PIL import Image
 
@@ -80,8 +117,8 @@ def run_dataloader(x: torch.Tensor, steps: int) -> float:
     model = ExamplesVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(DS(), batch_size=BATCH, shuffle=True)
-    done, t0, total = 0, None, 0.0
-    while done < steps + WARMUP:
+    done, total, finished = 0, 0.0, False
+    while not finished:
         for xb, _ in loader:
             xb = xb.view(-1, 784)
             logits, mu, logvar = model(xb)
@@ -93,14 +130,12 @@ def run_dataloader(x: torch.Tensor, steps: int) -> float:
             total += loss.item()  # pytorch/examples accumulates the epoch's loss this way
             opt.step()
             done += 1
-            if done == WARMUP:
-                t0 = time.perf_counter()
-            if done == steps + WARMUP:
+            finished = gate(done)
+            if finished:
                 break
-    return steps * BATCH / (time.perf_counter() - t0)
 
 
-def run_minimal(x: torch.Tensor, steps: int) -> float:
+def run_minimal(x: torch.Tensor, steps: int, gate: Gate) -> None:
     from vaekit.training.perf import tune_malloc
 
     tune_malloc()
@@ -108,8 +143,8 @@ def run_minimal(x: torch.Tensor, steps: int) -> float:
     model = ExamplesVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     g = torch.Generator().manual_seed(0)
-    n, done, t0 = x.shape[0], 0, None
-    while done < steps + WARMUP:
+    n, done, finished = x.shape[0], 0, False
+    while not finished:
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, BATCH):
             xb = x.index_select(0, perm[i:i + BATCH])
@@ -121,14 +156,12 @@ def run_minimal(x: torch.Tensor, steps: int) -> float:
             loss.backward()
             opt.step()
             done += 1
-            if done == WARMUP:
-                t0 = time.perf_counter()
-            if done == steps + WARMUP:
+            finished = gate(done)
+            if finished:
                 break
-    return steps * BATCH / (time.perf_counter() - t0)
 
 
-def run_vaekit(x: torch.Tensor, steps: int) -> float:
+def run_vaekit(x: torch.Tensor, steps: int, gate: Gate) -> None:
     from vaekit.config import TrainConfig
     from vaekit.models import build_vae
     from vaekit.objectives import ELBO
@@ -136,17 +169,13 @@ def run_vaekit(x: torch.Tensor, steps: int) -> float:
 
     torch.manual_seed(0)
     model = build_vae((784,), arch="mlp", latent_dim=20, hidden=(400,), likelihood="bernoulli")
-    marks: dict[int, float] = {}
 
-    def clock(trainer, rec):
-        if rec["step"] in (WARMUP, WARMUP + steps):
-            marks[rec["step"]] = time.perf_counter()
+    def turn_taking(trainer, rec):
+        gate(rec["step"])
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = TrainConfig(steps=steps + WARMUP, batch_size=BATCH, lr=1e-3, progress=True)
-        tr = Trainer(model, ELBO(), x, None, settings=settings, run_dir=tmp, callbacks=[clock])
-        tr.fit()
-    return steps * BATCH / (marks[WARMUP + steps] - marks[WARMUP])
+        Trainer(model, ELBO(), x, None, settings=settings, run_dir=tmp, callbacks=[turn_taking]).fit()
 
 
 SETUPS = {"vaekit": run_vaekit, "minimal": run_minimal, "dataloader": run_dataloader}
@@ -154,30 +183,58 @@ SETUPS = {"vaekit": run_vaekit, "minimal": run_minimal, "dataloader": run_datalo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=float, default=2.0, help="measured epochs per setup (after 50 warm-up steps)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each setup is kept")
+    ap.add_argument("--epochs", type=float, default=4.0, help="measured epochs per setup (after 50 warm-up steps)")
+    ap.add_argument("--chunk", type=int, default=50, help="steps a setup runs per turn")
     ap.add_argument("--setup", choices=list(SETUPS), help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.setup:
-        x, _ = load_x()
-        steps = int(a.epochs * x.shape[0] / BATCH)
-        print(json.dumps({"samples_per_s": SETUPS[a.setup](x, steps)}))
+    if a.setup == "minimal":  # set at start-up, before any parallel op: the OpenMP threads inherit the flag
+        torch.set_flush_denormal(True)
+    x, source = load_x()
+    steps = int(a.epochs * x.shape[0] / BATCH)
+    if a.setup:  # a worker: run when told to, report each chunk's time
+        SETUPS[a.setup](x, steps, Gate(steps, a.chunk))
         return
-    _, source = load_x()
     print(f"data: {source}; batch {BATCH}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{a.rounds} rounds of {a.epochs} epochs per setup")
-    best = {k: 0.0 for k in SETUPS}
-    for _ in range(a.rounds):
-        for name in SETUPS:
-            out = subprocess.run([sys.executable, __file__, "--setup", name, "--epochs", str(a.epochs)],
-                                 capture_output=True, text=True, env={**os.environ})
-            if out.returncode != 0:
-                sys.exit(f"setup {name} failed:\n{out.stderr}")
-            best[name] = max(best[name], json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"])
-    for name in SETUPS:
-        print(f"{name:<11} {best[name]:>9.0f} samples/s")
-    print(f"vaekit / dataloader = {best['vaekit'] / best['dataloader']:.2f}x (target >= 2.5x)")
-    print(f"vaekit / minimal    = {best['vaekit'] / best['minimal']:.2f}x (target >= 0.9x)")
+          f"{steps} measured steps ({a.epochs:g} epochs) per setup, in turns of {a.chunk} steps")
+    names = list(SETUPS)
+    with tempfile.TemporaryDirectory() as tmp:
+        errs = {n: open(os.path.join(tmp, n + ".err"), "w+") for n in names}
+        procs = {n: subprocess.Popen([sys.executable, __file__, "--setup", n, "--epochs", str(a.epochs),
+                                      "--chunk", str(a.chunk)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=errs[n], text=True, env={**os.environ}) for n in names}
+
+        def report(n: str) -> str:
+            for line in procs[n].stdout:
+                if line.startswith("@@"):
+                    return line[2:].strip()
+            for p in procs.values():
+                p.kill()
+            errs[n].seek(0)
+            sys.exit(f"setup {n} failed:\n{errs[n].read()}")
+
+        for n in names:  # every worker has warmed up before any measuring starts
+            report(n)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(math.ceil(steps / a.chunk)):
+            for n in names[r % 3:] + names[:r % 3]:  # rotate who goes first
+                procs[n].stdin.write("go\n")
+                procs[n].stdin.flush()
+                times[n].append(float(report(n)))
+        for p in procs.values():
+            p.wait()
+        for f in errs.values():
+            f.close()
+    if os.environ.get("BENCH_DUMP"):  # each chunk's seconds, per setup, for a closer look
+        with open(os.environ["BENCH_DUMP"], "w") as f:
+            json.dump(times, f)
+    rate = {n: steps * BATCH / sum(times[n]) for n in names}
+    full = {n: statistics.median(a.chunk * BATCH / t for t in times[n][:steps // a.chunk]) for n in names}
+    for n in names:
+        print(f"{n:<11} {rate[n]:>9.0f} samples/s   (median chunk {full[n]:.0f})")
+    print(f"vaekit / dataloader = {rate['vaekit'] / rate['dataloader']:.2f}x (target >= 2.5x)"
+          f"   median chunks {full['vaekit'] / full['dataloader']:.2f}x")
+    print(f"vaekit / minimal    = {rate['vaekit'] / rate['minimal']:.2f}x (target >= 0.9x)"
+          f"   median chunks {full['vaekit'] / full['minimal']:.2f}x")
 
 
 if __name__ == "__main__":

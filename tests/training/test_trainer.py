@@ -109,6 +109,37 @@ def test_nan_guard_recovers_from_isolated_bad_steps(tmp_path):
     assert summary["bad_steps"] == 3 and summary["steps"] == 12
 
 
+class _NanBackward(torch.autograd.Function):
+    """Identity forward (a finite loss), NaN gradients backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+def test_nan_guard_catches_non_finite_gradients_under_a_finite_loss(tmp_path):
+    tr = _trainer(tmp_path, 10, max_bad_steps=5)
+    real, calls = tr.objective, {"n": 0}
+
+    def bad_grads(model, x, step=None, check=True):
+        r = real(model, x, step=step, check=check)
+        calls["n"] += 1
+        if calls["n"] in (3, 4):
+            r.loss = _NanBackward.apply(r.loss)
+        return r
+
+    tr.objective = bad_grads
+    summary = tr.fit()
+    assert summary["bad_steps"] == 2 and summary["steps"] == 10
+    assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
+    # the gradient hooks of the guard are gone after fit: later backward passes are the user's own
+    assert all(not p._post_accumulate_grad_hooks for p in tr.model.parameters())
+
+
 def test_interrupted_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
     tr = _trainer(tmp_path, 5)
     tr.fit()

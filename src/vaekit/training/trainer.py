@@ -23,7 +23,7 @@ from vaekit.config import TrainConfig
 from vaekit.evaluation._common import eval_mode
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
-from vaekit.training.perf import flush_denormals, make_adam, tune_malloc
+from vaekit.training.perf import AdamStep, GradSums, flush_denormals, make_adam, tune_malloc
 
 __all__ = ["Trainer", "TrainingError", "TrainState"]
 
@@ -93,6 +93,7 @@ class Trainer:
         self.ckpt_every = settings.checkpoint_every or self.val_every
         self.opt = make_adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                              fused=settings.fused_adam)
+        self.opt_step = AdamStep(self.opt)  # opt.step() without its per-call Python bookkeeping
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
         self.state = TrainState()
         self.data_gen = torch.Generator().manual_seed(self.seed)
@@ -215,6 +216,7 @@ class Trainer:
             tune_malloc()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        opt_params = [p for g in self.opt.param_groups for p in g["params"]]
         show = s.progress and sys.stderr.isatty()
         pbar = None
         if show:
@@ -226,7 +228,7 @@ class Trainer:
         t_last, last_val = t0, {}
         constant_lr = s.lr_schedule == "constant"
         self.model.train()
-        with flush_denormals():
+        with flush_denormals(), GradSums(params if not s.grad_clip else []) as grad_sums:
             while st.step < self.total_steps and not st.stopped:
                 if st.batch == 0 or self.perm is None:
                     self.perm = torch.randperm(self.n, generator=self.data_gen)
@@ -239,17 +241,17 @@ class Trainer:
                     for g in self.opt.param_groups:
                         g["lr"] = lr
                 res = self.objective(self.model, xb, step=st.step, check=False)
-                self.opt.zero_grad(set_to_none=True)
+                for p in opt_params:  # opt.zero_grad(set_to_none=True) without its per-call bookkeeping
+                    p.grad = None
                 res.loss.backward()
-                grads = [p.grad for p in params if p.grad is not None]
                 if s.grad_clip:
                     check = torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-                else:  # any NaN/inf element makes this sum non-finite: one reduction per tensor, no norm
-                    check = torch.stack([g.sum() for g in grads]).sum()
+                else:  # any NaN/inf gradient element makes this sum non-finite (taken during the backward pass)
+                    check = grad_sums.total()
                 loss_t = res.loss.detach()
                 loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
                 if ok:
-                    self.opt.step()
+                    self.opt_step()
                     if self.ema is not None:
                         self.ema.update(st.step)
                     st.bad_in_row = 0
