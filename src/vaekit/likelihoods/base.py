@@ -85,7 +85,8 @@ class Likelihood(nn.Module):
 
     def log_prob(self, h: torch.Tensor, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
         """log p(x | h) summed over the data dimensions, shape ``lead``: h is the decoder output for a ``lead``
-        batch shape (any trailing layout of ``param_shape``'s size), x is (*lead', *data_shape), broadcasting against lead.
+        batch shape (any trailing layout of ``param_shape``'s size); x is (*lead', *data_shape) and broadcasts
+        against ``lead``.
 
         The same as building the distribution and calling its ``log_prob``, which this default does; a subclass
         may compute it directly to keep the training step lean, and must then match the default (tested).

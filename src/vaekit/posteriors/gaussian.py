@@ -102,18 +102,13 @@ class _ReparamKL(torch.autograd.Function):
         return z, kl
 
     @staticmethod
-    def backward(ctx, gz, gk):
+    def backward(ctx, gz, gk):  # autograd materialises an unused output's gradient as zeros: never None
         mu, t, scale, eps = ctx.saved_tensors
-        if gz is not None:
-            gls = gz * eps
-            if gz.dim() > mu.dim():  # L samples: sum their gradients
-                gz, gls = gz.sum(0), gls.sum(0)
-            gls.mul_(scale)
-            gmu = gz if gk is None else torch.addcmul(gz, gk, mu)
-        else:
-            gmu, gls = gk * mu, torch.zeros_like(mu)
-        if gk is not None:
-            gls.addcmul_(gk, scale.square().sub_(1.0))
+        gls = gz * eps
+        if gz.dim() > mu.dim():  # L samples: sum their gradients
+            gz, gls = gz.sum(0), gls.sum(0)
+        gmu = torch.addcmul(gz, gk, mu)
+        gls.mul_(scale).addcmul_(gk, scale.square().sub_(1.0))
         return gmu, gls.mul_(t.square().neg_().add_(1.0)).mul_(0.5), None, None, None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -35,29 +36,24 @@ def tune_malloc() -> bool:
         return False
 
 
-_GOMP: list = []  # [(libgomp handle or None, callback type)] once looked up
-
-
-def _libgomp():
-    """The GNU OpenMP runtime torch's intra-op threads come from (ctypes handle), or None (other runtimes, not Linux)."""
-    if not _GOMP:
-        handle = None
-        try:
-            with open("/proc/self/maps") as f:
-                paths = {ln.split()[-1] for ln in f if "libgomp" in os.path.basename(ln.split()[-1])}
-            own = [q for q in paths if q.startswith(os.path.dirname(torch.__file__))]  # torch's vendored copy
-            path = own[0] if own else (paths.pop() if len(paths) == 1 else None)  # never guess between copies
-            if path:
-                handle = ctypes.CDLL(path)
-                fn_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-                handle.GOMP_parallel.argtypes = [fn_type, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-                handle.GOMP_parallel.restype = None
-                _GOMP.append((handle, fn_type))
-        except (OSError, AttributeError):
-            handle = None
-        if handle is None:
-            _GOMP.append((None, None))
-    return _GOMP[0]
+@functools.cache
+def _libgomp() -> tuple:
+    """(ctypes handle, callback type) of the GNU OpenMP runtime torch's intra-op threads come from, or
+    (None, None) (another runtime, not Linux, or several copies loaded and none of them torch's)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {ln.split()[-1] for ln in f if "libgomp" in os.path.basename(ln.split()[-1])}
+        own = [q for q in paths if q.startswith(os.path.dirname(torch.__file__))]  # torch's vendored copy
+        path = own[0] if own else (paths.pop() if len(paths) == 1 else None)  # never guess between copies
+        if path is None:
+            return None, None
+        handle = ctypes.CDLL(path)
+        fn_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+        handle.GOMP_parallel.argtypes = [fn_type, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        handle.GOMP_parallel.restype = None
+        return handle, fn_type
+    except (OSError, AttributeError):
+        return None, None
 
 
 def set_flush_denormal_all_threads(on: bool) -> int:
