@@ -144,7 +144,7 @@ def test_every_preset_builds_and_trains_a_few_steps(preset, tmp_path, capsys):
     """Each preset's data, model and objective fit together (3 steps; skipped when its data files are absent)."""
     from vaekit.data import DataNotFoundError
     from vaekit.registry import load_preset
-    from vaekit.training.run import prepare
+    from vaekit.run import prepare
 
     cfg = load_preset(preset)
     try:

@@ -93,7 +93,7 @@ def _setup_logging(quiet: bool) -> None:
 def _cmd_train(a: argparse.Namespace) -> int:
     from vaekit.config import apply_overrides, load_config
     from vaekit.registry import load_preset
-    from vaekit.training import train_run
+    from vaekit.run import train_run
 
     if a.resume:
         run_dir = Path(a.resume)
@@ -120,7 +120,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
                                   f"or choose another --out")
     else:
         from vaekit.config import dump_config
-        from vaekit.training.checkpoint import atomic_write_text
+        from vaekit.utils import atomic_write_text
 
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
@@ -137,7 +137,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None):
     from vaekit.config import apply_overrides
-    from vaekit.training.run import prepare
+    from vaekit.run import prepare
 
     bad = [o for o in overrides if not o.startswith("data.")]
     if bad:
@@ -159,7 +159,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.evaluation import evaluate
-    from vaekit.training import load_run
+    from vaekit.run import load_run
 
     cfg, model, doc = load_run(a.run_dir, a.checkpoint)
     x, splits = _load_eval_data(cfg, a.split, a.overrides, a.data_dir)
@@ -205,7 +205,7 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.plots import save_image_grid
-    from vaekit.training import load_run
+    from vaekit.run import load_run
 
     _check_image_request(a.n, a.output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint)
@@ -222,7 +222,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.plots import save_image_grid
-    from vaekit.training import load_run
+    from vaekit.run import load_run
 
     _check_image_request(a.n, a.output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint)

@@ -40,7 +40,7 @@ def _threads(a: argparse.Namespace) -> None:
 
 
 def _start(a: argparse.Namespace) -> tuple[Any, Any, dict]:
-    from vaekit.training import load_run
+    from vaekit.run import load_run
 
     _threads(a)
     return load_run(a.run_dir, a.checkpoint)

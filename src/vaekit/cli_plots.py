@@ -40,13 +40,13 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 
 
 def _cmd_plot(a: argparse.Namespace) -> int:
-    from vaekit.plots.run_figures import make_figures
+    from vaekit.run import run_figures
 
     if any(t <= 0 for t in a.temperature):
         raise ValueError(f"--temperature values must be positive, got {a.temperature}")
-    written, skipped = make_figures(a.run_dir, (a.kind,), a.out, checkpoint=a.checkpoint, data_dir=a.data_dir,
-                                    seed=a.seed, temperatures=a.temperature, map_axes=a.map_axes, grid=a.grid,
-                                    around=a.index)
+    written, skipped = run_figures(a.run_dir, (a.kind,), a.out, checkpoint=a.checkpoint, data_dir=a.data_dir,
+                                   seed=a.seed, temperatures=a.temperature, map_axes=a.map_axes, grid=a.grid,
+                                   around=a.index)
     for name, path in written.items():
         print(f"{name:<16} {path}")
     for kind, why in skipped.items():
@@ -55,7 +55,7 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
-    from vaekit.plots.report import build_report
+    from vaekit.run import build_report
 
     path = build_report(a.run_dir, a.output, checkpoint=a.checkpoint, data_dir=a.data_dir)
     print(f"report: {path}")

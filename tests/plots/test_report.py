@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from vaekit.config import ModelConfig
-from vaekit.plots.report import build_report, metrics_rows
+from vaekit.plots.report import metrics_rows
 from vaekit.plots.run_figures import KINDS, make_figures
+from vaekit.run import build_report, run_figures
 from vaekit.registry import build_model
 
 
@@ -49,29 +50,29 @@ def test_figures_from_the_run_folder_alone(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("figures", "report.html"))
-    written, skipped = make_figures(copy, ["samples", "curves"], tmp_path / "f", temperatures=(0.5,))
+    written, skipped = run_figures(copy, ["samples", "curves"], tmp_path / "f", temperatures=(0.5,))
     assert set(written) == {"samples", "curves"} and not skipped
-    a = make_figures(copy, ["traversals"], tmp_path / "g", around=3)[0]["traversals"].read_bytes()
-    b = make_figures(copy, ["traversals"], tmp_path / "h", around=3)[0]["traversals"].read_bytes()
+    a = run_figures(copy, ["traversals"], tmp_path / "g", around=3)[0]["traversals"].read_bytes()
+    b = run_figures(copy, ["traversals"], tmp_path / "h", around=3)[0]["traversals"].read_bytes()
     assert a == b
 
 
 def test_bad_input(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     with pytest.raises(ValueError, match="unknown figure kind 'histogram'"):
-        make_figures(run_dir, ["histogram"])
+        run_figures(run_dir, ["histogram"])
     with pytest.raises(FileNotFoundError, match="not found"):
-        make_figures(tmp_path / "nowhere", ["samples"])
+        run_figures(tmp_path / "nowhere", ["samples"])
     bare = tmp_path / "bare"
     shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("metrics.jsonl", "figures", "report.html"))
     with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
-        make_figures(bare, ["curves"])
+        run_figures(bare, ["curves"])
     with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
         build_report(bare)
     with pytest.raises(ValueError, match="must end in .html"):
         build_report(run_dir, tmp_path / "r.txt")
     with pytest.raises(ValueError, match="outside the test split"):
-        make_figures(run_dir, ["traversals"], tmp_path / "t", around=10**6)
+        run_figures(run_dir, ["traversals"], tmp_path / "t", around=10**6)
 
 
 def test_all_skips_what_a_ladder_cannot_draw_and_says_why(tiny_run, tmp_path):

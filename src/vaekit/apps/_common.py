@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from vaekit.evaluation._common import as_data_tensor, batches, eval_mode, evaluation_context, model_device
+from vaekit.utils import as_data_tensor, batches, eval_mode, evaluation_context, model_device
 from vaekit.posteriors.gaussian import DiagonalGaussian
 
-__all__ = ["require_vae", "require_gaussian_posterior", "pixel_log_prob", "per_example_elbo", "to_tensor", "model_dtype",
+__all__ = ["require_vae", "require_gaussian_posterior", "pixel_log_prob", "per_example_elbo",
            "as_data_tensor", "batches", "eval_mode", "evaluation_context", "model_device"]
 
 
@@ -54,16 +53,3 @@ def per_example_elbo(model: nn.Module, x: torch.Tensor, n_samples: int = 1, batc
             t = model.elbo_terms(xb, int(n_samples), check=False)
             out.append((t.log_px_z - t.kl).double().cpu())  # (B,)
     return torch.cat(out)
-
-
-def to_tensor(x: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A tensor of ``dtype`` from a tensor or an array-like (numpy array, nested lists)."""
-    return torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x), dtype=dtype)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter or buffer (float32 if it has none)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32

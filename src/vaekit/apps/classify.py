@@ -82,7 +82,7 @@ def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best"
                     ) -> tuple[GenerativeClassifier, list[Any], list[dict[str, Any]]]:
     """A GenerativeClassifier from run folders trained with ``data.classes=[k]`` (one class each); the prior is
     the runs' training-set sizes (``n_train`` in the checkpoint document). Returns (classifier, configs, docs)."""
-    from vaekit.training import load_run
+    from vaekit.run import load_run
 
     if len(run_dirs) < 2:
         raise ValueError("classify needs one run folder per class (at least two), each trained with "

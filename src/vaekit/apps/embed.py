@@ -18,8 +18,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from vaekit.apps._common import (as_data_tensor, batches, evaluation_context, model_device, model_dtype,
-                                 require_gaussian_posterior, require_vae, to_tensor)
+from vaekit.apps._common import require_gaussian_posterior, require_vae
+from vaekit.utils import as_data_tensor, batches, evaluation_context, model_device, model_dtype, to_tensor
 
 __all__ = ["EMBED_KINDS", "embed", "VAEEmbedding"]
 
@@ -85,7 +85,7 @@ class VAEEmbedding(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> "VAEEmbedding":
         """Train a VAE on X (or load ``run_dir``); returns self."""
         if self.run_dir is not None:
-            from vaekit.training import load_run
+            from vaekit.run import load_run
 
             _, model, doc = load_run(self.run_dir, self.checkpoint)
             shape = tuple(doc["data"]["shape"])

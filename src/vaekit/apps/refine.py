@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vaekit.apps._common import as_data_tensor, eval_mode, model_device, require_gaussian_posterior
-from vaekit.evaluation._common import mean_and_stderr
+from vaekit.utils import mean_and_stderr
 from vaekit.posteriors.gaussian import DiagonalGaussian, kl_per_dim
 
 __all__ = ["RefineResult", "elbo_with_noise", "refine"]

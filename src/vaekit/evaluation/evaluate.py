@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from vaekit.evaluation._common import as_data_tensor
+from vaekit.utils import as_data_tensor
 from vaekit.evaluation.loglik import estimate_log_likelihood
 from vaekit.evaluation.metrics import active_units, bits_per_dim, elbo_dataset, kl_per_dimension
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from vaekit.evaluation._common import (
+from vaekit.utils import (
     _check_positive,
     as_data_tensor,
     batches,

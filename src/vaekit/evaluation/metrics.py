@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.evaluation._common import as_data_tensor, batches, evaluation_context, mean_and_stderr, model_device
+from vaekit.utils import as_data_tensor, batches, evaluation_context, mean_and_stderr, model_device
 
 __all__ = ["elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means"]
 

@@ -77,7 +77,7 @@ def grid_panel(ax: Any, images: torch.Tensor, ncol: int, *, col_labels: Sequence
 
 def save_png(fig: Any, path: str | Path) -> Path:
     """Write the figure as PNG atomically; no metadata that varies between runs (same input, same bytes)."""
-    from vaekit.training.checkpoint import atomic_write_bytes
+    from vaekit.utils import atomic_write_bytes
 
     path = check_png_path(path)
     buf = io.BytesIO()

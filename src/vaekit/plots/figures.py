@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vaekit.evaluation._common import eval_mode
+from vaekit.utils import eval_mode
 from vaekit.plots._fig import FONT, axes_px, cell_px, grid_panel, images_only, new_figure, save_png
 
 __all__ = ["plot_reconstructions", "plot_samples", "plot_traversals", "plot_interpolation", "plot_manifold",

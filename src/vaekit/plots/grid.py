@@ -42,7 +42,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
     """Write an image grid PNG atomically (temporary file, then rename). Small images are upscaled."""
     from PIL import Image
 
-    from vaekit.training.checkpoint import atomic_write_bytes
+    from vaekit.utils import atomic_write_bytes
 
     path = Path(path)
     if path.suffix.lower() != ".png":

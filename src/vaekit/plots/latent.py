@@ -140,7 +140,7 @@ def plot_latent_gif(snapshots: dict[str, np.ndarray], path: str | Path, max_fram
     from matplotlib import rc_context
     from PIL import Image
 
-    from vaekit.training.checkpoint import atomic_write_bytes
+    from vaekit.utils import atomic_write_bytes
 
     path = Path(path)
     if path.suffix.lower() != ".gif":

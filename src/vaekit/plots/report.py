@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["build_report", "render_report", "metrics_rows"]
+__all__ = ["write_report", "check_report_path", "render_report", "metrics_rows"]
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -106,18 +106,19 @@ def render_report(run_dir: str | Path, figures: dict[str, Path], skipped: dict[s
     return "\n".join(parts)
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None, *, model: Any = None,
-                 x: torch.Tensor | None = None, y: torch.Tensor | None = None, seed: int = 0,
-                 checkpoint: str = "best", data_dir: str | None = None) -> Path:
-    """Draw every figure into ``run_dir/figures`` and write the report (default ``run_dir/report.html``)."""
-    from vaekit.plots.run_figures import make_figures
-    from vaekit.training.checkpoint import atomic_write_text
+def write_report(run_dir: str | Path, figures: dict[str, Path], skipped: dict[str, str],
+                 out: str | Path | None = None) -> Path:
+    """Write the self-contained report page of ``run_dir`` (default ``run_dir/report.html``) from drawn figures."""
+    from vaekit.utils import atomic_write_text
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"report file {str(out)!r} must end in .html")
-    figures, skipped = make_figures(run_dir, ("all",), model=model, x=x, y=y, seed=seed, checkpoint=checkpoint,
-                                    data_dir=data_dir)
+    check_report_path(out)
     atomic_write_text(out, render_report(run_dir, figures, skipped))
     return out
+
+
+def check_report_path(out: str | Path) -> None:
+    """ValueError unless ``out`` names an .html file."""
+    if Path(out).suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"report file {str(out)!r} must end in .html")

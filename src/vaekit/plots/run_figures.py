@@ -15,14 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["KINDS", "CAPTIONS", "make_figures", "load_test_data"]
+__all__ = ["KINDS", "CAPTIONS", "NEEDS_MODEL", "NEEDS_DATA", "make_figures"]
 
 log = logging.getLogger("vaekit.plots")
 
 KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "curves", "kl",
          "latent-gif")
-_NEEDS_MODEL = {"reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold"}
-_NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold"}
+NEEDS_MODEL = {"reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold"}
+NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold"}
 
 CAPTIONS = {
     "reconstructions": "Test inputs (left) and their reconstructions, the decoder mean at the posterior mean (right).",
@@ -37,19 +37,6 @@ CAPTIONS = {
     "kl": "Validation KL per latent dimension over training: dark rows are collapsed dimensions.",
     "latent-gif": "The 2-D latent map of a fixed set of validation points at the snapshots taken during training.",
 }
-
-
-def load_test_data(cfg: Any, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(x, y) of a run's test split, x given the evaluation's fixed binarisation/dequantisation (seed + 4)."""
-    from vaekit.training.run import prepare
-
-    if data_dir:
-        cfg.data.dir = data_dir
-    p = prepare(cfg, build=False)
-    x = p.splits.test.x
-    if p.transform is not None:
-        x = p.transform(x, torch.Generator().manual_seed(cfg.seed + 4))
-    return x, p.splits.test.y
 
 
 def _pairs(x: torch.Tensor, y: torch.Tensor | None, p: int = 6) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -77,15 +64,15 @@ def _group_label(run_dir: Path) -> str:
 
 
 def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: str | Path | None = None, *,
-                 model: Any = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                 checkpoint: str = "best", data_dir: str | None = None, seed: int = 0,
+                 model: Any = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None, seed: int = 0,
                  temperatures: Sequence[float] = (0.7, 1.0), map_axes: str = "auto", grid: str = "both",
                  around: int | None = None) -> tuple[dict[str, Path], dict[str, str]]:
     """Write the figures ``kinds`` (names from KINDS, or "all") of a run; return ({name: path}, {kind: why skipped}).
 
-    model/x/y: the trained model and its test data when the caller has them (the end of training), else loaded
-    from the run folder (``checkpoint``) and its config. around: traversals around the posterior mean of test
-    input number ``around`` (None: the origin). grid: manifold grid "linear", "ppf" or "both".
+    Draws what it is handed: model and its test data x/y (the kinds in NEEDS_MODEL / NEEDS_DATA need them;
+    ``vaekit.run.run_figures`` loads them from a run folder), and the run folder's metrics/snapshot files for
+    the curves. around: traversals around the posterior mean of test input number ``around`` (None: the origin).
+    grid: manifold grid "linear", "ppf" or "both".
     """
     from vaekit.plots import curves, figures, latent
 
@@ -99,18 +86,11 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     todo = list(KINDS) if not strict else list(dict.fromkeys(kinds))
     if grid not in ("linear", "ppf", "both"):
         raise ValueError(f"unknown manifold grid {grid!r}; choose linear, ppf or both")
+    missing = [k for k in todo if (k in NEEDS_MODEL and model is None) or (k in NEEDS_DATA and x is None)]
+    if missing and strict:
+        raise ValueError(f"the {missing[0]} figure needs the model and its test data; use vaekit.run.run_figures")
+    todo = [k for k in todo if k not in missing]
     recs = curves.load_metrics(run_dir) if ({"curves", "kl"} & set(todo)) else None
-    cfg = None
-    if model is None and _NEEDS_MODEL & set(todo):
-        from vaekit.training import load_run
-
-        cfg, model, _ = load_run(run_dir, checkpoint)
-    if x is None and _NEEDS_DATA & set(todo):
-        if cfg is None:
-            from vaekit.config import load_config
-
-            cfg = load_config(run_dir / "config.yaml")
-        x, y = load_test_data(cfg, data_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     if model is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vaekit.config import ConfigError
-from vaekit.evaluation._common import eval_mode
+from vaekit.utils import eval_mode
 
 __all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks"]
 
@@ -94,7 +94,7 @@ class LatentSnapshots:
         self._write()
 
     def _write(self) -> None:
-        from vaekit.training.checkpoint import atomic_write_bytes
+        from vaekit.utils import atomic_write_bytes
 
         arrays = {"step": np.asarray(self.steps, dtype=np.int64), "z": np.stack(self.z).astype(np.float32)}
         if self.y is not None:

@@ -7,15 +7,15 @@ checkpoint in place. Loading never unpickles.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from vaekit.utils import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text",
            "pack_optimizer", "unpack_optimizer", "versions"]
@@ -31,33 +31,6 @@ def versions() -> dict[str, str]:
     import vaekit
 
     return {"vaekit": vaekit.__version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write data to path via a temporary file and rename (the old file survives any failure)."""
-    def w(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-    _atomic(Path(path), w)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -91,7 +64,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], doc: dic
     doc = {**doc, "versions": versions()}
     text = json.dumps(doc, indent=1, default=float)
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic(path, lambda tmp: save_file(flat, tmp, metadata={_META_KEY: text}))
+    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata={_META_KEY: text}))
     atomic_write_text(path.with_suffix(".json"), text + "\n")
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
-from vaekit.evaluation._common import eval_mode
+from vaekit.utils import eval_mode
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import AdamStep, GradSums, flush_denormals, make_adam, tune_malloc

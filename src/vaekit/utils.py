@@ -1,15 +1,52 @@
-"""Helpers shared by the evaluators: eval mode, seeding without touching the caller's RNG, batching."""
+"""Small helpers every package shares: atomic file writes, eval mode, batching, device and dtype of a model,
+mean and standard error. No vaekit imports: anything may import this module.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["as_data_tensor", "model_device", "eval_mode", "evaluation_context", "batches", "mean_and_stderr"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "as_data_tensor", "to_tensor", "model_device",
+           "model_dtype", "eval_mode", "evaluation_context", "batches", "mean_and_stderr"]
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it and rename it onto ``path``; on any
+    failure the temporary file is removed and the old ``path`` (if any) is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write data to path via a temporary file and rename (the old file survives any failure)."""
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    atomic_write(path, w)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def as_data_tensor(x: Any) -> torch.Tensor:
@@ -89,3 +126,24 @@ def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
     mean = float(v.mean())
     stderr = float(v.std(correction=1) / math.sqrt(n)) if n > 1 else float("nan")
     return mean, stderr
+
+
+def to_tensor(x: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor of ``dtype`` from a tensor or an array-like (numpy array, nested lists)."""
+    return torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x), dtype=dtype)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter or buffer (float32 if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's first floating parameter or buffer (float32 if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32

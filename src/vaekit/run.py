@@ -1,4 +1,5 @@
-"""A run: data + model + objective built from a RunConfig, trained into a run folder, and loaded back."""
+"""Run orchestration: data + model + objective built from a RunConfig, trained into a run folder, loaded back,
+and its figures and report drawn. Sits above training/, evaluation/ and plots/; none of them imports it."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from vaekit.config import ConfigError, RunConfig, config_from_dict, config_to_dict, dump_config, load_config
 from vaekit.registry import build_model, build_objective
-from vaekit.training.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from vaekit.training.checkpoint import CheckpointError, load_checkpoint
 from vaekit.training.trainer import Trainer
+from vaekit.utils import atomic_write_text
 
-__all__ = ["Prepared", "prepare", "train_run", "load_run", "resolve_device", "write_images"]
+__all__ = ["Prepared", "prepare", "train_run", "load_run", "resolve_device", "write_images", "load_test_data",
+           "run_figures", "build_report"]
 
 log = logging.getLogger("vaekit.run")
 
@@ -127,13 +130,55 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
 
 def _write_report(run_dir: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> str | None:
     """Figures and report.html at the end of training; a failure is logged, never loses the trained run."""
-    from vaekit.plots.report import build_report
-
     try:
         return str(build_report(run_dir, model=model, x=x, y=y, seed=seed))
     except Exception as e:  # noqa: BLE001 - the run is saved; the report can be rebuilt with `vaekit report`
         log.warning("could not write the run report (%s: %s); try `vaekit report %s`", type(e).__name__, e, run_dir)
         return None
+
+
+def load_test_data(cfg: RunConfig, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x, y) of a run's test split, x given the evaluation's fixed binarisation/dequantisation (seed + 4)."""
+    if data_dir:
+        cfg.data.dir = data_dir
+    p = prepare(cfg, build=False)
+    x = p.splits.test.x
+    if p.transform is not None:
+        x = p.transform(x, torch.Generator(device=x.device).manual_seed(cfg.seed + 4))
+    return x, p.splits.test.y
+
+
+def run_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: str | Path | None = None, *,
+                model: nn.Module | None = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                checkpoint: str = "best", data_dir: str | None = None, **options: Any):
+    """``vaekit.plots.make_figures`` for a run folder: the model (``checkpoint``) and its test data are loaded
+    from the folder when the kinds need them and the caller did not hand them over."""
+    from vaekit.plots.run_figures import KINDS, NEEDS_DATA, NEEDS_MODEL, make_figures
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} not found")
+    todo = set(KINDS) if "all" in kinds else set(kinds)
+    cfg = None
+    if model is None and NEEDS_MODEL & todo:
+        cfg, model, _ = load_run(run_dir, checkpoint)
+    if x is None and NEEDS_DATA & todo:
+        cfg = cfg if cfg is not None else load_config(run_dir / "config.yaml")
+        x, y = load_test_data(cfg, data_dir)
+    return make_figures(run_dir, kinds, out_dir, model=model, x=x, y=y, **options)
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None, *, model: nn.Module | None = None,
+                 x: torch.Tensor | None = None, y: torch.Tensor | None = None, seed: int = 0,
+                 checkpoint: str = "best", data_dir: str | None = None) -> Path:
+    """Draw every figure into ``run_dir/figures`` and write the report (default ``run_dir/report.html``)."""
+    from vaekit.plots.report import check_report_path, write_report
+
+    if out is not None:
+        check_report_path(out)
+    figures, skipped = run_figures(run_dir, ("all",), model=model, x=x, y=y, seed=seed, checkpoint=checkpoint,
+                                   data_dir=data_dir)
+    return write_report(run_dir, figures, skipped, out)
 
 
 def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, nn.Module, dict[str, Any]]:
