@@ -123,6 +123,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         from vaekit.utils import atomic_write_text
 
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    if cfg.train.malloc_tuning:
+        from vaekit.tuning import tune_malloc
+
+        tune_malloc()
     print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
     summary = train_run(cfg, run_dir, resume=bool(a.resume))
     test = summary.get("test", {})
@@ -173,7 +177,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     k = a.iw_samples or cfg.eval.iw_samples
     if k < 1:
         raise ValueError("--iw-samples must be at least 1")
-    from vaekit.training.perf import tune_malloc
+    from vaekit.tuning import tune_malloc
 
     tune_malloc()  # large per-call temporaries stay in the heap instead of being mmap'ed and trimmed each call
     torch.manual_seed(cfg.seed)
@@ -280,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(getattr(a, "quiet", False) or getattr(a, "json", False))
+    if a.command not in ("datasets", "presets"):  # an application may tune its process; the library never does
+        from vaekit.tuning import flush_denormals
+
+        flush_denormals()  # before the first parallel op, so every OpenMP thread inherits it
     from vaekit.training.checkpoint import CheckpointError
     from vaekit.training.trainer import TrainingError
 
