@@ -64,7 +64,6 @@ def check_options(what: str, key: str, cls: type, options: Mapping[str, Any], sk
 
 def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     """Build the model a ModelConfig describes, after checking that every set key belongs to its family."""
-    _register_builtin()
     if m.family not in FAMILIES:
         close = difflib.get_close_matches(m.family, list(FAMILIES), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -90,44 +89,38 @@ def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(f"bad model option: {e}") from None
 
 
-_BUILTIN_DONE = False
+# -- the families shipped with vaekit (their modules load when a model is built) --------------------------
 
 
-def _register_builtin() -> None:
-    """Register the families shipped with vaekit (on first use: nothing runs at import)."""
-    global _BUILTIN_DONE
-    if _BUILTIN_DONE:
-        return
-    _BUILTIN_DONE = True
+@register_family("vae", ("latent_dim", "posterior", "posterior_options", "dropout"),
+                 "one latent vector, Gaussian or IAF posterior, standard normal prior")
+def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.build import build_vae
+    from vaekit.posteriors import POSTERIORS
 
-    @register_family("vae", ("latent_dim", "posterior", "posterior_options", "dropout"),
-                     "one latent vector, Gaussian or IAF posterior, standard normal prior")
-    def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-        from vaekit.models.build import build_vae
-        from vaekit.posteriors import POSTERIORS
+    if m.posterior in POSTERIORS:
+        check_options(f"{m.posterior} posterior", "model.posterior_options", POSTERIORS[m.posterior],
+                      m.posterior_options, skip=2)
+    try:
+        return build_vae(
+            data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
+            conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
+            posterior=m.posterior, posterior_kwargs=m.posterior_options, dropout=m.dropout,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
-        if m.posterior in POSTERIORS:
-            check_options(f"{m.posterior} posterior", "model.posterior_options", POSTERIORS[m.posterior],
-                          m.posterior_options, skip=2)
-        try:
-            return build_vae(
-                data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
-                conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-                posterior=m.posterior, posterior_kwargs=m.posterior_options, dropout=m.dropout,
-            )
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
 
-    @register_family("ladder", ("latent_dims", "batch_norm", "merge"),
-                     "Ladder VAE (Sønderby et al. 2016): a hierarchy of Gaussian layers, precision-weighted merge")
-    def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-        from vaekit.models.ladder import build_ladder
+@register_family("ladder", ("latent_dims", "batch_norm", "merge"),
+                 "Ladder VAE (Sønderby et al. 2016): a hierarchy of Gaussian layers, precision-weighted merge")
+def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.ladder import build_ladder
 
-        try:
-            return build_ladder(
-                data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
-                conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-                batch_norm=m.batch_norm, merge=m.merge,
-            )
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    try:
+        return build_ladder(
+            data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
+            conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
+            batch_norm=m.batch_norm, merge=m.merge,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -114,6 +114,9 @@ class Trainer:
         self.perm: torch.Tensor | None = None
         self._in_fit = False
         self._params = [p for g in self.opt.param_groups for p in g["params"]]
+        self._loss_fn = self._objective_call
+        if settings.compile:  # opt-in: torch.compile of the objective's forward (model + bound) for this model
+            self._loss_fn = torch.compile(self._objective_call)
         # a fixed (seeded) transform of the validation set so its ELBO is comparable across validations
         self.val_x = val_x
         if val_x is not None and transform is not None:
@@ -255,6 +258,9 @@ class Trainer:
         return out
 
     # -- one step ------------------------------------------------------------------------------------------
+    def _objective_call(self, xb: torch.Tensor, step: int):
+        return self.objective(self.model, xb, step=step, check=False)
+
     def train_step(self, xb: torch.Tensor, grad_sums: GradSums | None = None) -> dict[str, Any]:
         """One optimisation step on the batch xb: objective, backward, NaN/inf guard, optimizer step (skipped when
         the loss or a gradient is not finite), weight average, the objective's auxiliary step.
@@ -264,7 +270,7 @@ class Trainer:
         sums the gradients afterwards.
         """
         st = self.state
-        res = self.objective(self.model, xb, step=st.step, check=False)
+        res = self._loss_fn(xb, st.step)
         self.opt.zero_grad(set_to_none=True)
         res.loss.backward()
         if self.s.grad_clip:
