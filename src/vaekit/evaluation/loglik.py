@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
+from vaekit.progress import Progress
 from vaekit.utils import (
     _check_positive,
     as_data_tensor,
@@ -175,18 +175,13 @@ def estimate_log_likelihood(
     if bf16 and model_device(model).type == "cpu" and not cpu_supports_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 (avx512_bf16/amx); expect it to be slower")
     out = []
-    t0 = last = time.perf_counter()
-    with evaluation_context(model, seed, num_threads), _bf16_decoder(model, bf16):
+    with evaluation_context(model, seed, num_threads), _bf16_decoder(model, bf16), \
+            Progress(x.shape[0], desc=f"log p(x), K={k}", unit="example", log=log) as progress:  # bar or ETA lines
         dev = model_device(model)
         fn = torch.compile(model.log_weights, dynamic=False) if compiled else None
         for xb in batches(x, batch_size, dev):
             out.append(iw_log_likelihood(model, xb, k, chunk_size, fn).cpu())
-            now = time.perf_counter()
-            if now - last > 30:
-                n_done = sum(o.numel() for o in out)
-                log.info("log p(x), K=%d: %d / %d examples, %.1f examples/s", k, n_done, x.shape[0],
-                         n_done / (now - t0))
-                last = now
+            progress.update(xb.shape[0])
     per_example = torch.cat(out)  # (N,) float64
     if torch.isnan(per_example).any():
         bad = int(torch.isnan(per_example).sum())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
+from vaekit.progress import progress_bar
 from vaekit.utils import eval_mode
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
@@ -217,12 +217,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt_params = [p for g in self.opt.param_groups for p in g["params"]]
-        show = s.progress and sys.stderr.isatty()
-        pbar = None
-        if show:
-            from tqdm import tqdm
-
-            pbar = tqdm(total=self.total_steps, initial=st.step, unit="step", dynamic_ncols=True, leave=True)
+        pbar = progress_bar(self.total_steps, enabled=s.progress, initial=st.step, unit="step")  # tqdm.auto or None
         t0, base = time.perf_counter(), st.elapsed  # base: training seconds of earlier processes
         acc = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "n": 0}
         t_last, last_val = t0, {}
