@@ -176,12 +176,13 @@ class TensorBoardLogger:
             self.writer.add_image(tag, grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
 
 
-def run_callbacks(snapshot_every: int | None, tensorboard: bool, run_dir: str | Path,
-                  labels: torch.Tensor | None = None) -> list[Callable[[Any, dict], None]]:
-    """The callbacks a run's ``train.snapshot_every`` / ``train.tensorboard`` settings ask for."""
+def run_callbacks(settings: Any, run_dir: str | Path, labels: torch.Tensor | None = None,
+                  config: dict[str, Any] | None = None) -> list[Callable[[Any, dict], None]]:
+    """The callbacks a run's ``TrainConfig`` (``settings``) asks for: ``train.snapshot_every`` and
+    ``train.tensorboard``. labels: of the snapshot points; config: the run's config as a dict."""
     cbs: list[Callable[[Any, dict], None]] = []
-    if snapshot_every:
-        cbs.append(LatentSnapshots(run_dir, snapshot_every, y=labels))
-    if tensorboard:
+    if settings.snapshot_every:
+        cbs.append(LatentSnapshots(run_dir, settings.snapshot_every, y=labels))
+    if settings.tensorboard:
         cbs.append(TensorBoardLogger(run_dir))
     return cbs
