@@ -26,7 +26,8 @@ EPILOG_KEYS = (
     "data.binarize (none|static|dynamic), data.dequantize, model.family (vae|ladder), model.arch (mlp|conv), "
     "model.latent_dim, model.hidden, model.likelihood, model.posterior (gaussian|iaf), model.beta, "
     "model.warmup_steps, model.free_bits, model.n_samples, train.epochs, train.steps, train.time_limit, "
-    "train.batch_size, train.lr, train.lr_schedule, train.patience, train.grad_clip, eval.iw_samples"
+    "train.batch_size, train.lr, train.lr_schedule, train.patience, train.grad_clip, "
+    "train.loggers (tensorboard|mlflow|wandb), train.logger_options, eval.iw_samples"
 )
 
 

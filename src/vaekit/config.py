@@ -112,6 +112,8 @@ class TrainConfig:
     ema_decay: float | None = None   # average the weights (e.g. 0.999) for validation, 'best' and evaluation
     snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
     tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
+    loggers: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb
+    logger_options: dict[str, Any] = field(default_factory=dict)  # {mlflow: {tracking_uri, experiment}, wandb: {...}}
 
 
 @dataclass
@@ -157,8 +159,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
     if origin is list:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]  # train.loggers=mlflow means [mlflow]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         return [_coerce(v, args[0], key) for v in value]
