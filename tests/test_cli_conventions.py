@@ -33,6 +33,7 @@ def test_every_option_of_every_command_shows_its_default():
     parser = _parser()
     missing = []
     for name, sub in [("vaekit", parser), *_subparsers(parser).items()]:
+        sub.format_help()  # every help page renders (defaults are %-formatted into it)
         fmt = sub._get_formatter()
         for action in sub._actions:
             if action.default is argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
