@@ -97,8 +97,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     from vaekit.training.callbacks import run_callbacks
 
     watched = splits.val if val_x is not None and val_x.shape[0] > 0 else splits.train  # snapshot points
-    callbacks = list(callbacks or []) + run_callbacks(cfg.train.snapshot_every, cfg.train.tensorboard, run_dir,
-                                                      labels=watched.y)
+    callbacks = list(callbacks or []) + run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
     trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
     if resume:

@@ -51,10 +51,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def as_data_tensor(x: Any) -> torch.Tensor:
-    """The (N, *shape) data tensor of ``x``: a Tensor, or an object with an ``.x`` tensor (``ArrayData``)."""
+    """The (N, *shape) data tensor of ``x``: a Tensor, a numpy array (converted to torch's default float dtype,
+    values unchanged), or an object with an ``.x`` tensor (``ArrayData``)."""
     t = getattr(x, "x", x)
+    if isinstance(t, np.ndarray):
+        if t.dtype.kind not in "biuf":
+            raise ValueError(f"expected numbers, got a numpy array of dtype {t.dtype}")
+        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"expected a data tensor of shape (N, ...) or an object with .x, got {type(x).__name__}")
+        raise ValueError(f"expected a data tensor or numpy array of shape (N, ...), or an object with .x, "
+                         f"got {type(x).__name__}")
     if t.dim() < 2 or t.shape[0] == 0:
         raise ValueError(f"expected a non-empty batch of shape (N, ...), got {tuple(t.shape)}")
     return t
@@ -132,14 +138,6 @@ def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 def to_tensor(x: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A tensor of ``dtype`` from a tensor or an array-like (numpy array, nested lists)."""
     return torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x), dtype=dtype)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter or buffer (float32 if it has none)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
