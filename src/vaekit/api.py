@@ -102,6 +102,10 @@ def fit(x: Any, *, val: Any = None, preset: str | None = None, config: Any = Non
     cfg, explicit = _config(preset, config, sections, overrides, seed)
     if "malloc_tuning" not in explicit:
         cfg.train.malloc_tuning = False  # process-wide and cannot be undone: only when asked for
+    if cfg.train.malloc_tuning:
+        from vaekit.tuning import tune_malloc
+
+        tune_malloc()
     cfg.train.progress = bool(progress) and cfg.train.progress
     if run_dir is None and "checkpoint_every" not in explicit:
         cfg.train.checkpoint_every = 2**31 - 1  # nobody resumes a temporary folder: 'last' only at the end

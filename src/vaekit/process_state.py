@@ -1,9 +1,10 @@
 """Leave the process as a library call found it: thread count, global RNGs, the denormal flag.
 
 The trainer sets ``train.threads`` and draws the model's noise from torch's global RNG (it restores both itself);
-process tuning (denormals, malloc) is the CLI's alone (``vaekit.tuning``). A CLI run owns its process, but a call from someone's program or notebook
-(``vaekit.fit``, ``VAEEmbedding.fit``) must not change it behind their back. glibc's malloc settings cannot be
-read back, so library calls do not change them at all (``train.malloc_tuning=false``).
+process tuning (denormals, malloc) is the CLI's alone (``vaekit.tuning``). A CLI run owns its process, but a call
+from someone's program or notebook (``vaekit.fit``, ``VAEEmbedding.fit``) must not change it behind their back.
+glibc's malloc settings cannot be read back, so library calls change them only when asked to
+(``vaekit.fit(..., train={"malloc_tuning": True})``).
 """
 
 from __future__ import annotations
