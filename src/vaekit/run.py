@@ -162,7 +162,16 @@ def run_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: s
     if x is None and NEEDS_DATA & todo:
         cfg = cfg if cfg is not None else load_config(run_dir / "config.yaml")
         x, y = load_test_data(cfg, data_dir)
-    return make_figures(run_dir, kinds, out_dir, model=model, x=x, y=y, **options)
+    snapshots = None
+    if "latent-gif" in todo:
+        from vaekit.training.callbacks import SNAPSHOT_FILE, load_snapshots
+
+        try:
+            snapshots = load_snapshots(run_dir / SNAPSHOT_FILE)
+        except FileNotFoundError:
+            if "all" not in kinds:
+                raise
+    return make_figures(run_dir, kinds, out_dir, model=model, x=x, y=y, snapshots=snapshots, **options)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, *, model: nn.Module | None = None,
