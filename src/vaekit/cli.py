@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import time
+
+from vaekit.cli_common import add_device_argument
 from pathlib import Path
 
 __all__ = ["main"]
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) ± s.e., bits/dim, active units")
     e.add_argument("run_dir")
+    add_device_argument(e)
     e.add_argument("--iw-samples", type=int, default=None, help="importance samples K (default eval.iw_samples)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--limit", type=int, default=None,
@@ -93,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from the prior and save an image grid")
     s.add_argument("run_dir")
+    add_device_argument(s)
     s.add_argument("-n", type=int, default=64)
     s.add_argument("-o", "--output", required=True, help="PNG file to write")
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
@@ -101,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reconstruct", help="save inputs and their reconstructions as an image grid")
     r.add_argument("run_dir")
+    add_device_argument(r)
     r.add_argument("-n", type=int, default=32)
     r.add_argument("-o", "--output", required=True, help="PNG file to write")
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -219,7 +224,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from vaekit.evaluation import evaluate
     from vaekit.run import load_run
 
-    cfg, model, doc = load_run(a.run_dir, a.checkpoint)
+    cfg, model, doc = load_run(a.run_dir, a.checkpoint, a.device)
     x, splits = _load_eval_data(cfg, a.split, a.overrides, a.data_dir)
     if len(x) == 0:
         raise ValueError(f"the {a.split} split of this run is empty (data.merge_val=true folds val into training); "
@@ -271,7 +276,7 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from vaekit.run import load_run
 
     _check_image_request(a.n, a.output)
-    cfg, model, _ = load_run(a.run_dir, a.checkpoint)
+    cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     torch.manual_seed(a.seed)
     x = model.sample(a.n, temperature=a.temperature)
     if len(model.data_shape) != 3:
@@ -288,7 +293,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     from vaekit.run import load_run
 
     _check_image_request(a.n, a.output)
-    cfg, model, _ = load_run(a.run_dir, a.checkpoint)
+    cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     x, _ = _load_eval_data(cfg, a.split, [], a.data_dir)
     x = x[: a.n]
     model.check_input(x)

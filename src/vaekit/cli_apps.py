@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from vaekit.cli_common import add_device_argument
+
 __all__ = ["register"]
 
 _DATA_HELP = ("dataset name (default: the run's own dataset, all classes) or a .npy/.npz/.csv/.png file or image "
@@ -43,7 +45,7 @@ def _start(a: argparse.Namespace) -> tuple[Any, Any, dict]:
     from vaekit.run import load_run
 
     _threads(a)
-    return load_run(a.run_dir, a.checkpoint)
+    return load_run(a.run_dir, a.checkpoint, a.device)
 
 
 def _suffix(path: str, allowed: tuple[str, ...], flag: str) -> str:
@@ -137,7 +139,7 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     if a.score not in CLASS_SCORES:
         raise ValueError(f"--score must be one of {', '.join(CLASS_SCORES)}")
     _threads(a)
-    clf, cfgs, docs = load_class_runs(a.run_dirs, a.checkpoint)
+    clf, cfgs, docs = load_class_runs(a.run_dirs, a.checkpoint, a.device)
     if a.uniform_prior:
         clf.log_prior = torch.full_like(clf.log_prior, -float(np.log(len(clf.classes))))
     d = load_inputs(cfgs[0], docs[0], a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first,
@@ -268,12 +270,14 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
     """Add this module's sub-commands to ``sub``; return {command name: handler}."""
     e = sub.add_parser("embed", help="posterior means (or samples, log-variances) of data, to .npy or .csv")
     e.add_argument("run_dir")
+    add_device_argument(e)
     _common(e)
     e.add_argument("-o", "--output", required=True, help="FILE.npy (N, D) or FILE.csv (z0..z{D-1}[,label])")
     e.add_argument("--what", default="mean", choices=["mean", "sample", "logvar"])
 
     an = sub.add_parser("anomaly", help="anomaly scores, thresholds for a false-positive rate, AUROC/AUPRC")
     an.add_argument("run_dir")
+    add_device_argument(an)
     _common(an)
     an.add_argument("-o", "--output", required=True, help="CSV of scores and flags")
     an.add_argument("--normal-data", default=None, help="held-out normal data for the thresholds (default: the run's "
@@ -290,6 +294,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 
     c = sub.add_parser("classify", help="generative classifier from one run per class (data.classes=[k])")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    add_device_argument(c)
     _common(c)
     c.add_argument("--score", default="loglik", help="loglik (importance-sampled, K samples) or elbo")
     c.add_argument("-k", "--iw-samples", type=int, default=100)
@@ -300,6 +305,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 
     i = sub.add_parser("inpaint", help="fill masked pixels (or denoise) by optimising over z / iterating encode-decode")
     i.add_argument("run_dir")
+    add_device_argument(i)
     _common(i, "--input")
     i.add_argument("--mask", default=None, help="FILE.npy / FILE.png (1 or white = missing) or top, bottom, left, "
                    "right, centre, random:P")
@@ -316,6 +322,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 
     r = sub.add_parser("refine", help="per-point refinement of q(z|x) and the amortisation gap")
     r.add_argument("run_dir")
+    add_device_argument(r)
     _common(r)
     r.add_argument("--steps", type=int, default=100, help="Adam steps per data point")
     r.add_argument("--lr", type=float, default=0.05)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from vaekit.cli_common import add_device_argument
+
 __all__ = ["register"]
 
 KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "curves", "kl",
@@ -17,6 +19,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
                        description="Draw the standard figures of a trained run. Figures that need labels (latent-map) "
                                    "are drawn without colours when the data have none.")
     p.add_argument("run_dir")
+    add_device_argument(p)
     p.add_argument("--kind", default="all", choices=KINDS, help="which figure (default all)")
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the figures (default RUN_DIR/figures)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -33,6 +36,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 
     r = sub.add_parser("report", help="write a self-contained HTML report of a run (config, metrics, figures)")
     r.add_argument("run_dir")
+    add_device_argument(r)
     r.add_argument("-o", "--output", default=None, help="HTML file (default RUN_DIR/report.html)")
     r.add_argument("--checkpoint", default="best", choices=["best", "last"])
     r.add_argument("--data-dir", default=None)
@@ -46,7 +50,7 @@ def _cmd_plot(a: argparse.Namespace) -> int:
         raise ValueError(f"--temperature values must be positive, got {a.temperature}")
     written, skipped = run_figures(a.run_dir, (a.kind,), a.out, checkpoint=a.checkpoint, data_dir=a.data_dir,
                                    seed=a.seed, temperatures=a.temperature, map_axes=a.map_axes, grid=a.grid,
-                                   around=a.index)
+                                   around=a.index, device=a.device)
     for name, path in written.items():
         print(f"{name:<16} {path}")
     for kind, why in skipped.items():
@@ -57,6 +61,6 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 def _cmd_report(a: argparse.Namespace) -> int:
     from vaekit.run import build_report
 
-    path = build_report(a.run_dir, a.output, checkpoint=a.checkpoint, data_dir=a.data_dir)
+    path = build_report(a.run_dir, a.output, checkpoint=a.checkpoint, data_dir=a.data_dir, device=a.device)
     print(f"report: {path}")
     return 0

@@ -112,6 +112,7 @@ class TrainConfig:
     ema_decay: float | None = None   # average the weights (e.g. 0.999) for validation, 'best' and evaluation
     snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
     tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
+    precision: str = "fp32"          # fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler; densities in float32)
     compile: bool = False            # torch.compile the objective's forward (opt-in; needs a C++ compiler on CPU)
     loggers: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb
     logger_options: dict[str, Any] = field(default_factory=dict)  # {mlflow: {tracking_uri, experiment}, wandb: {...}}

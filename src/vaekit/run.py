@@ -170,7 +170,7 @@ def load_test_data(cfg: RunConfig, data_dir: str | None = None) -> tuple[torch.T
 
 def run_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: str | Path | None = None, *,
                 model: nn.Module | None = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                checkpoint: str = "best", data_dir: str | None = None, **options: Any):
+                checkpoint: str = "best", data_dir: str | None = None, device: str | None = None, **options: Any):
     """``vaekit.plots.make_figures`` for a run folder: the model (``checkpoint``) and its test data are loaded
     from the folder when the kinds need them and the caller did not hand them over."""
     from vaekit.plots.run_figures import KINDS, NEEDS_DATA, NEEDS_MODEL, make_figures
@@ -181,7 +181,7 @@ def run_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: s
     todo = set(KINDS) if "all" in kinds else set(kinds)
     cfg = None
     if model is None and NEEDS_MODEL & todo:
-        cfg, model, _ = load_run(run_dir, checkpoint)
+        cfg, model, _ = load_run(run_dir, checkpoint, device)
     if x is None and NEEDS_DATA & todo:
         cfg = cfg if cfg is not None else load_config(run_dir / "config.yaml")
         x, y = load_test_data(cfg, data_dir)
@@ -199,19 +199,21 @@ def run_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: s
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, *, model: nn.Module | None = None,
                  x: torch.Tensor | None = None, y: torch.Tensor | None = None, seed: int = 0,
-                 checkpoint: str = "best", data_dir: str | None = None) -> Path:
+                 checkpoint: str = "best", data_dir: str | None = None, device: str | None = None) -> Path:
     """Draw every figure into ``run_dir/figures`` and write the report (default ``run_dir/report.html``)."""
     from vaekit.plots.report import check_report_path, write_report
 
     if out is not None:
         check_report_path(out)
     figures, skipped = run_figures(run_dir, ("all",), model=model, x=x, y=y, seed=seed, checkpoint=checkpoint,
-                                   data_dir=data_dir)
+                                   data_dir=data_dir, device=device)
     return write_report(run_dir, figures, skipped, out)
 
 
-def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, nn.Module, dict[str, Any]]:
-    """(config, model with the chosen checkpoint's weights, checkpoint document) of a run folder."""
+def load_run(run_dir: str | Path, which: str = "best",
+             device: str | torch.device | None = None) -> tuple[RunConfig, nn.Module, dict[str, Any]]:
+    """(config, model with the chosen checkpoint's weights, checkpoint document) of a run folder; the model on
+    ``device`` (cpu, cuda, cuda:N, mps, auto; default cpu), in eval mode."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {str(run_dir)!r} not found")
@@ -228,4 +230,6 @@ def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, nn.Mo
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {str(ckpt)!r} does not match the run's model config ({str(e).splitlines()[0]})") from None
     model.eval()
+    if device is not None:
+        model.to(resolve_device(str(device), "--device"))
     return cfg, model, doc

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "as_data_tensor", "to_tensor", "model_device",
+__all__ = ["full_precision", "atomic_write", "atomic_write_bytes", "atomic_write_text", "as_data_tensor", "to_tensor", "model_device",
            "check_positive",
            "model_dtype", "eval_mode", "evaluation_context", "batches", "mean_and_stderr"]
 
@@ -48,6 +48,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """t in float32 when autocast made it bf16/fp16 (log-densities, KLs and losses stay float32); else t."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def as_data_tensor(x: Any) -> torch.Tensor:

@@ -78,7 +78,7 @@ class GenerativeClassifier:
         return torch.tensor(self.classes, dtype=torch.int64)[joint.argmax(1)]
 
 
-def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best"
+def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best", device: str | None = None
                     ) -> tuple[GenerativeClassifier, list[Any], list[dict[str, Any]]]:
     """A GenerativeClassifier from run folders trained with ``data.classes=[k]`` (one class each); the prior is
     the runs' training-set sizes (``n_train`` in the checkpoint document). Returns (classifier, configs, docs)."""
@@ -89,7 +89,7 @@ def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best"
                          "data.classes=[k]")
     models, classes, counts, cfgs, docs = [], [], [], [], []
     for d in run_dirs:
-        cfg, model, doc = load_run(d, checkpoint)
+        cfg, model, doc = load_run(d, checkpoint, device)
         cls = cfg.data.classes
         if not cls:
             raise ValueError(f"run {str(d)!r} was trained without data.classes, so it models no single class "

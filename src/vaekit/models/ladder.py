@@ -30,7 +30,7 @@ from vaekit.nn import ConvDecoder
 from vaekit.posteriors.gaussian import DiagonalGaussian
 from vaekit.objectives.latents import sample_latent
 from vaekit.priors import StandardNormal
-from vaekit.utils import eval_mode
+from vaekit.utils import eval_mode, full_precision
 
 __all__ = ["LadderVAE", "build_ladder"]
 
@@ -91,7 +91,8 @@ class LadderVAE(nn.Module):
             h = self.decoder(z1)
         if h.dtype != z1.dtype:
             h = h.to(z1.dtype)
-        return ModelOutput(groups, self.likelihood.decoded(h, z1.shape[:-1]), 0 if n_samples is None else 1)
+        return ModelOutput(groups, self.likelihood.decoded(full_precision(h), z1.shape[:-1]),
+                           0 if n_samples is None else 1)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError on data that does not fit the model (shape, NaN/inf, likelihood support)."""

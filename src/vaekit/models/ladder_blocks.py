@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from vaekit.nn import activation, conv_sizes
 from vaekit.posteriors.gaussian import DiagonalGaussian
+from vaekit.utils import full_precision
 
 __all__ = ["DenseBlock", "ConvStem", "GaussianParams", "precision_merge"]
 
@@ -123,7 +124,8 @@ class GaussianParams(nn.Module):
         self.var = nn.Linear(in_features, latent_dim)
 
     def forward(self, d: torch.Tensor) -> DiagonalGaussian:
-        return DiagonalGaussian(self.mu(d), (F.softplus(self.var(d)) + self.var_floor).sqrt())
+        mu, var = full_precision(self.mu(d)), full_precision(self.var(d))  # float32 under autocast
+        return DiagonalGaussian(mu, (F.softplus(var) + self.var_floor).sqrt())
 
 
 def precision_merge(q_hat: DiagonalGaussian, p: DiagonalGaussian) -> DiagonalGaussian:

@@ -16,6 +16,7 @@ from torch.distributions import Distribution
 from vaekit.likelihoods.base import Likelihood
 from vaekit.models.contract import ModelOutput
 from vaekit.objectives.latents import sample_latent
+from vaekit.utils import full_precision
 
 __all__ = ["VAE", "decoder_precision"]
 
@@ -76,7 +77,7 @@ class VAE(nn.Module):
             h = self.decoder(z)
         if h.dtype != z.dtype:  # e.g. a bf16 decoder under autocast: the log-density stays in float32
             h = h.to(z.dtype)
-        return self.likelihood.decoded(h, z.shape[:-1])
+        return self.likelihood.decoded(full_precision(h), z.shape[:-1])
 
     def decode(self, z: torch.Tensor) -> Distribution:
         """p(x|z) for z of shape (*lead, D): the likelihood's full Distribution (batch_shape lead)."""

@@ -14,6 +14,7 @@ from torch import nn
 from torch.distributions import Independent, Normal, register_kl
 
 from vaekit.objectives.latents import register_fused_sampler, register_kl_dims
+from vaekit.utils import full_precision
 
 __all__ = ["DiagonalGaussian", "GaussianPosterior", "soft_clamp", "kl_per_dim"]
 
@@ -152,7 +153,7 @@ class GaussianPosterior(nn.Module):
         self.linear = nn.Linear(in_features, 2 * latent_dim)
 
     def forward(self, h: torch.Tensor) -> DiagonalGaussian:
-        mu, raw = self.linear(h).chunk(2, dim=-1)  # (B, D) each
+        mu, raw = full_precision(self.linear(h)).chunk(2, dim=-1)  # (B, D) each, float32 under autocast
         log_scale = 0.5 * soft_clamp(raw, self.logvar_min, self.logvar_max)
         mid, half = 0.5 * (self.logvar_max + self.logvar_min), 0.5 * (self.logvar_max - self.logvar_min)
         return DiagonalGaussian(mu, log_scale.exp(), log_scale=log_scale, head=(raw, mid, half))

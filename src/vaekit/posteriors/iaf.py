@@ -34,6 +34,7 @@ from torch.distributions import Distribution, constraints
 
 from vaekit.nn.made import MADE
 from vaekit.posteriors.gaussian import soft_clamp
+from vaekit.utils import full_precision
 
 __all__ = ["IAFStep", "IAFDistribution", "IAFPosterior"]
 
@@ -59,7 +60,7 @@ class IAFStep(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(m, s), each of the shape of z; s already includes the forget-gate bias."""
-        m, s = self.made(z, c).unbind(-2)  # (*S, B, D) each
+        m, s = full_precision(self.made(z, c)).unbind(-2)  # (*S, B, D) each, float32 under autocast
         return m, s + self.forget_bias
 
     def step(self, z: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,7 +191,7 @@ class IAFPosterior(nn.Module):
         )
 
     def forward(self, h: torch.Tensor) -> IAFDistribution:
-        out = self.linear(h)  # (B, 2D + C)
+        out = full_precision(self.linear(h))  # (B, 2D + C), float32 under autocast
         d = self.latent_dim
         mu, logvar, c = out[..., :d], out[..., d:2 * d], out[..., 2 * d:]  # (B, D), (B, D), (B, C)
         logvar = soft_clamp(logvar, self.logvar_min, self.logvar_max)

@@ -60,6 +60,18 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _precision_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """train.precision -> the autocast dtype (None for fp32); a clear error where the device cannot do it."""
+    if precision == "fp32":
+        return None
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"unknown train.precision {precision!r}; choose fp32, bf16 or fp16")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("train.precision=fp16 needs a GPU (CPU autocast has no fp16 GradScaler path); use "
+                         "train.precision=bf16 on CPU or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
 class Trainer:
     """Train ``model`` with ``objective`` on ``train_x``; validate on ``val_x``; write into ``run_dir``.
 
@@ -124,6 +136,8 @@ class Trainer:
         self._in_fit = False
         self._params = [p for g in self.opt.param_groups for p in g["params"]]
         self._loss_fn = self._objective_call
+        self.autocast_dtype = _precision_dtype(settings.precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
         if settings.compile:  # opt-in: torch.compile of the objective's forward (model + bound) for this model
             self._loss_fn = torch.compile(self._objective_call)
         # a fixed (seeded) transform of the validation set so its ELBO is comparable across validations
@@ -294,7 +308,10 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------------
     def _objective_call(self, xb: torch.Tensor, step: int):
-        return self.objective(self.module, xb, step=step, check=False)
+        if self.autocast_dtype is None:
+            return self.objective(self.module, xb, step=step, check=False)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):  # nets in low precision, densities fp32
+            return self.objective(self.module, xb, step=step, check=False)
 
     def train_step(self, xb: torch.Tensor, grad_sums: GradSums | None = None) -> dict[str, Any]:
         """One optimisation step on the batch xb: objective, backward, NaN/inf guard, optimizer step (skipped when
@@ -307,10 +324,14 @@ class Trainer:
         st = self.state
         res = self._loss_fn(xb, st.step)
         self.opt.zero_grad(set_to_none=True)
+        loss_bw = res.loss
         if self.dist.active:  # DDP averages over ranks: weight each rank by its share of the global batch
-            (res.loss * (self.dist.world * xb.shape[0] / self._global_batch)).backward()
+            loss_bw = loss_bw * (self.dist.world * xb.shape[0] / self._global_batch)
+        if self.scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+            self.scaler.scale(loss_bw).backward()
+            self.scaler.unscale_(self.opt)  # the guard and the clip see true gradients
         else:
-            res.loss.backward()
+            loss_bw.backward()
         if self.s.grad_clip:
             check = torch.nn.utils.clip_grad_norm_(self._params, self.s.grad_clip)
         elif grad_sums is not None:  # any NaN/inf gradient element makes this sum non-finite
@@ -320,11 +341,17 @@ class Trainer:
             check = torch.stack(grads).sum() if grads else torch.zeros(())
         loss_t = res.loss.detach()
         loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
+        if self.scaler is not None:  # fp16: overflowing gradients are the scaler's to skip (it lowers its scale)
+            ok = math.isfinite(loss)
         if self.dist.active:  # every rank steps, or none does
             ok = all_reduce_sum([0.0 if ok else 1.0], self.device)[0] == 0.0
         stats: dict[str, Any] = {}
-        if ok:
+        if self.scaler is not None:  # the scaler skips non-finite steps itself and adapts its scale
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        elif ok:
             self.opt.step()
+        if ok:
             if self.ema is not None:
                 self.ema.update(st.step)
             stats = res.stats()
