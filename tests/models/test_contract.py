@@ -52,11 +52,11 @@ def _brute_force_elbo(model: nn.Module, x: torch.Tensor, s: int) -> tuple[torch.
 
 @pytest.mark.parametrize("lik", sorted(LIKELIHOODS))
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_objective_elbo_equals_brute_force_monte_carlo(family, lik):
+def test_objective_elbo_equals_brute_force_monte_carlo(family, lik, device):
     torch.manual_seed(0)
-    model = build_family(ModelConfig(likelihood=lik, **FAMILIES[family]), SHAPE).double()
+    model = build_family(ModelConfig(likelihood=lik, **FAMILIES[family]), SHAPE).double().to(device)
     assert isinstance(model, LatentVariableModel)
-    x = _data(lik)
+    x = _data(lik).to(device)
     s = 4000
     torch.manual_seed(1)
     with torch.no_grad():

@@ -29,11 +29,12 @@ def test_bf16_autocast_keeps_densities_and_kl_in_float32_and_is_close_to_fp32():
     assert not torch.equal(low.elbo, ref.elbo)
 
 
-def test_bf16_training_on_cpu_runs_and_learns():
-    x = (torch.rand(128, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+def test_bf16_training_runs_and_learns(device):
+    x = (torch.rand(128, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float().to(device)
     losses = []
     s = TrainConfig(steps=30, batch_size=32, lr=1e-2, progress=False, precision="bf16")
-    tr = Trainer(_model(), ELBO(), x, None, settings=s, run_dir=None, callbacks=[lambda t, r: losses.append(r["loss"])])
+    tr = Trainer(_model().to(device), ELBO(), x, None, settings=s, run_dir=None,
+                 callbacks=[lambda t, r: losses.append(r["loss"])])
     tr.fit()
     assert tr.state.bad_total == 0 and all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) < sum(losses[:5])
