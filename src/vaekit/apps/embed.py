@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import tempfile
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -106,6 +105,7 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     data_shape: per-example shape X's rows are reshaped to (e.g. (1, 28, 28) for ``arch="conv"``); None: (n_features,).
     steps, batch_size, lr, seed, threads: training settings (Adam, constant learning rate).
     verbose: show the trainer's log lines (at each validation); by default fit logs only warnings.
+    device: where the model is trained and run (cpu, cuda, cuda:N, mps, auto); outputs are numpy on the CPU.
 
     Output: float32 (tag ``preserves_dtype=["float32"]``), feature names ``vaeembedding0..`` (so
     ``set_output(transform="pandas")`` works). ``inverse_transform(Z)`` returns the decoder mean E[x|z] flattened
@@ -116,11 +116,12 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def __init__(self, latent_dim: int = 10, hidden: Sequence[int] = (256,), arch: str = "mlp",
                  likelihood: str = "bernoulli", data_shape: Sequence[int] | None = None, steps: int = 2000,
                  batch_size: int = 128, lr: float = 1e-3, seed: int = 0, threads: int | None = None,
-                 run_dir: str | None = None, checkpoint: str = "best", verbose: bool = False) -> None:
+                 run_dir: str | None = None, checkpoint: str = "best", verbose: bool = False,
+                 device: str = "cpu") -> None:
         self.latent_dim, self.hidden, self.arch, self.likelihood = latent_dim, hidden, arch, likelihood
         self.data_shape, self.steps, self.batch_size, self.lr = data_shape, steps, batch_size, lr
         self.seed, self.threads, self.run_dir, self.checkpoint = seed, threads, run_dir, checkpoint
-        self.verbose = verbose
+        self.verbose, self.device = verbose, device
 
     # -- scikit-learn metadata -------------------------------------------------------------------------------
     def _unit_interval(self) -> bool:
@@ -161,7 +162,7 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             if self.run_dir is not None:
                 from vaekit.run import load_run
 
-                _, model, doc = load_run(self.run_dir, self.checkpoint)
+                _, model, doc = load_run(self.run_dir, self.checkpoint, self.device)
                 shape = tuple(doc["data"]["shape"])
                 model.check_input(self._as_data(x, shape, model_dtype(model)))
             else:
@@ -179,13 +180,16 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         data = self._as_data(x, shape, torch.float32)
         cfg = ModelConfig(latent_dim=int(self.latent_dim), hidden=[int(h) for h in self.hidden], arch=self.arch,
                           likelihood=self.likelihood)
+        from vaekit.run import resolve_device
+
+        dev = resolve_device(str(self.device), "device")
         torch.manual_seed(int(self.seed))  # inside preserve_process_state: the caller's RNG is restored
-        model = build_model(cfg, shape)
+        model = build_model(cfg, shape).to(dev)
+        data = data.to(dev)
         model.check_input(data)
         settings = TrainConfig(steps=int(self.steps), batch_size=int(self.batch_size), lr=float(self.lr),
                                threads=self.threads, progress=False, val_every=int(self.steps), malloc_tuning=False)
-        with tempfile.TemporaryDirectory(prefix="vaekit-embed-") as tmp:  # the trainer's checkpoints: discarded
-            Trainer(model, build_objective(cfg), data, None, settings=settings, run_dir=tmp, seed=int(self.seed)).fit()
+        Trainer(model, build_objective(cfg), data, None, settings=settings, run_dir=None, seed=int(self.seed)).fit()
         return model, shape
 
     # -- transformer API -----------------------------------------------------------------------------------
