@@ -192,6 +192,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}); "
           f"best val ELBO {summary['best_val_elbo']:.3f} at step {summary['best_step']}; "
           f"test ELBO {test.get('elbo', float('nan')):.3f} nats")
+    if "knn_recon_accuracy" in test:
+        print(f"reconstructions: a {test['k']}-NN fitted on the training inputs labels "
+              f"{100 * test['knn_recon_accuracy']:.1f} % of test reconstructions correctly "
+              f"(the test inputs themselves: {100 * test['knn_input_accuracy']:.1f} %)")
     print(f"run folder: {run_dir}")
     if summary.get("report"):
         print(f"report: {summary['report']}")

@@ -142,6 +142,13 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
 
     model.eval()
     summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size, seed=cfg.seed + 5)
+    if splits.train.y is not None and splits.test.y is not None and len(model.data_shape) == 3:
+        from vaekit.evaluation.probe import reconstruction_knn_accuracy
+
+        train_x = splits.train.x if p.transform is None else p.transform(
+            splits.train.x, torch.Generator(device=splits.train.x.device).manual_seed(cfg.seed + 4))
+        summary["test"].update(reconstruction_knn_accuracy(model, train_x, splits.train.y, test_x,
+                                                           splits.test.y, seed=cfg.seed))
     write_images(model, test_x, run_dir, seed=cfg.seed)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
     summary["report"] = _write_report(run_dir, model, test_x, splits.test.y, cfg.seed)

@@ -53,6 +53,10 @@ def metrics_rows(run_dir: str | Path) -> list[tuple[str, str]]:
             rows += [(f"test ELBO (nats, n = {t.get('n')})", f"{_fmt(t['elbo'])} ± {_fmt(t.get('elbo_stderr', float('nan')))}"),
                      ("test −log p(x|z) (nats)", -t["log_px_z"] if "log_px_z" in t else None),
                      ("test KL (nats)", t.get("kl"))]
+        if "knn_recon_accuracy" in t:
+            rows.append((f"test reconstructions a {t.get('k')}-NN on training inputs labels correctly",
+                         f"{100 * t['knn_recon_accuracy']:.1f} % (test inputs themselves: "
+                         f"{100 * t['knn_input_accuracy']:.1f} %; n = {t.get('n_test')})"))
     else:
         rows.append(("summary", "summary.json not found: the run has not finished"))
     rows += [("last record: step", last.get("step")), ("last train loss (nats)", last.get("loss")),
