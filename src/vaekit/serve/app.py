@@ -7,8 +7,6 @@ server writes nothing, and the Host header is checked against the names the serv
 elsewhere cannot reach it through DNS rebinding).
 """
 
-from __future__ import annotations
-
 import json
 from importlib import resources
 from typing import Any, Sequence
@@ -81,6 +79,7 @@ def _images(x: torch.Tensor) -> list[str]:
 def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0.0.1", "localhost")) -> FastAPI:
     """The web application for ``explorer``. allowed_hosts: Host header names accepted (None: any)."""
     ex = explorer
+    R = S.request_models(ex.latent_dim, len(ex.layer_dims))
     pages = {name: (_static(name), media) for name, media in _STATIC.items()}
     app = FastAPI(title="vaekit serve", version="1", docs_url=None, redoc_url=None,  # their pages load a CDN summary=f"Explore the latent space of {ex.name}",
                   description="Latent vectors u are in prior units (see vaekit.serve). Images are PNG data URLs.")
@@ -138,9 +137,7 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
         return S.Point(index=index, label=label, u=ex.points_u[index].tolist(), image=to_data_url(ex.x[index].cpu()))
 
     @app.post("/api/decode", response_model=S.Images, summary="Decode latent vectors u to images")
-    def decode(req: S.DecodeRequest) -> S.Images:
-        if len({len(v) for v in req.u}) != 1:
-            raise ValueError("all latent vectors of one request need the same length")
+    def decode(req: R.DecodeRequest) -> S.Images:
         return S.Images(images=_images(ex.decode(req.u)))
 
     @app.post("/api/encode", response_model=S.Encoded, summary="q(z|x) of an image (mean and std in prior units)")
@@ -152,7 +149,7 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
                          input=to_data_url(x[0]))
 
     @app.post("/api/interpolate", response_model=S.Latents, summary="Linear or spherical interpolation")
-    def interpolate(req: S.InterpolateRequest) -> S.Latents:
+    def interpolate(req: R.InterpolateRequest) -> S.Latents:
         u = ex.interpolate(req.ua, req.ub, req.steps, req.method)
         return S.Latents(u=u.tolist(), images=_images(ex.decode(u)))
 
@@ -162,7 +159,7 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
         return S.Latents(u=u.tolist(), images=_images(ex.decode(u)))
 
     @app.post("/api/resample", response_model=S.Latents, summary="Draw one layer's noise anew, keep the others")
-    def resample(req: S.ResampleRequest) -> S.Latents:
+    def resample(req: R.ResampleRequest) -> S.Latents:
         u = ex.resample(req.u, req.layer, req.temperature, req.seed)
         return S.Latents(u=u.tolist(), images=_images(ex.decode(u)))
 
