@@ -26,6 +26,8 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
     s.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:1, auto)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.add_argument("--data-dir", default=None)
+    s.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; one request is one small batch, which a second thread rarely speeds up")
     s.add_argument("--max-points", type=int, default=2000, help="test points on the map (a fixed-seed subset)")
     return {"serve": _cmd_serve}
 
@@ -70,6 +72,11 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         raise ValueError(f"--port must be 1..65535, got {a.port}")
     if a.max_points < 0:
         raise ValueError("--max-points must be at least 0")
+    if a.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(a.threads)  # this process is the server's own
     explorer = build_explorer(a.run_dir, a.checkpoint, a.device, a.data_dir, a.max_points)
     if _is_loopback(a.host):
         hosts: list[str] | None = ["127.0.0.1", "localhost", "[::1]", a.host]

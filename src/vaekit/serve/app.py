@@ -7,7 +7,9 @@ server writes nothing, and the Host header is checked against the names the serv
 elsewhere cannot reach it through DNS rebinding).
 """
 
+import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any, Sequence
 
@@ -80,8 +82,15 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
     """The web application for ``explorer``. allowed_hosts: Host header names accepted (None: any)."""
     ex = explorer
     R = S.request_models(ex.latent_dim, len(ex.layer_dims))
+    m = ex.latent_map()  # computed once: the test points do not change
+    pool = ThreadPoolExecutor(1, thread_name_prefix="vaekit-serve")  # model work in arrival order, off the loop
+
+    async def work(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
     pages = {name: (_static(name), media) for name, media in _STATIC.items()}
-    app = FastAPI(title="vaekit serve", version="1", docs_url=None, redoc_url=None,  # their pages load a CDN summary=f"Explore the latent space of {ex.name}",
+    app = FastAPI(title="vaekit serve", version="1", summary=f"Explore the latent space of {ex.name}",
+                  docs_url=None, redoc_url=None,  # Swagger UI and ReDoc pages load a CDN; /openapi.json stays
                   description="Latent vectors u are in prior units (see vaekit.serve). Images are PNG data URLs.")
 
     @app.exception_handler(UploadError)
@@ -122,7 +131,6 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
 
     @app.get("/api/map", response_model=S.MapData, summary="The 2-D map of the test points")
     def latent_map() -> S.MapData:
-        m = ex.latent_map()
         if m is None:
             raise HTTPException(404, "this server has no test data (start it where the run's data set is found)")
         return S.MapData(x=m.xy[:, 0].round(4).tolist(), y=m.xy[:, 1].round(4).tolist(), labels=m.labels,
@@ -137,31 +145,34 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
         return S.Point(index=index, label=label, u=ex.points_u[index].tolist(), image=to_data_url(ex.x[index].cpu()))
 
     @app.post("/api/decode", response_model=S.Images, summary="Decode latent vectors u to images")
-    def decode(req: R.DecodeRequest) -> S.Images:
-        return S.Images(images=_images(ex.decode(req.u)))
+    async def decode(req: R.DecodeRequest) -> S.Images:
+        return await work(lambda: S.Images(images=_images(ex.decode(req.u))))
 
-    @app.post("/api/encode", response_model=S.Encoded, summary="q(z|x) of an image (mean and std in prior units)")
-    def encode(req: S.EncodeRequest) -> S.Encoded:
-        x = decode_upload(req.image, ex.data_shape, ex.binarize)
+    def _encode(image: str) -> S.Encoded:
+        x = decode_upload(image, ex.data_shape, ex.binarize)
         ex.model.check_input(x)
         mean, std = ex.encode(x)
         return S.Encoded(mean=mean[0].tolist(), std=std[0].tolist(), reconstruction=to_data_url(ex.decode(mean)[0]),
                          input=to_data_url(x[0]))
 
-    @app.post("/api/interpolate", response_model=S.Latents, summary="Linear or spherical interpolation")
-    def interpolate(req: R.InterpolateRequest) -> S.Latents:
-        u = ex.interpolate(req.ua, req.ub, req.steps, req.method)
+    @app.post("/api/encode", response_model=S.Encoded, summary="q(z|x) of an image (mean and std in prior units)")
+    async def encode(req: S.EncodeRequest) -> S.Encoded:
+        return await work(_encode, req.image)
+
+    def _latents(u: torch.Tensor) -> S.Latents:
         return S.Latents(u=u.tolist(), images=_images(ex.decode(u)))
+
+    @app.post("/api/interpolate", response_model=S.Latents, summary="Linear or spherical interpolation")
+    async def interpolate(req: R.InterpolateRequest) -> S.Latents:
+        return await work(lambda: _latents(ex.interpolate(req.ua, req.ub, req.steps, req.method)))
 
     @app.post("/api/sample", response_model=S.Latents, summary="Samples at a temperature")
-    def sample(req: S.SampleRequest) -> S.Latents:
-        u = ex.sample(req.n, req.temperature, req.seed)
-        return S.Latents(u=u.tolist(), images=_images(ex.decode(u)))
+    async def sample(req: S.SampleRequest) -> S.Latents:
+        return await work(lambda: _latents(ex.sample(req.n, req.temperature, req.seed)))
 
     @app.post("/api/resample", response_model=S.Latents, summary="Draw one layer's noise anew, keep the others")
-    def resample(req: R.ResampleRequest) -> S.Latents:
-        u = ex.resample(req.u, req.layer, req.temperature, req.seed)
-        return S.Latents(u=u.tolist(), images=_images(ex.decode(u)))
+    async def resample(req: R.ResampleRequest) -> S.Latents:
+        return await work(lambda: _latents(ex.resample(req.u, req.layer, req.temperature, req.seed)))
 
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
