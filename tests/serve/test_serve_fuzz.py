@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-EXAMPLES = 40  # per endpoint, half valid, half invalid by the schema
+EXAMPLES = 30  # per endpoint, half valid, half invalid by the schema
 ENDPOINTS = [("GET", "/api/info"), ("GET", "/api/map"), ("GET", "/api/points/{index}"), ("POST", "/api/decode"),
              ("POST", "/api/encode"), ("POST", "/api/interpolate"), ("POST", "/api/sample"), ("POST", "/api/resample")]
 
