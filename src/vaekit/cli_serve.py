@@ -87,5 +87,6 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     app = create_app(explorer, allowed_hosts=hosts)
     shown = f"[{a.host}]" if ":" in a.host else a.host
     print(f"serving {a.run_dir} at http://{shown}:{a.port}/ (OpenAPI schema at /openapi.json); Ctrl-C stops", file=sys.stderr)
-    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", server_header=False)
+    # limit_concurrency: connections + requests in flight beyond it get 503 instead of queueing without bound
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", server_header=False, limit_concurrency=256)
     return 0

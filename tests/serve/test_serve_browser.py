@@ -6,6 +6,7 @@ Set VAEKIT_UPDATE_SCREENSHOT=1 to also write the screenshot to docs/serve.png (t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -24,15 +25,15 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (a
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-@pytest.fixture(scope="module")
-def server(vae_explorer):
+@contextlib.contextmanager
+def _serve(explorer):
     """The app on a free loopback port, in a thread; yields its base URL."""
     from vaekit.serve.app import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(vae_explorer), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -41,25 +42,45 @@ def server(vae_explorer):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(vae_explorer):
+    with _serve(vae_explorer) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(15000)
-        pg.requests, pg.errors = [], []
-        pg.on("request", lambda r: pg.requests.append(r.url))
-        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-        pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
-        pg.goto(server + "/")
-        pg.wait_for_selector("body[data-ready='1']")
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+def _open(browser, url: str):
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(15000)
+    pg.requests, pg.errors = [], []
+    pg.on("request", lambda r: pg.requests.append(r.url))
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.goto(url + "/")
+    pg.wait_for_selector("body[data-ready='1']")
+    pg.wait_for_function("() => document.querySelector('#decoded').src.startsWith('data:image/png')")
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    pg = _open(browser, server)
+    yield pg
+    pg.close()
 
 
 def _src(page, sel: str) -> str:
@@ -139,3 +160,16 @@ def test_draw_samples_interpolate_and_screenshot(page, tmp_path):
 def test_page_stays_on_its_origin(page, server):
     assert page.requests and all(u.startswith(server + "/") or u.startswith("data:") for u in page.requests)
     assert page.errors == []
+
+
+def test_ladder_resamples_one_layer(browser, ladder_explorer):
+    with _serve(ladder_explorer) as url:
+        pg = _open(browser, url)
+        assert pg.locator("#sliders input").count() == 5 and pg.locator("#layers button").count() == 2
+        before, u = _src(pg, "#decoded"), pg.evaluate("state.u.slice()")
+        pg.click("#resample-1")  # the top layer: new noise there, layer 1's kept
+        after = _changed(pg, "#decoded", before)
+        u2 = pg.evaluate("state.u.slice()")
+        assert after != before and u2[:3] == u[:3] and u2[3:] != u[3:]
+        assert pg.errors == []
+        pg.close()

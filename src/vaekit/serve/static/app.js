@@ -40,13 +40,19 @@ async function decodeNow() {
   $("decoded").dataset.state = "idle";
 }
 
+function dimName(d) {
+  const { layers } = state.info;
+  if (layers.length < 2) return `z${d}`;
+  const l = layers.find((x) => d >= x.start && d < x.start + x.dim);
+  return `${l.name}.${d - l.start}`;
+}
+
 function buildSliders() {
   const box = $("sliders");
   box.textContent = "";
   const { info } = state;
   for (const d of info.order) {
-    const layer = info.layers.find((l) => d >= l.start && d < l.start + l.dim);
-    const name = info.layers.length > 1 ? `${layer.name}.${d - layer.start}` : `z${d}`;
+    const name = dimName(d);
     const label = document.createElement("label");
     label.textContent = info.kl ? `${name} (KL ${info.kl[d].toFixed(2)})` : name;
     const s = document.createElement("input");
@@ -195,7 +201,7 @@ async function encode(dataUrl) {
     box.textContent = "";
     const lim = RANGE + 1;
     for (const d of state.info.order) {
-      const name = document.createElement("span"); name.textContent = `z${d}`;
+      const name = document.createElement("span"); name.textContent = dimName(d);
       const bar = document.createElement("div"); bar.className = "bar";
       const pct = (v) => `${Math.max(0, Math.min(100, (v + lim) / (2 * lim) * 100))}%`;
       const sd = document.createElement("div"); sd.className = "sd";
