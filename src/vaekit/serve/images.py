@@ -15,7 +15,7 @@ __all__ = ["UploadError", "to_data_url", "decode_upload", "MAX_UPLOAD_BYTES", "M
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # of the decoded image file
 MAX_SIDE = 2048                     # pixels, checked from the header before the pixels are read
 MAX_ASPECT = 4.0
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP")  # MPO: multi-picture JPEG from cameras
 
 
 class UploadError(ValueError):
