@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 trainin
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
@@ -29,10 +30,18 @@ EPILOG_KEYS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser without prefix matching: ``--data`` is never read as an abbreviation of ``--data-dir``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vaekit", description="Train, measure and use variational autoencoders.")
+    p = _Parser(prog="vaekit", description="Train, measure and use variational autoencoders.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", epilog=EPILOG_KEYS)
     t.add_argument("--preset", default=None, help="named preset (see `vaekit presets`); default digits-quick")
@@ -97,11 +106,14 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     if a.resume:
         run_dir = Path(a.resume)
-        if not (run_dir / "last.safetensors").exists():
-            raise FileNotFoundError(f"cannot resume: {str(run_dir / 'last.safetensors')!r} not found")
-        cfg = load_config(run_dir / "config.yaml")
+        if a.out and Path(a.out).resolve() != run_dir.resolve():
+            raise ValueError(f"--resume continues {a.resume!r} in place; drop --out {a.out!r} (copy the folder "
+                             f"first to continue it elsewhere)")
         if a.preset or a.config:
             raise ValueError("--resume takes the run's own config; give only key=value overrides (e.g. train.steps=)")
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"cannot resume: {str(run_dir / 'config.yaml')!r} not found (not a run folder)")
+        cfg = load_config(run_dir / "config.yaml")
     else:
         cfg = load_preset(a.preset or "digits-quick")
         if a.config:
@@ -115,24 +127,34 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg.train.tensorboard = True
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "last.safetensors").exists() or (run_dir / "config.yaml").exists():
-            raise FileExistsError(f"run folder {str(run_dir)!r} already holds a run; use --resume {run_dir} "
-                                  f"or choose another --out")
-    else:
-        from vaekit.config import dump_config
-        from vaekit.utils import atomic_write_text
-
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
-    summary = train_run(cfg, run_dir, resume=bool(a.resume))
+    summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
     test = summary.get("test", {})
-    print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}); "
-          f"best val ELBO {summary['best_val_elbo']:.3f} at step {summary['best_step']}; "
-          f"test ELBO {test.get('elbo', float('nan')):.3f} nats")
+    skipped = summary.get("bad_steps", 0)
+    print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
+          f"{skipped} skipped as non-finite); best val ELBO {summary['best_val_elbo']:.3f} at step "
+          f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats"
+          + (" (a continuous density: the data were dequantised)" if cfg.data.dequantize else ""))
+    _warn_huge_loss(run_dir)
     print(f"run folder: {run_dir}")
     if summary.get("report"):
         print(f"report: {summary['report']}")
     return 0
+
+
+HUGE_LOSS = 1e10  # nats per example: finite, but no model of real data is this bad
+
+
+def _warn_huge_loss(run_dir: Path) -> None:
+    """Warn when the last recorded training loss is finite but absurd (a diverging run the NaN guard lets by)."""
+    try:
+        last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        loss = float(last.get("loss", 0.0))
+    except (OSError, ValueError, IndexError):
+        return
+    if abs(loss) > HUGE_LOSS:
+        print(f"warning: the training loss ended at {loss:.3g} nats per example: the run diverged; lower train.lr or "
+              f"set train.grad_clip", file=sys.stderr)
 
 
 def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None):
@@ -267,6 +289,31 @@ def _cmd_presets(a: argparse.Namespace) -> int:
     return 0
 
 
+_ERRNO_HINTS = {
+    errno.ENOSPC: ("no space left on the device", "free some space and run the command again"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space and run the command again"),
+    errno.EROFS: ("the file system is read-only", "choose a writable folder"),
+    errno.EACCES: ("permission denied", "choose a folder you can write to"),
+    errno.EPERM: ("operation not permitted", "choose a folder you can write to"),
+    errno.EEXIST: ("a file of that name already exists where a folder is needed", "choose another path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
+    errno.EISDIR: ("it is a directory, not a file", "give a file name"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do; files already on disk are unchanged
+    (every write goes to a temporary file first)."""
+    if e.errno is None or e.errno not in _ERRNO_HINTS:
+        text = e.strerror or str(e) or type(e).__name__
+        return f"{text}{f' ({str(e.filename)!r})' if e.filename else ''}"
+    what, todo = _ERRNO_HINTS[e.errno]
+    where = f" at {str(e.filename)!r}" if e.filename else ""
+    kept = "; files already there were not changed" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{what}{where}{kept}; {todo}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command."""
     parser = _parser()
@@ -287,10 +334,16 @@ def main(argv: list[str] | None = None) -> int:
                 "reconstruct": _cmd_reconstruct, "datasets": _cmd_datasets, "presets": _cmd_presets, **_HANDLERS}
     try:
         return handlers[a.command](a)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, KeyError) as e:
+    except (ValueError, CheckpointError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"vaekit {a.command}: error: {msg.strip(chr(34)).strip(chr(39)) if isinstance(e, KeyError) else msg}",
-              file=sys.stderr)
+        print(f"vaekit {a.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a missing file, a read-only folder, a full disk, a path that is a file or a folder
+        print(f"vaekit {a.command}: error: {os_error_message(e)}", file=sys.stderr)
+        return 2
+    except KeyError as e:  # a file missing an entry it must have; name what is missing
+        print(f"vaekit {a.command}: error: missing entry {e} in an input file (written by another program or "
+              f"an incompatible vaekit?)", file=sys.stderr)
         return 2
     except TrainingError as e:
         print(f"vaekit {a.command}: {e}", file=sys.stderr)

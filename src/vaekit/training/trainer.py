@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
-from vaekit.utils import eval_mode
+from vaekit.utils import atomic_write_text, eval_mode
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import AdamStep, GradSums, flush_denormals, make_adam, tune_malloc
@@ -166,14 +166,22 @@ class Trainer:
         self.data_gen.set_state(tensors["rng.data"])
         self.aug_gen.set_state(tensors["rng.aug"])
         self.perm = tensors.get("data.perm")
-        self.state = TrainState(**doc["trainer"])
+        known = TrainState.__dataclass_fields__  # keys a newer vaekit may add are ignored
+        self.state = TrainState(**{k: v for k, v in doc["trainer"].items() if k in known})
         self._truncate_metrics(self.state.step)
 
     def _truncate_metrics(self, step: int) -> None:
+        """Drop records after ``step`` (and a line cut short by a kill), rewriting the file atomically."""
         path = self.run_dir / "metrics.jsonl"
         if path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-            path.write_text("".join(ln + "\n" for ln in keep))
+            keep = []
+            for ln in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    if json.loads(ln).get("step", 0) <= step:
+                        keep.append(ln)
+                except (ValueError, AttributeError):
+                    continue
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     # -- validation ----------------------------------------------------------------------------------------
     def _has_val(self) -> bool:
