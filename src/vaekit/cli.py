@@ -192,9 +192,11 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     x = x[subset_index(len(x), a.limit, a.first)]
     model.check_input(x)
-    k = a.iw_samples or cfg.eval.iw_samples
+    k = a.iw_samples if a.iw_samples is not None else cfg.eval.iw_samples
     if k < 1:
-        raise ValueError("--iw-samples must be at least 1")
+        raise ValueError(f"--iw-samples must be at least 1, got {k}")
+    if a.threads is not None and a.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {a.threads}")
     from vaekit.training.perf import tune_malloc
 
     tune_malloc()  # large per-call temporaries stay in the heap instead of being mmap'ed and trimmed each call
@@ -203,12 +205,26 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, bf16=a.bf16,
                    num_threads=a.threads)
     res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0})
+    import math
+
+    if not (math.isfinite(res["elbo"]) and math.isfinite(res["log_px"])):
+        raise ValueError(f"the model of {str(a.run_dir)!r} gives a non-finite ELBO or log p(x) on these data (ELBO "
+                         f"{res['elbo']}, log p(x) {res['log_px']}): the run diverged; retrain it with a lower "
+                         f"train.lr or with train.grad_clip")
+    dequantized = bool(cfg.data.dequantize and splits.n_levels)
+    if dequantized:  # log P(discrete x) >= E_u log p(x + u) - D log(levels): the dequantisation bound
+        res["log_px_discrete"] = res["log_px"] - x[0].numel() * math.log(splits.n_levels)
     if a.json:
         print(json.dumps(res, default=float))
         return 0
-    print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']})")
-    print(f"  ELBO              {res['elbo']:.3f} nats")
-    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats (s.e.)")
+    dens = " (continuous density of the dequantised data)" if dequantized else ""
+    print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']}); ± is the standard error of "
+          f"the mean over the {res['n']} examples")
+    print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens}")
+    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats{dens}")
+    if dequantized:
+        print(f"  discrete log P(x) {res['log_px_discrete']:.3f} nats (a lower bound: continuous log p(x) minus "
+              f"D log {splits.n_levels})")
     if res.get("bits_per_dim") is not None:
         print(f"  bits/dim          {res['bits_per_dim']:.4f}")
     print(f"  active units      {res['active_units']} / {model.latent_dim}")
@@ -268,7 +284,10 @@ def _cmd_datasets(a: argparse.Namespace) -> int:
     if a.download:
         from vaekit.data import download
 
-        path = download(a.download, a.data_dir)
+        try:
+            path = download(a.download, a.data_dir)
+        except RuntimeError as e:  # every mirror failed: no network, or a damaged copy on each
+            raise ValueError(f"{str(e).splitlines()[0][:300]}; check the network connection (nothing was kept)") from None
         print(f"downloaded and verified {a.download} into {path}")
         return 0
     rows = dataset_status(a.data_dir)
