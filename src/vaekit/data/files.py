@@ -137,6 +137,8 @@ def read_arrays(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | No
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataNotFoundError(f"array file {p} does not exist; pass path=<file.npy|.npz|.csv>")
+    if p.stat().st_size == 0:
+        raise ValueError(f"array file {p} is empty (zero bytes); recreate it")
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
