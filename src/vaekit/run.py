@@ -186,21 +186,15 @@ def _start_fresh(run_dir: Path, cfg: RunConfig) -> None:
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
 
 
-def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
-              callbacks: list | None = None) -> dict[str, Any]:
-    """Train the run a config describes into ``run_dir`` (or resume it from its last checkpoint).
+def _check_folder(run_dir: Path, resume: bool, cfg: RunConfig, locked: bool = False) -> str:
+    """The folder's state (``folder_state``) once it is known to be usable as asked; nothing is written."""
+    from vaekit.runfolder import RunFolderError, check_not_in_use, describe_foreign, folder_state
 
-    Everything is checked before anything is written: the folder (a new or empty one, or a vaekit run; never a
-    folder of the user's own files), a resume's config against the run's (``check_resume_config``), the data,
-    the model and the checkpoint. The folder is locked while the run is written (``vaekit.runfolder``). A run
-    killed before its first checkpoint is started again from step 0, by a resume or a new training into it.
-    """
-    from vaekit.runfolder import RunFolderError, describe_foreign, folder_state, run_lock
-
-    run_dir = Path(run_dir)
     state = folder_state(run_dir)
     if state == "foreign":
         raise RunFolderError(describe_foreign(run_dir))
+    if state in ("run", "new-run") and not locked:
+        check_not_in_use(run_dir)
     if resume:
         if state in ("missing", "empty"):
             raise RunFolderError(f"cannot resume: {str(run_dir)!r} is not a run folder (no vaekit run there)")
@@ -212,6 +206,22 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     elif state == "run":
         raise RunFolderError(f"run folder {str(run_dir)!r} already holds a run; use --resume {run_dir} or choose "
                              f"another --out")
+    return state
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
+              callbacks: list | None = None) -> dict[str, Any]:
+    """Train the run a config describes into ``run_dir`` (or resume it from its last checkpoint).
+
+    Everything is checked before anything is written: the folder (a new or empty one, or a vaekit run; never a
+    folder of the user's own files), a resume's config against the run's (``check_resume_config``), the data,
+    the model and the checkpoint. The folder is locked while the run is written (``vaekit.runfolder``). A run
+    killed before its first checkpoint is started again from step 0, by a resume or a new training into it.
+    """
+    from vaekit.runfolder import run_lock
+
+    run_dir = Path(run_dir)
+    state = _check_folder(run_dir, resume, cfg)
     p = prepare(cfg)
     splits, model = p.splits, p.model
     train_x = splits.train.x.to(p.device)
@@ -231,6 +241,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
+        state = _check_folder(run_dir, resume, cfg, locked=True)  # again, now that no other process can change it
         if resume and (run_dir / "last.safetensors").is_file():
             _restore(trainer, run_dir / "last.safetensors")
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))

@@ -23,7 +23,8 @@ from typing import Iterator
 
 from vaekit.utils import atomic_write_text, remove_stale_temps
 
-__all__ = ["RunFolderError", "MARKER", "LOCK", "RUN_FILES", "folder_state", "run_lock", "repair_checkpoint_json"]
+__all__ = ["RunFolderError", "MARKER", "LOCK", "RUN_FILES", "folder_state", "run_lock", "check_not_in_use",
+           "repair_checkpoint_json", "describe_foreign", "write_marker"]
 
 log = logging.getLogger("vaekit.run")
 
@@ -52,7 +53,8 @@ def folder_state(folder: str | Path) -> str:
         return "missing"
     if not folder.is_dir():
         raise RunFolderError(f"run folder {str(folder)!r} is a file, not a folder; choose another --out")
-    names = {p.name for p in folder.iterdir()}
+    names = {p.name for p in folder.iterdir()
+             if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
     if not names:
         return "empty"
     if "last.safetensors" in names or "best.safetensors" in names:
@@ -99,6 +101,26 @@ def repair_checkpoint_json(folder: str | Path) -> list[Path]:
 def _read_owner(fd: int) -> str:
     os.lseek(fd, 0, os.SEEK_SET)
     return os.read(fd, 200).decode("utf-8", "replace").strip()
+
+
+def check_not_in_use(folder: str | Path) -> None:
+    """RunFolderError naming the owner when a live process holds the folder's lock (nothing is written)."""
+    import fcntl
+
+    path = Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        owner = _read_owner(fd) or "another process"
+        raise RunFolderError(f"run folder {str(folder)!r} is in use by {owner}; wait for it to finish, or stop "
+                             f"it, before writing this run") from None
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,135 @@
+"""A run folder is one unit: locked while written, never someone else's files, a failed resume changes nothing,
+a run killed before its first checkpoint can be started again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.reliability.conftest import QUICK, assert_one_line_error, cli, snapshot, vaekit_process
+from vaekit.runfolder import LOCK, RunFolderError, run_lock
+
+
+def test_a_second_process_is_refused_while_a_run_is_written(tmp_path, capsys):
+    run = tmp_path / "run"
+    proc = vaekit_process("train", "--quiet", "--out", run, "train.steps=100000", "train.val_every=50",
+                          "model.hidden=[16]", "model.latent_dim=2")
+    try:
+        deadline = time.time() + 120
+        while not (run / "last.safetensors").exists():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.1)
+        for argv in (["train", "--quiet", "--out", run, *QUICK], ["train", "--quiet", "--resume", run]):
+            code, _, err = cli(capsys, *argv)
+            assert_one_line_error(code, err, "in use by process", str(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+    # the owner died holding the lock: the next process explains the stale lock and takes over
+    assert (run / LOCK).is_file()
+    code, out, err = cli(capsys, "train", "--quiet", "--resume", run, "train.steps=20")
+    assert code == 0, err
+    assert not (run / LOCK).exists() and not list(run.glob(".*.tmp"))
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # one writer: no interleaved records
+
+
+def test_lock_is_exclusive_within_a_process_too(tmp_path):
+    with run_lock(tmp_path):
+        assert str(__import__("os").getpid()) in (tmp_path / LOCK).read_text()
+        with pytest.raises(RunFolderError, match="in use by process"):
+            with run_lock(tmp_path):
+                pass
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_a_folder_of_the_users_own_files_is_refused(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "samples.png").write_bytes(b"my picture")
+    (mine / "metrics.jsonl").write_text('{"mine": 1}\n')
+    before = snapshot(tmp_path)
+    code, _, err = cli(capsys, "train", "--quiet", "--out", mine, *QUICK)
+    assert_one_line_error(code, err, "not a vaekit run")
+    code, _, err = cli(capsys, "train", "--quiet", "--resume", mine)
+    assert_one_line_error(code, err)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_existing_run_is_not_overwritten(trained, tmp_path, capsys):
+    before = snapshot(trained)
+    code, _, err = cli(capsys, "train", "--quiet", "--out", trained, *QUICK)
+    assert_one_line_error(code, err, "already holds a run", "--resume")
+    code, _, err = cli(capsys, "train", "--quiet", "--resume", trained, "--out", tmp_path / "other")
+    assert_one_line_error(code, err, "--out")
+    assert snapshot(trained) == before and not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("override", ["model.latent_dim=4", "data.name=mnist", "model.hidden=[8]", "seed=3",
+                                      "model.likelihood=gaussian"])
+def test_a_resume_that_changes_the_model_or_data_changes_nothing(trained, tmp_path, capsys, override):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = snapshot(run)
+    code, _, err = cli(capsys, "train", "--quiet", "--resume", run, override)
+    assert_one_line_error(code, err, "--resume cannot change", override.split("=")[0])
+    assert snapshot(run) == before
+    code, out, err = cli(capsys, "train", "--quiet", "--resume", run, "train.steps=30")  # a plain resume still works
+    assert code == 0 and "30 steps" in out, err
+
+
+def test_a_resume_from_a_truncated_checkpoint_changes_nothing(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    ck = run / "last.safetensors"
+    ck.write_bytes(ck.read_bytes()[:1000])
+    before = snapshot(run)
+    code, _, err = cli(capsys, "train", "--quiet", "--resume", run, "train.steps=30")
+    assert_one_line_error(code, err, "corrupt or truncated")
+    assert snapshot(run) == before
+
+
+def test_a_state_dict_mismatch_names_the_parameter(trained, tmp_path, capsys):
+    """A config.yaml edited by hand to another model: the message keeps the useful line of torch's error."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("latent_dim: 2", "latent_dim: 4"))
+    code, _, err = cli(capsys, "evaluate", run)
+    last = assert_one_line_error(code, err, "size mismatch for")
+    assert "Error(s) in loading" not in last
+
+
+def _killed_before_first_checkpoint(tmp_path, trained):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (".vaekit-run", "config.yaml"):
+        shutil.copy(trained / name, run / name)
+    (run / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n')
+    (run / ".last.safetensors.abc123.tmp").write_bytes(b"half a checkpoint")
+    return run
+
+
+@pytest.mark.parametrize("how", ["resume", "out"])
+def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(trained, tmp_path, capsys, how):
+    run = _killed_before_first_checkpoint(tmp_path, trained)
+    argv = ["--resume", run] if how == "resume" else ["--out", run, *QUICK]
+    code, out, err = cli(capsys, "train", "--quiet", *argv, "train.steps=20")
+    assert code == 0, err
+    assert (run / "last.safetensors").is_file() and not list(run.glob(".*.tmp"))
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20]  # the stale record of the killed run is gone
+
+
+def test_a_lagging_checkpoint_json_is_rewritten_from_the_header(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    header = (run / "last.json").read_text()
+    (run / "last.json").write_text('{"step": 10}\n')  # a kill between the two renames of save_checkpoint
+    code, _, err = cli(capsys, "train", "--quiet", "--resume", run, "train.steps=20")
+    assert code == 0, err
+    assert json.loads((run / "last.json").read_text())["step"] == 20
+    assert (run / "last.json").read_text() != header or json.loads(header)["step"] == 20
