@@ -112,6 +112,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
         if a.preset or a.config:
             raise ValueError("--resume takes the run's own config; give only key=value overrides (e.g. train.steps=)")
         if not (run_dir / "config.yaml").is_file():
+            from vaekit.runfolder import MARKER
+
+            if (run_dir / MARKER).is_file():  # killed while the run was being set up: nothing to resume
+                raise FileNotFoundError(f"cannot resume: {str(run_dir)!r} was stopped before its config was written;"
+                                        f" start it again with `vaekit train --out {run_dir} ...`")
             raise FileNotFoundError(f"cannot resume: {str(run_dir / 'config.yaml')!r} not found (not a run folder)")
         cfg = load_config(run_dir / "config.yaml")
     else:
