@@ -91,3 +91,18 @@ def test_download_without_network_leaves_no_folder(tmp_path, capsys, monkeypatch
     code, _, err = cli(capsys, "datasets", "--download", "mnist", "--data-dir", tmp_path / "data")
     assert_one_line_error(code, err, "could not download", "network")
     assert not (tmp_path / "data").exists()
+
+
+def test_paired_comparison_of_two_runs(trained, tmp_path, capsys):
+    """A run against itself: difference exactly 0 with s.e. 0 (same examples, same noise); a different run's
+    paired s.e. is smaller than the spread of either run's own mean."""
+    code, out, err = cli(capsys, "compare", trained, trained, "-k", "3", "--limit", "50", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["difference"] == 0.0 and res["difference_stderr"] == 0.0 and res["n"] == 50
+    other = tmp_path / "other"
+    assert cli(capsys, "train", "--quiet", "--out", other, *QUICK, "train.steps=10", "train.val_every=5")[0] == 0
+    code, out, err = cli(capsys, "compare", trained, other, "-k", "3", "--limit", "50", "--json")
+    res = json.loads(out)
+    assert code == 0 and res["difference_stderr"] < max(res["log_px_a_stderr"], res["log_px_b_stderr"])
+    assert abs(res["difference"] - (res["log_px_a"] - res["log_px_b"])) < 1e-6

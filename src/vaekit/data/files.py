@@ -89,7 +89,8 @@ def read_image_folder(
             first = (f, im.size)
         elif im.size != first[1]:
             raise ValueError(f"images differ in size ({first[0].name}: {first[1][0]}x{first[1][1]}, {f.name}: "
-                             f"{im.size[0]}x{im.size[1]} as WxH); set data.image_size=[H,W] to resize them")
+                             f"{im.size[0]}x{im.size[1]} as WxH); set data.image_size=[H,W] (image_size=(H, W) from "
+                             f"Python) to resize them")
         a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
     x = np.stack(arrays)  # (N, C, H, W)
