@@ -18,7 +18,8 @@ from vaekit.training.checkpoint import CheckpointError, load_checkpoint
 from vaekit.training.trainer import Trainer
 from vaekit.utils import atomic_write_text
 
-__all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "state_dict_problem", "load_run", "resolve_device", "write_images", "load_test_data",
+__all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "check_model_options", "state_dict_problem",
+           "load_run", "resolve_device", "write_images", "load_test_data",
            "run_figures", "build_report"]
 
 log = logging.getLogger("vaekit.run")

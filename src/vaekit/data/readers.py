@@ -97,7 +97,8 @@ def read_amat(path: str | Path, n_cols: int = 784) -> np.ndarray:
         try:
             vals = np.loadtxt(path, dtype=np.float64).reshape(-1)
         except ValueError as e:
-            raise ValueError(f"{path}: not a table of numbers ({str(e).splitlines()[0]}); the file is corrupt") from None
+            reason = str(e).splitlines()[0]
+            raise ValueError(f"{path}: not a table of numbers ({reason}); the file is corrupt") from None
         if not np.all((vals == 0) | (vals == 1)):
             raise ValueError(f"{path}: expected only 0/1 values in a binarised .amat file")
         vals = vals.astype(np.uint8)
