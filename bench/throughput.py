@@ -1,15 +1,18 @@
 """Training throughput (samples/s) of the mnist-mlp-sized model (784-400-20, Bernoulli, batch 128, Adam) on
-MNIST, three setups side by side, each in its own process (process-wide settings cannot leak):
+MNIST, four setups side by side, each in its own process (process-wide settings cannot leak):
 
   vaekit      vaekit's Trainer with its defaults (metrics record and 'last' checkpoint once per epoch; no
-              validation split, so no validation pass)
+              validation split, so no validation pass), in a process tuned at start-up as the CLI does
+              (vaekit.tuning: denormals flushed, glibc malloc thresholds raised)
+  vaekit-compile  the same with train.compile=true (torch.compile of the objective's forward; --no-compile
+              leaves it out)
   minimal     a hand-written loop over tensors in memory (index_select batches, fused Adam, BCE-with-logits,
               denormals flushed from start-up on, so in every OpenMP thread, glibc malloc thresholds raised)
   dataloader  the pytorch/examples way: a per-item Dataset doing what torchvision's MNIST.__getitem__ and
               ToTensor() do (uint8 tensor -> PIL image -> CHW float tensor, int target), DataLoader(shuffle=True,
               num_workers=0 as on a CPU-only machine), BCE on sigmoid outputs, loss.item() every step
 
-The three processes take turns: after 50 warm-up steps each runs --chunk steps while the others wait, in a
+The processes take turns: after 50 warm-up steps each runs --chunk steps while the others wait, in a
 rotating order, until each has run --epochs epochs. A host that speeds up or slows down over the run (shared
 machines do, by 20-30 % over minutes) then slows all three alike, so the ratios are steadier than the figures
 of setups run one after another. samples/s = measured steps x 128 / the summed time of that setup's chunks.
@@ -136,10 +139,9 @@ def run_dataloader(x: torch.Tensor, steps: int, gate: Gate) -> None:
 
 
 def run_minimal(x: torch.Tensor, steps: int, gate: Gate) -> None:
-    from vaekit.training.perf import tune_malloc
+    from vaekit.tuning import tune_malloc
 
     tune_malloc()
-    torch.set_flush_denormal(True)
     model = ExamplesVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     g = torch.Generator().manual_seed(0)
@@ -161,7 +163,7 @@ def run_minimal(x: torch.Tensor, steps: int, gate: Gate) -> None:
                 break
 
 
-def run_vaekit(x: torch.Tensor, steps: int, gate: Gate) -> None:
+def run_vaekit(x: torch.Tensor, steps: int, gate: Gate, compile: bool = False) -> None:
     from vaekit.config import TrainConfig
     from vaekit.models import build_vae
     from vaekit.objectives import ELBO
@@ -174,11 +176,16 @@ def run_vaekit(x: torch.Tensor, steps: int, gate: Gate) -> None:
         gate(rec["step"])
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = TrainConfig(steps=steps + WARMUP, batch_size=BATCH, lr=1e-3, progress=True)
+        settings = TrainConfig(steps=steps + WARMUP, batch_size=BATCH, lr=1e-3, progress=True, compile=compile)
         Trainer(model, ELBO(), x, None, settings=settings, run_dir=tmp, callbacks=[turn_taking]).fit()
 
 
-SETUPS = {"vaekit": run_vaekit, "minimal": run_minimal, "dataloader": run_dataloader}
+def run_vaekit_compiled(x: torch.Tensor, steps: int, gate: Gate) -> None:
+    run_vaekit(x, steps, gate, compile=True)
+
+
+SETUPS = {"vaekit": run_vaekit, "minimal": run_minimal, "dataloader": run_dataloader,
+          "vaekit-compile": run_vaekit_compiled}
 
 
 def main() -> None:
@@ -186,9 +193,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4.0, help="measured epochs per setup (after 50 warm-up steps)")
     ap.add_argument("--chunk", type=int, default=50, help="steps a setup runs per turn")
     ap.add_argument("--setup", choices=list(SETUPS), help=argparse.SUPPRESS)
+    ap.add_argument("--no-compile", action="store_true", help="leave out the train.compile=true setup")
     a = ap.parse_args()
-    if a.setup == "minimal":  # set at start-up, before any parallel op: the OpenMP threads inherit the flag
-        torch.set_flush_denormal(True)
+    if a.setup:  # each worker is an application: tune at start-up, before any parallel op (OpenMP threads
+        from vaekit.tuning import flush_denormals  # inherit the denormal flag), as the vaekit CLI does
+
+        flush_denormals()
     x, source = load_x()
     steps = int(a.epochs * x.shape[0] / BATCH)
     if a.setup:  # a worker: run when told to, report each chunk's time
@@ -196,7 +206,7 @@ def main() -> None:
         return
     print(f"data: {source}; batch {BATCH}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{steps} measured steps ({a.epochs:g} epochs) per setup, in turns of {a.chunk} steps")
-    names = list(SETUPS)
+    names = [n for n in SETUPS if not (a.no_compile and n == "vaekit-compile")]
     with tempfile.TemporaryDirectory() as tmp:
         errs = {n: open(os.path.join(tmp, n + ".err"), "w+") for n in names}
         procs = {n: subprocess.Popen([sys.executable, __file__, "--setup", n, "--epochs", str(a.epochs),
@@ -216,7 +226,7 @@ def main() -> None:
             report(n)
         times: dict[str, list[float]] = {n: [] for n in names}
         for r in range(math.ceil(steps / a.chunk)):
-            for n in names[r % 3:] + names[:r % 3]:  # rotate who goes first
+            for n in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
                 procs[n].stdin.write("go\n")
                 procs[n].stdin.flush()
                 times[n].append(float(report(n)))
@@ -235,6 +245,9 @@ def main() -> None:
           f"   median chunks {full['vaekit'] / full['dataloader']:.2f}x")
     print(f"vaekit / minimal    = {rate['vaekit'] / rate['minimal']:.2f}x (target >= 0.9x)"
           f"   median chunks {full['vaekit'] / full['minimal']:.2f}x")
+    if "vaekit-compile" in rate:
+        print(f"vaekit-compile / vaekit = {rate['vaekit-compile'] / rate['vaekit']:.2f}x"
+              f"   median chunks {full['vaekit-compile'] / full['vaekit']:.2f}x (train.compile=true)")
 
 
 if __name__ == "__main__":

@@ -132,6 +132,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg.train.tensorboard = True
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if cfg.train.malloc_tuning:
+        from vaekit.tuning import tune_malloc
+
+        tune_malloc()
     print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
     summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
     test = summary.get("test", {})
@@ -202,7 +206,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         raise ValueError(f"--iw-samples must be at least 1, got {k}")
     if a.threads is not None and a.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {a.threads}")
-    from vaekit.training.perf import tune_malloc
+    from vaekit.tuning import tune_malloc
 
     tune_malloc()  # large per-call temporaries stay in the heap instead of being mmap'ed and trimmed each call
     torch.manual_seed(cfg.seed)
@@ -351,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(getattr(a, "quiet", False) or getattr(a, "json", False))
+    if a.command not in ("datasets", "presets"):  # an application may tune its process; the library never does
+        from vaekit.tuning import flush_denormals
+
+        flush_denormals()  # before the first parallel op, so every OpenMP thread inherits it
     from vaekit.training.checkpoint import CheckpointError
     from vaekit.training.trainer import TrainingError
 

@@ -79,11 +79,12 @@ class TrainConfig:
     threads: int | None = None
     device: str = "cpu"              # cpu | cuda | auto (exact resume is guaranteed on CPU)
     progress: bool = True
-    malloc_tuning: bool = True       # glibc malloc thresholds that stop per-step mmap/trim churn
+    malloc_tuning: bool = True       # `vaekit train` raises glibc's malloc thresholds at start-up (vaekit.tuning)
     fused_adam: bool = True
     ema_decay: float | None = None   # average the weights (e.g. 0.999) for validation, 'best' and evaluation
     snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
     tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
+    compile: bool = False            # torch.compile the objective's forward (opt-in; needs a C++ compiler on CPU)
 
 
 @dataclass

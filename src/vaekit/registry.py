@@ -11,35 +11,13 @@ from torch import nn
 from vaekit.config import ConfigError, ModelConfig, RunConfig, config_from_dict
 from vaekit.objectives import ELBO
 
-__all__ = ["build_model", "build_objective", "list_presets", "load_preset", "MODEL_FAMILIES"]
-
-MODEL_FAMILIES = ("vae", "ladder")
-
+__all__ = ["build_model", "build_objective", "list_presets", "load_preset"]
 
 def build_model(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    """Build the model a ModelConfig describes for data of shape ``data_shape``."""
-    try:
-        if m.family == "vae":
-            from vaekit.models import build_vae
+    """Build the model a ModelConfig describes for data of shape ``data_shape`` (``vaekit.models.registry``)."""
+    from vaekit.models.registry import build_family
 
-            return build_vae(
-                data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
-                conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-                posterior=m.posterior, posterior_kwargs=m.posterior_options, dropout=m.dropout,
-            )
-        if m.family == "ladder":
-            if m.dropout:
-                raise ConfigError("model.dropout is for family=vae with the mlp decoder; set model.dropout=0")
-            from vaekit.models.ladder import build_ladder
-
-            return build_ladder(
-                data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
-                conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-                batch_norm=m.batch_norm, merge=m.merge,
-            )
-    except TypeError as e:  # an unknown entry in likelihood_options / posterior_options
-        raise ConfigError(f"bad model option: {e}") from None
-    raise ConfigError(f"unknown model.family {m.family!r}; choose from {', '.join(MODEL_FAMILIES)}")
+    return build_family(m, data_shape)
 
 
 def build_objective(m: ModelConfig) -> ELBO:

@@ -111,9 +111,9 @@ def write_images(model: nn.Module, x: torch.Tensor, run_dir: Path, n: int = 64, 
 
     if len(model.data_shape) != 3:
         return  # tabular data: no images
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    from vaekit.utils import evaluation_context
+
+    with evaluation_context(model, seed):
         save_image_grid(model.sample(n), run_dir / "samples.png", nrow=8)
         xs = x[torch.linspace(0, x.shape[0] - 1, min(32, x.shape[0])).round().long()]  # spread: files may be ordered by class
         rec = model.reconstruct(xs)
@@ -264,13 +264,11 @@ def _finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summar
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     test_x = p.splits.test.x.to(p.device)
     if p.transform is not None:
-        test_x = p.transform(test_x, torch.Generator().manual_seed(cfg.seed + 4))
+        test_x = p.transform(test_x, torch.Generator(device=test_x.device).manual_seed(cfg.seed + 4))
     from vaekit.evaluation import elbo_dataset
 
     model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 5)
-        summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size)
+    summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size, seed=cfg.seed + 5)
     write_images(model, test_x, run_dir, seed=cfg.seed)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
     summary["report"] = _write_report(run_dir, model, test_x, p.splits.test.y, cfg.seed)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_savetxt",
-           "check_output_path", "remove_stale_temps", "read_json", "read_jsonl", "as_data_tensor", "to_tensor", "model_device",
+           "check_output_path", "remove_stale_temps", "read_json", "read_jsonl", "as_data_tensor", "to_tensor",
+           "model_device", "check_positive",
            "model_dtype", "eval_mode", "evaluation_context", "batches", "mean_and_stderr"]
 
 
@@ -161,7 +162,7 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_positive(name: str, value: int) -> int:
+def check_positive(name: str, value: int) -> int:
     if int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -199,7 +200,7 @@ def evaluation_context(model: nn.Module, seed: int | None = None, num_threads: i
             torch.manual_seed(int(seed))
         stack.enter_context(torch.no_grad())
         if num_threads is not None:
-            torch.set_num_threads(_check_positive("num_threads", num_threads))
+            torch.set_num_threads(check_positive("num_threads", num_threads))
         stack.enter_context(eval_mode(model))
         try:
             yield
@@ -209,7 +210,7 @@ def evaluation_context(model: nn.Module, seed: int | None = None, num_threads: i
 
 def batches(x: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
     """Consecutive slices of ``x`` of at most ``batch_size`` examples, moved to ``device``."""
-    batch_size = _check_positive("batch_size", batch_size)
+    batch_size = check_positive("batch_size", batch_size)
     for i in range(0, x.shape[0], batch_size):
         yield x[i : i + batch_size].to(device, non_blocking=True)
 

@@ -44,12 +44,7 @@ def pixel_log_prob(p: Distribution, x: torch.Tensor) -> torch.Tensor:
 def per_example_elbo(model: nn.Module, x: torch.Tensor, n_samples: int = 1, batch_size: int = 500,
                      seed: int | None = None) -> torch.Tensor:
     """(N,) float64 ELBO(x_i) = E_q[log p(x_i|z)] - KL(q(z|x_i) || p(z)) with ``n_samples`` samples per example
-    (Kingma & Welling 2014, Eq. 3), from ``model.elbo_terms``."""
-    if int(n_samples) != n_samples or n_samples < 1:
-        raise ValueError(f"the number of ELBO samples must be a positive integer, got {n_samples!r}")
-    out = []
-    with evaluation_context(model, seed):
-        for xb in batches(x, batch_size, model_device(model)):
-            t = model.elbo_terms(xb, int(n_samples), check=False)
-            out.append((t.log_px_z - t.kl).double().cpu())  # (B,)
-    return torch.cat(out)
+    (Kingma & Welling 2014, Eq. 3), from the dataset loop ``vaekit.evaluation.per_example_terms``."""
+    from vaekit.evaluation import per_example_terms
+
+    return per_example_terms(model, x, batch_size, n_samples, seed, check=False)["elbo"]

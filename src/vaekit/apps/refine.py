@@ -24,9 +24,10 @@ from torch import nn
 
 from vaekit.apps._common import as_data_tensor, eval_mode, model_device, require_gaussian_posterior
 from vaekit.utils import mean_and_stderr
-from vaekit.posteriors.gaussian import DiagonalGaussian, kl_per_dim
+from vaekit.objectives import elbo_terms
+from vaekit.posteriors.gaussian import DiagonalGaussian
 
-__all__ = ["RefineResult", "elbo_with_noise", "refine"]
+__all__ = ["RefineResult", "CommonNoiseGaussian", "elbo_with_noise", "refine"]
 
 
 @dataclass
@@ -55,20 +56,30 @@ class RefineResult:
                 "kept_amortised": int(self.kept_amortised.sum())}
 
 
+class CommonNoiseGaussian(DiagonalGaussian):
+    """q = N(loc, exp(log_scale)^2) whose reparameterised draws are z = loc + exp(log_scale) * eps for a fixed
+    noise eps (S, B, D): both posteriors of a comparison see the same draws (common random numbers)."""
+
+    def __init__(self, loc: torch.Tensor, log_scale: torch.Tensor, eps: torch.Tensor) -> None:
+        super().__init__(loc, log_scale.exp(), log_scale=log_scale)
+        self.eps = eps
+
+    def rsample_and_log_prob(self, sample_shape: torch.Size | tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        eps = self.eps if tuple(sample_shape) else self.eps[0]  # (S, B, D), or the one draw (B, D)
+        if tuple(sample_shape) and tuple(sample_shape) != tuple(eps.shape[:1]):
+            raise ValueError(f"this posterior holds {eps.shape[0]} fixed draws, asked for {tuple(sample_shape)}")
+        z = self.loc + self.scale * eps
+        log_q = -(0.5 * eps.square() + self.log_scale + 0.5 * math.log(2 * math.pi)).sum(-1)
+        return z, log_q
+
+
 def elbo_with_noise(model: nn.Module, x: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor,
                     eps: torch.Tensor) -> torch.Tensor:
-    """(B,) ELBO of q = N(loc, exp(log_scale)^2) for x (B, *data_shape): the mean over the S draws
-    z = loc + exp(log_scale) * eps (eps: (S, B, D)) of log p(x|z), minus the closed-form KL(q || p(z))
-    (Monte Carlo log q - log p on the same draws when the prior is not a diagonal Gaussian)."""
-    scale = log_scale.exp()
-    z = loc + scale * eps  # (S, B, D)
-    log_px_z = model.decode(z).log_prob(x)  # (S, B)
-    q, p = DiagonalGaussian(loc, scale, log_scale=log_scale), model.prior()
-    if isinstance(p, DiagonalGaussian):
-        kl = kl_per_dim(q, p).sum(-1)  # (B,)
-    else:
-        kl = (q.log_prob(z) - p.log_prob(z)).mean(0)  # (B,)
-    return log_px_z.mean(0) - kl
+    """(B,) ELBO of q = N(loc, exp(log_scale)^2) for x (B, *data_shape) on the S fixed draws
+    z = loc + exp(log_scale) * eps (eps: (S, B, D)): ``vaekit.objectives.elbo_terms`` with that posterior in place
+    of the encoder's (the mean over the draws of log p(x|z) minus the KL the objective computes)."""
+    q = CommonNoiseGaussian(loc, log_scale, eps)
+    return elbo_terms(model, x, eps.shape[0], check=False, posterior=q).elbo
 
 
 def _refine_batch(model: nn.Module, x: torch.Tensor, steps: int, lr: float, n_samples: int, eval_samples: int,

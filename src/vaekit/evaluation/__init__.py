@@ -1,7 +1,7 @@
 """Evaluation: importance-sampled log p(x) with standard error, ELBO, bits/dim, active units, KL per dimension.
 
-Works on any model with ``log_weights(x, K) -> (K, B)`` and ``elbo_terms(x, n_samples, check)``; active units
-use ``posterior_means(x)`` (per layer) when a model offers it, else ``embed(x)`` / ``encode(x).mean``.
+Works on any model that speaks the contract (``vaekit.models.contract``): the bounds come from
+``vaekit.objectives``; active units use ``posterior_means(x)`` (per layer) when a model offers it, else ``embed(x)``.
 """
 
 from vaekit.evaluation.evaluate import evaluate
@@ -17,6 +17,7 @@ from vaekit.evaluation.metrics import (
     active_units,
     bits_per_dim,
     elbo_dataset,
+    per_example_terms,
     kl_per_dimension,
     posterior_means,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "active_units",
     "bits_per_dim",
     "elbo_dataset",
+    "per_example_terms",
     "kl_per_dimension",
     "posterior_means",
 ]

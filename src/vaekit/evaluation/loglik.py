@@ -8,25 +8,26 @@ Sec. 6 / Appendix E, and Burda et al. 2016, "Importance Weighted Autoencoders", 
 i.e. ``logsumexp_k log w_k - log K``. It is a stochastic lower bound (IWAE_K) whose expectation rises
 monotonically to log p(x) as K grows (Burda et al. Theorem 1); K = 5000 is the usual reporting setting.
 
-Any model with ``log_weights(x, K) -> (K, B)`` works (VAE, Ladder VAE, flow posteriors). The K samples are
+Any model that speaks the contract works (VAE, Ladder VAE, flow posteriors): the weights come from
+``vaekit.objectives.log_weights``. The K samples are
 drawn in chunks of ``chunk_size`` and merged with a running logsumexp, so memory is bounded by
 ``batch_size * chunk_size`` decoded samples whatever K is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from vaekit.objectives.bounds import log_weights as objective_log_weights
 from vaekit.utils import (
-    _check_positive,
+    check_positive,
     as_data_tensor,
     batches,
     evaluation_context,
@@ -64,38 +65,12 @@ class LogLikelihoodResult:
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX tiles); without it bf16 matmuls are
     emulated and usually slower than float32."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # older torch: read the Linux flags
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = f.read()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-@contextlib.contextmanager
-def _bf16_decoder(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Run ``model.decode`` under bf16 autocast (the decoder net only; ``decode`` casts its output back to
-    z's float32 before the likelihood, so log p(x|z), log p(z) and log q stay float32)."""
-    if not enabled:
-        yield
-        return
-    original = getattr(model, "decode", None)
-    if not callable(original):
-        raise ValueError("bf16=True needs a model whose log_weights decodes through model.decode(z); use bf16=False")
-    device_type = model_device(model).type
-
-    def decode_bf16(z: torch.Tensor) -> Any:
-        with torch.autocast(device_type, dtype=torch.bfloat16):
-            return original(z)
-
-    model.decode = decode_bf16  # instance attribute shadows the method
-    try:
-        yield
-    finally:
-        del model.decode
+    try:  # the Linux CPU flags (torch has no public query)
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def auto_chunk_size(k: int, batch_size: int, example_numel: int) -> int:
@@ -116,12 +91,12 @@ def iw_log_likelihood(
     """(B,) log (1/K) sum_k w_k for one batch, the K samples drawn ``chunk_size`` at a time and merged by a
     running logsumexp (float64 accumulator). log_weights: the function to call (default
     ``model.log_weights``, e.g. a compiled version). No grad/eval handling: callers wrap it."""
-    k = _check_positive("k", k)
+    k = check_positive("k", k)
     if chunk_size is None:
         chunk = auto_chunk_size(k, x.shape[0], x[0].numel())
     else:
-        chunk = _check_positive("chunk_size", chunk_size)
-    fn = model.log_weights if log_weights is None else log_weights
+        chunk = check_positive("chunk_size", chunk_size)
+    fn = (lambda xb, c: objective_log_weights(model, xb, c)) if log_weights is None else log_weights
     acc = None
     done = 0
     while done < k:
@@ -129,7 +104,7 @@ def iw_log_likelihood(
         lw = fn(x, c)  # (c, B)
         if tuple(lw.shape) != (c, x.shape[0]):
             raise RuntimeError(
-                f"{type(model).__name__}.log_weights(x, {c}) returned shape {tuple(lw.shape)} for a batch of "
+                f"log_weights(x, {c}) of {type(model).__name__} returned shape {tuple(lw.shape)} for a batch of "
                 f"{x.shape[0]}; expected ({c}, {x.shape[0]}) (a model bug: check how the encoder flattens x)"
             )
         part = torch.logsumexp(lw.double(), 0)  # (B,)
@@ -157,11 +132,12 @@ def estimate_log_likelihood(
         and simpler on CPU in bench/iw_speed.py. chunk_size: samples per call (None: all K when the decoded batch holds at most
         ``CHUNK_ELEMENTS`` data elements, else equal chunks that do). Results for one seed depend on
         ``batch_size`` and ``chunk_size`` only through the order random numbers are drawn in.
-    bf16: run the decoder net under bf16 autocast (opt-in; log-densities stay float32). It is fast only on
+    bf16: run the decoder net under bf16 autocast (``decoder_dtype`` of the model's forward; opt-in;
+        log-densities stay float32). It is fast only on
         CPUs with native bf16 (see ``cpu_supports_bf16``) or on GPUs, and adds a small bias (bench/iw_speed.py).
     seed: seeds a private copy of the global RNG (the caller's RNG is left untouched); None draws from it.
     num_threads: ``torch.set_num_threads`` while evaluating (restored afterwards).
-    compiled: run ``torch.compile(model.log_weights)`` (opt-in: needs a C++ compiler on CPU, costs 5-20 s of
+    compiled: run ``torch.compile`` of the log-weights function (opt-in: needs a C++ compiler on CPU, costs 5-20 s of
         compilation per model and input shape, then fuses the likelihood's elementwise passes). For the MNIST
         MLP on 2 CPU cores it measured 0.9-1.1x eager speed on an idle machine and 1.5x under contention
         (bench/iw_speed.py); the decoder matmul dominates. Its random numbers come from inductor's own
@@ -169,16 +145,21 @@ def estimate_log_likelihood(
     Raises ValueError on bad arguments or data; RuntimeError if the model returns NaN log-weights.
     """
     x = as_data_tensor(x)
-    k = _check_positive("k", k)
+    k = check_positive("k", k)
     if check:
         model.check_input(x)
     if bf16 and model_device(model).type == "cpu" and not cpu_supports_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 (avx512_bf16/amx); expect it to be slower")
     out = []
     t0 = last = time.perf_counter()
-    with evaluation_context(model, seed, num_threads), _bf16_decoder(model, bf16):
+    dtype = torch.bfloat16 if bf16 else None
+
+    def weights(xb: torch.Tensor, c: int) -> torch.Tensor:
+        return objective_log_weights(model, xb, c, decoder_dtype=dtype)
+
+    with evaluation_context(model, seed, num_threads):
         dev = model_device(model)
-        fn = torch.compile(model.log_weights, dynamic=False) if compiled else None
+        fn = torch.compile(weights, dynamic=False) if compiled else weights
         for xb in batches(x, batch_size, dev):
             out.append(iw_log_likelihood(model, xb, k, chunk_size, fn).cpu())
             now = time.perf_counter()

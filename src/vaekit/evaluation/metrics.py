@@ -12,9 +12,42 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit.objectives.bounds import elbo_terms
 from vaekit.utils import as_data_tensor, batches, evaluation_context, mean_and_stderr, model_device
 
-__all__ = ["elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means"]
+__all__ = ["per_example_terms", "elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means"]
+
+
+def per_example_terms(
+    model: nn.Module,
+    x: Any,
+    batch_size: int = 100,
+    n_samples: int = 1,
+    seed: int | None = None,
+    check: bool = True,
+) -> dict[str, torch.Tensor]:
+    """The one dataset-wide ELBO loop: per-example terms of ``vaekit.objectives.elbo_terms`` over all of x.
+
+    Returns float64 CPU tensors: "elbo", "log_px_z", "kl" of shape (N,) (nats), and "kl_units" (G,), the mean
+    over the data of the KL per unit (latent dimension, or layer and dimension; see ``ELBOTerms.kl_groups``).
+    seed: a private RNG stream (the caller's RNG is untouched); eval mode and no_grad for the loop.
+    """
+    x = as_data_tensor(x)
+    if check:
+        model.check_input(x)
+    parts: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px_z": [], "kl": []}
+    units = None
+    with evaluation_context(model, seed):
+        for xb in batches(x, batch_size, model_device(model)):
+            t = elbo_terms(model, xb, n_samples, check=False)
+            parts["log_px_z"].append(t.log_px_z.double().cpu())  # (B,)
+            parts["kl"].append(t.kl.double().cpu())  # (B,)
+            parts["elbo"].append((t.log_px_z - t.kl).double().cpu())  # (B,)
+            g = t.kl_groups.double().sum(0).cpu()  # (G,)
+            units = g if units is None else units + g
+    out = {name: torch.cat(vals) for name, vals in parts.items()}
+    out["kl_units"] = units / x.shape[0]
+    return out
 
 
 def elbo_dataset(
@@ -26,25 +59,16 @@ def elbo_dataset(
     check: bool = True,
 ) -> dict[str, float]:
     """Mean ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) over a dataset (Kingma & Welling 2014, Eq. 3) with
-    ``n_samples`` reparameterised samples per example, from ``model.elbo_terms``.
+    ``n_samples`` reparameterised samples per example (``per_example_terms``).
 
     Returns plain floats: elbo, log_px_z, kl (means in nats per example), each with ``<name>_stderr`` =
     std over examples / sqrt(N), and n.
     """
-    x = as_data_tensor(x)
-    if check:
-        model.check_input(x)
-    parts: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px_z": [], "kl": []}
-    with evaluation_context(model, seed):
-        for xb in batches(x, batch_size, model_device(model)):
-            t = model.elbo_terms(xb, n_samples, check=False)
-            parts["log_px_z"].append(t.log_px_z.double().cpu())  # (B,)
-            parts["kl"].append(t.kl.double().cpu())  # (B,)
-            parts["elbo"].append((t.log_px_z - t.kl).double().cpu())  # (B,)
+    terms = per_example_terms(model, x, batch_size, n_samples, seed, check)
     out: dict[str, float] = {}
-    for name, vals in parts.items():
-        out[name], out[f"{name}_stderr"] = mean_and_stderr(torch.cat(vals))
-    out["n"] = int(x.shape[0])
+    for name in ("elbo", "log_px_z", "kl"):
+        out[name], out[f"{name}_stderr"] = mean_and_stderr(terms[name])
+    out["n"] = int(terms["elbo"].numel())
     return out
 
 
@@ -139,14 +163,7 @@ def kl_per_dimension(
     model: nn.Module, x: Any, batch_size: int = 100, n_samples: int = 1, seed: int | None = None
 ) -> torch.Tensor:
     """(G,) mean over the data of ``elbo_terms(x).kl_groups``: KL(q(z|x) || p(z)) in nats per latent
-    dimension (or per group: per layer and dimension for a Ladder VAE). With an IAF posterior the groups are
+    dimension (or per unit: per layer and dimension for a Ladder VAE). With an IAF posterior the units are
     the per-variable Monte Carlo terms log q_d - log p_d, which only sum to a KL (one term can be negative);
     G = 1 for other Monte Carlo KLs. Sums to the mean KL. float64 on CPU."""
-    x = as_data_tensor(x)
-    total, n = None, 0
-    with evaluation_context(model, seed):
-        for xb in batches(x, batch_size, model_device(model)):
-            g = model.elbo_terms(xb, n_samples, check=False).kl_groups.double().sum(0).cpu()  # (G,)
-            total = g if total is None else total + g
-            n += xb.shape[0]
-    return total / n
+    return per_example_terms(model, x, batch_size, n_samples, seed, check=False)["kl_units"]

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from vaekit.models import VAE, build_vae
-from vaekit.objectives import ELBO, IWAE
+from vaekit.objectives import ELBO, IWAE, log_weights
 
 __all__ = ["ToySettings", "toy_data", "build_toy_vae", "train_toy", "evaluate_toy", "run", "main"]
 
@@ -60,21 +60,19 @@ def build_toy_vae(posterior: str, s: ToySettings) -> VAE:
 
 
 def train_toy(posterior: str, s: ToySettings) -> VAE:
-    """Fit one model with Adam on the negative ELBO (seeded; identical for both posteriors except the head)."""
+    """Fit one model with vaekit's Trainer (Adam, cosine schedule) on the negative ELBO, in memory: every step
+    sees the 4 points repeated ``batch_repeats`` times (seeded; identical for both posteriors except the head)."""
+    from vaekit.config import TrainConfig
+    from vaekit.training import Trainer
+
     torch.manual_seed(s.seed)
     model = build_toy_vae(posterior, s)
     x, _ = toy_data()
-    batch = x.repeat(s.batch_repeats, 1)  # (4 R, 4)
-    objective = ELBO()
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.steps))
-    for step in range(s.steps):
-        loss = objective(model, batch, step=step, check=False).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model
+    batch = x.repeat(s.batch_repeats, 1)  # (4 R, 4): one batch per step
+    settings = TrainConfig(steps=s.steps, batch_size=batch.shape[0], lr=s.lr, lr_schedule="cosine", progress=False,
+                           val_every=s.steps)
+    Trainer(model, ELBO(), batch, None, settings=settings, run_dir=None, seed=s.seed).fit()
+    return model.eval()
 
 
 @torch.no_grad()
@@ -82,9 +80,7 @@ def evaluate_toy(model: VAE, s: ToySettings) -> dict[str, float]:
     """ELBO (mean over the 4 points, ``eval_samples`` samples each) with its standard error, and IWAE_1000."""
     torch.manual_seed(s.seed + 1)
     x, _ = toy_data()
-    q = model.encode(x)
-    z, log_q = q.rsample_and_log_prob((s.eval_samples,))  # (S, 4, 2), (S, 4)
-    elbo_samples = model.decode(z).log_prob(x) + model.prior().log_prob(z) - log_q  # (S, 4)
+    elbo_samples = log_weights(model, x, s.eval_samples)  # (S, 4): log p(x|z) + log p(z) - log q(z|x)
     elbo = elbo_samples.mean(0)  # (4,)
     se = elbo_samples.std(0).square().sum().sqrt() / (4 * math.sqrt(s.eval_samples))
     iwae = IWAE(k=1000).bound(model, x)  # (4,)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-__all__ = ["Likelihood", "check_finite"]
+__all__ = ["Likelihood", "Decoded", "check_finite"]
 
 
 def check_finite(x: torch.Tensor, what: str = "data") -> None:
@@ -93,5 +93,63 @@ class Likelihood(nn.Module):
         """
         return self(h.reshape(*lead, *self.param_shape)).log_prob(x)
 
+    def decoded(self, h: torch.Tensor, lead: torch.Size | tuple[int, ...]) -> "Decoded":
+        """p(x|z) for decoder output h of a ``lead`` batch (any trailing layout of ``param_shape``'s size), as a
+        Distribution whose ``log_prob`` takes the direct form and whose other members build ``self(h)``."""
+        return Decoded(self, h, torch.Size(lead))
+
+    def stats(self) -> dict[str, float]:
+        """Statistics this likelihood reports about itself for training logs (e.g. a learned sigma)."""
+        return {}
+
     def forward(self, h: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class Decoded(Distribution):
+    """p(x|z) from a decoder output, built lazily: ``log_prob(x)`` is the likelihood's direct
+    ``log_prob(h, x, lead)`` (no distribution object on the training path); ``mean``, ``sample``, ``variance``,
+    ``base_dist`` and the rest come from the full distribution ``likelihood(h)``, built on first use.
+    batch_shape = lead, event_shape = data_shape (the same as the full distribution; tested)."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, likelihood: Likelihood, h: torch.Tensor, lead: torch.Size) -> None:
+        self.likelihood, self.h, self._full = likelihood, h, None
+        super().__init__(lead, torch.Size(likelihood.data_shape), validate_args=False)
+
+    @property
+    def full(self) -> Distribution:
+        """The likelihood's own Distribution for this h."""
+        if self._full is None:
+            self._full = self.likelihood(self.h.reshape(*self.batch_shape, *self.likelihood.param_shape))
+        return self._full
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.likelihood.log_prob(self.h, value, self.batch_shape)
+
+    def __getattr__(self, name: str):  # mean, variance, base_dist, stddev, ... of the full distribution
+        if name.startswith("_") or name in ("likelihood", "h"):
+            raise AttributeError(name)
+        return getattr(self.full, name)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.full.mean
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.full.variance
+
+    @property
+    def support(self):
+        return self.full.support
+
+    def sample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+        return self.full.sample(sample_shape)
+
+    def rsample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+        return self.full.rsample(sample_shape)
+
+    def entropy(self) -> torch.Tensor:
+        return self.full.entropy()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.nn import functional as F
 from torch.distributions import ContinuousBernoulli, Independent
 
 from vaekit.likelihoods.base import Likelihood
@@ -64,12 +65,14 @@ def cb_log_normalizer(logits: torch.Tensor) -> torch.Tensor:
 class StableContinuousBernoulli(ContinuousBernoulli):
     """``torch.distributions.ContinuousBernoulli`` with normaliser, mean and variance computed from the logits.
 
-    ``log_prob`` (inherited) = -BCE-with-logits(eta, x) + log C(eta), i.e. x log lambda + (1-x) log(1-lambda)
-    + log C. Sampling and the CDF stay the torch ones (they clamp probs, which only matters in the far tails).
+    ``log_prob`` = -BCE-with-logits(eta, x) + log C(eta), i.e. x log lambda + (1-x) log(1-lambda) + log C, with
+    the stable ``cb_log_normalizer`` (public overrides only). Sampling, the CDF and the entropy stay the torch
+    ones (they clamp probs, which only matters in the far tails).
     """
 
-    def _cont_bern_log_norm(self) -> torch.Tensor:
-        return cb_log_normalizer(self.logits)
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logits, value = torch.broadcast_tensors(self.logits, value)
+        return -F.binary_cross_entropy_with_logits(logits, value, reduction="none") + cb_log_normalizer(logits)
 
     @property
     def mean(self) -> torch.Tensor:

@@ -53,5 +53,8 @@ class SigmaVAELikelihood(Likelihood):
         scale = self.log_sigma.exp().to(mean.dtype).expand_as(mean)
         return Independent(Normal(mean, scale, validate_args=False), self.event_dim, validate_args=False)
 
+    def stats(self) -> dict[str, float]:
+        return {"sigma": self.sigma}
+
     def extra_repr(self) -> str:
         return f"data_shape={self.data_shape}, min_log_sigma={self.min_log_sigma}"

@@ -109,5 +109,8 @@ class OptimalSigmaVAELikelihood(Likelihood):
         (mean,) = self.split(h)  # (*batch, *data_shape)
         return BatchOptimalGaussian(mean, self.event_dim, self.min_log_sigma, self.last_sigma)
 
+    def stats(self) -> dict[str, float]:
+        return {"sigma": self.sigma}
+
     def extra_repr(self) -> str:
         return f"data_shape={self.data_shape}, min_log_sigma={self.min_log_sigma}"

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from vaekit.likelihoods import build_likelihood
 from vaekit.models.vae import VAE
-from vaekit.nn import MLP, ConvDecoder, ConvEncoder
+from vaekit.nn import MLP, ConvDecoder, ConvEncoder, FlattenInput
 from vaekit.posteriors import build_posterior
 from vaekit.priors import StandardNormal
 
@@ -29,31 +29,42 @@ def build_vae(
 ) -> VAE:
     """A VAE for data of shape ``data_shape`` ((D,) vectors or (C, H, W) images).
 
-    mlp: encoder in -> hidden... (activated) -> posterior head; decoder latent -> reversed(hidden) -> k * in.
+    mlp: encoder in -> hidden... (activated) -> posterior head; decoder latent -> reversed(hidden) -> k * in;
+        ``hidden=[]`` gives affine maps (the linear VAE of Lucas et al. 2019, whose marginal is probabilistic PCA's).
     conv: stride-2 conv encoder with ``conv_channels`` then a hidden[-1] linear layer; mirrored decoder.
     dropout: rate after each hidden layer of the mlp decoder, a regulariser of p(x|z) against overfitting small
         fixed data such as binarized MNIST (the encoder is left deterministic).
     """
     data_shape = tuple(int(s) for s in data_shape)
     hidden = [int(h) for h in hidden]
-    if not hidden:
-        raise ValueError("model.hidden needs at least one layer width")
+    if any(h < 1 for h in hidden):
+        raise ValueError(f"model.hidden widths must be positive integers, got {hidden}")
+    if latent_dim < 1:
+        raise ValueError(f"model.latent_dim must be at least 1, got {latent_dim}")
     lik = build_likelihood(likelihood, data_shape, **(likelihood_kwargs or {}))
     n_in = 1
     for s in data_shape:
         n_in *= s
     n_out = lik.params_per_channel * n_in
-    if arch == "mlp":
+    if arch == "mlp" and not hidden:  # affine encoder and decoder: the linear VAE (its marginal is pPCA's)
+        encoder = FlattenInput(data_shape)
+        decoder = MLP(latent_dim, [], n_out)
+        features = n_in
+    elif arch == "mlp":
         encoder = MLP(data_shape, hidden[:-1], hidden[-1], act=act, final_act=True)
         decoder = MLP(latent_dim, hidden[::-1], n_out, act=act, dropout=dropout)
+        features = hidden[-1]
     elif arch == "conv":
         if dropout:
             raise ValueError("model.dropout applies to the mlp decoder only; use model.arch=mlp or model.dropout=0")
         if len(data_shape) != 3:
             raise ValueError(f"model.arch=conv needs image data (C, H, W), got shape {data_shape}; use model.arch=mlp")
+        if not hidden:
+            raise ValueError("model.arch=conv needs model.hidden with at least one width (the dense layer)")
         encoder = ConvEncoder(data_shape, conv_channels, hidden[-1], act=act)
+        features = hidden[-1]
         decoder = ConvDecoder(latent_dim, lik.param_shape, conv_channels, hidden=hidden[-1], act=act)
     else:
         raise ValueError(f"unknown model.arch {arch!r}; choose 'mlp' or 'conv'")
-    post = build_posterior(posterior, hidden[-1], latent_dim, **(posterior_kwargs or {}))
+    post = build_posterior(posterior, features, latent_dim, **(posterior_kwargs or {}))
     return VAE(encoder, post, decoder, lik, StandardNormal(latent_dim))

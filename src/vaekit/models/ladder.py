@@ -9,48 +9,37 @@ prior parameters (Eqs. 18-19, ``precision_merge``). The top-down path shares its
 model. With ``merge=False`` the same nets give q(z_i|x) = N(mu_hat_i, sigma_hat^2_i) (a bottom-up hierarchical
 VAE with the same generative model), for the paper's comparison of active units.
 
-KL: per layer, analytic KL(q(z_i|z_{i+1}, x) || p(z_i|z_{i+1})) at the *sampled* parent z_{i+1}, averaged over
+KL (computed by ``vaekit.objectives`` from the model's groups): per layer, analytic KL(q(z_i|z_{i+1}, x) || p(z_i|z_{i+1})) at the *sampled* parent z_{i+1}, averaged over
 the samples; its expectation is KL(q(z|x) || p(z)) by the chain rule, so the ELBO stays unbiased.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
 from vaekit.likelihoods import build_likelihood
 from vaekit.likelihoods.base import Likelihood
+from vaekit.models.contract import LatentGroup, ModelOutput
 from vaekit.models.ladder_blocks import ConvStem, DenseBlock, GaussianParams, precision_merge
-from vaekit.models.vae import ELBOTerms
+from vaekit.models.vae import decoder_precision
 from vaekit.nn import ConvDecoder
 from vaekit.posteriors.gaussian import DiagonalGaussian
+from vaekit.objectives.latents import sample_latent
+from vaekit.priors import StandardNormal
+from vaekit.utils import eval_mode
 
-__all__ = ["LadderVAE", "LadderPass", "build_ladder"]
-
-
-@dataclass
-class LadderPass:
-    """One top-down pass; every list is ordered layer 1 (bottom) first, tensors have lead shape (*S, B).
-
-    z: samples (or means) z_i (*S, B, D_i); q, p: q(z_i|.) and p(z_i|z_{i+1}) (p(z_L) = N(0, I)) at the sampled
-    parents; log_q: (*S, B) log q(z|x) summed over layers (None for a mean pass).
-    """
-
-    z: list[torch.Tensor]
-    q: list[DiagonalGaussian]
-    p: list[DiagonalGaussian]
-    log_q: torch.Tensor | None
+__all__ = ["LadderVAE", "build_ladder"]
 
 
 class LadderVAE(nn.Module):
-    """Ladder VAE with L = len(up) stochastic layers; same duck-typed interface as ``vaekit.models.VAE``.
+    """Ladder VAE with L = len(up) stochastic layers, speaking the model contract (one latent group per layer).
 
-    up[i]: deterministic block d_{i} -> d_{i+1} (up[0] takes x); up_heads[i]: d_{i+1} -> (mu_hat, sigma_hat^2) of
-    layer i+1; top_down[i]: z_{i+2} -> (mu_p, sigma^2_p) of layer i+1 (L-1 nets); decoder: z_1 (*, D_1) ->
+    up[i]: deterministic block d_{i} -> d_{i+1} (up[0] takes x); up_heads[i]: d_{i+1} -> N(mu_hat, sigma_hat^2) of
+    layer i+1; top_down[i]: z_{i+2} -> p(z_{i+1} | z_{i+2}) = N(mu_p, sigma^2_p) (L-1 nets); decoder: z_1 (*, D_1) ->
     (*, *likelihood.param_shape). Latent vectors concatenate the layers, layer 1 first (``layer_slices``).
 
     The "uses" (sample, reconstruct, embed, posterior_means) run the nets in eval mode and restore the previous
@@ -77,87 +66,81 @@ class LadderVAE(nn.Module):
         self.latent_dim = sum(self.layer_dims)
         ends = torch.tensor(self.layer_dims).cumsum(0).tolist()
         self.layer_slices = [slice(e - d, e) for d, e in zip(self.layer_dims, ends)]
+        self.prior = StandardNormal(self.layer_dims[-1])
 
-    # -- building blocks ---------------------------------------------------------------------------------
+    # -- the contract ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, n_samples: int | None = 1, *, posterior: Distribution | None = None,
+                decoder_dtype: torch.dtype | None = None) -> ModelOutput:
+        """Stochastic top-down pass: groups "layer1" (bottom) .. "layerL" with q(z_i|z_{i+1}, x) and
+        p(z_i|z_{i+1}) at the sampled parent; ``n_samples`` samples of the top layer (lead (S, B)), one of each
+        layer below per parent sample."""
+        if posterior is not None:
+            raise ValueError("a Ladder VAE takes its posterior from its own top-down pass; posterior= is for "
+                             "one-latent VAEs (model.family=vae)")
+        ups = self.bottom_up(x)
+        L = len(ups)
+        groups: list[LatentGroup] = [None] * L  # type: ignore[list-item]
+        for i in reversed(range(L)):
+            p = self.top_prior() if i == L - 1 else self.top_down[i](groups[i + 1].z)  # p(z_i | z_{i+1})
+            q = ups[i]
+            if i < L - 1:  # one posterior per sampled parent: merged (Eqs. 18-19) or the bottom-up one repeated
+                q = precision_merge(q, p) if self.merge else q.broadcast_to(p.batch_shape)
+            groups[i] = sample_latent(f"layer{i + 1}", q, p, n_samples if i == L - 1 else None)
+        z1 = groups[0].z
+        with decoder_precision(z1, decoder_dtype):
+            h = self.decoder(z1)
+        if h.dtype != z1.dtype:
+            h = h.to(z1.dtype)
+        return ModelOutput(groups, self.likelihood.decoded(h, z1.shape[:-1]), 0 if n_samples is None else 1)
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError on data that does not fit the model (shape, NaN/inf, likelihood support)."""
         self.likelihood.check_batch(x)
 
-    def bottom_up(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Deterministic pass: [(mu_hat_{q,i}, sigma_hat^2_{q,i}) each (B, D_i)] for i = 1..L."""
+    def extra_stats(self) -> dict[str, float]:
+        return self.likelihood.stats()
+
+    # -- building blocks ---------------------------------------------------------------------------------
+    def bottom_up(self, x: torch.Tensor) -> list[DiagonalGaussian]:
+        """Deterministic pass: the bottom-up Gaussians N(mu_hat_{q,i}, sigma_hat^2_{q,i}), batch (B,), i = 1..L."""
         out, d = [], x
         for block, head in zip(self.up, self.up_heads):
             d = block(d)  # (B, F_i)
             out.append(head(d))
         return out
 
+    def top_prior(self) -> DiagonalGaussian:
+        """p(z_L) = N(0, I)."""
+        return self.prior()
+
     def decode(self, z1: torch.Tensor) -> Distribution:
         """p(x|z_1) for z_1 of shape (*lead, D_1): batch_shape lead, event_shape data_shape."""
         h = self.decoder(z1).reshape(*z1.shape[:-1], *self.likelihood.param_shape)
-        if h.dtype != z1.dtype:  # e.g. a bf16 decoder under autocast: the log-density stays in float32
+        if h.dtype != z1.dtype:
             h = h.to(z1.dtype)
         return self.likelihood(h)
 
-    def top_down_pass(self, x: torch.Tensor, n_samples: int | None = 1) -> LadderPass:
-        """Stochastic top-down pass with ``n_samples`` reparameterised samples (lead (S, B)); with None, the
-        deterministic pass that feeds each layer's posterior mean to the layer below (lead (B,))."""
-        lead = (x.shape[0],) if n_samples is None else (int(n_samples), x.shape[0])
-        params = self.bottom_up(x)
-        L = len(params)
-        zs: list[torch.Tensor] = [None] * L  # type: ignore[list-item]
-        qs: list[DiagonalGaussian] = [None] * L  # type: ignore[list-item]
-        ps: list[DiagonalGaussian] = [None] * L  # type: ignore[list-item]
-        log_q = None
-        for i in reversed(range(L)):
-            mu_hat, var_hat = (t.expand(*lead, t.shape[-1]) for t in params[i])  # (*S, B, D_i)
-            if i == L - 1:
-                mu_p, var_p = torch.zeros_like(mu_hat), torch.ones_like(var_hat)  # p(z_L) = N(0, I)
-            else:
-                mu_p, var_p = self.top_down[i](zs[i + 1])  # p(z_i | z_{i+1})
-            if self.merge and i < L - 1:
-                mu_q, var_q = precision_merge(mu_hat, var_hat, mu_p, var_p)  # Eqs. 18-19
-            else:
-                mu_q, var_q = mu_hat, var_hat
-            qs[i], ps[i] = DiagonalGaussian(mu_q, var_q.sqrt()), DiagonalGaussian(mu_p, var_p.sqrt())
-            if n_samples is None:
-                zs[i] = mu_q
-            else:
-                zs[i], lq = qs[i].rsample_and_log_prob()  # (S, B, D_i), (S, B)
-                log_q = lq if log_q is None else log_q + lq
-        return LadderPass(zs, qs, ps, log_q)
-
-    # -- objectives ----------------------------------------------------------------------------------------
-    def elbo_terms(self, x: torch.Tensor, n_samples: int = 1, check: bool = True) -> ELBOTerms:
-        """ELBO terms with L = n_samples top-down samples; kl_groups (B, sum D_i) is analytic per layer and
-        dimension at the sampled parents (layer 1 first, see ``layer_slices``), averaged over the samples."""
-        if check:
-            self.check_input(x)
-        tp = self.top_down_pass(x, n_samples)
-        log_px_z = self.decode(tp.z[0]).log_prob(x).mean(0)  # (B,)
-        kl_groups = torch.cat([kl_divergence(q.base_dist, p.base_dist) for q, p in zip(tp.q, tp.p)], -1)  # (S,B,G)
-        kl_groups = kl_groups.mean(0)  # (B, G)
-        return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, True)
-
-    def log_weights(self, x: torch.Tensor, n_samples: int) -> torch.Tensor:
-        """log w_k = log p(x|z_1) + sum_{i<L} log p(z_i|z_{i+1}) + log p(z_L) - log q(z|x), z ~ q: shape (K, B)."""
-        tp = self.top_down_pass(x, n_samples)
-        log_p = sum(p.log_prob(z) for p, z in zip(tp.p, tp.z))  # (K, B)
-        return self.decode(tp.z[0]).log_prob(x) + log_p - tp.log_q
-
     # -- uses (eval mode) ----------------------------------------------------------------------------------
     def _eval_call(self, fn, *args):
-        was = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return fn(*args)
-        finally:
-            self.train(was)
+        with eval_mode(self), torch.no_grad():
+            return fn(*args)
+
+    def _mean_pass(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[(B, D_i)]: the deterministic top-down pass feeding each layer's posterior mean to the layer below."""
+        ups = self.bottom_up(x)
+        L = len(ups)
+        zs: list[torch.Tensor] = [None] * L  # type: ignore[list-item]
+        for i in reversed(range(L)):
+            q = ups[i]
+            if self.merge and i < L - 1:
+                q = precision_merge(q, self.top_down[i](zs[i + 1]))
+            zs[i] = q.loc
+        return zs
 
     def posterior_means(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[(B, D_i)] for i = 1..L: posterior means of the deterministic top-down pass, where each layer's
         prior is evaluated at the parent's posterior mean (for per-layer active units)."""
-        return self._eval_call(lambda: self.top_down_pass(x, None).z)
+        return self._eval_call(self._mean_pass, x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, sum D_i): ``posterior_means`` concatenated, layer 1 first (``layer_slices``)."""
@@ -165,7 +148,7 @@ class LadderVAE(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|z_1) at z_1 = the layer-1 entry of ``posterior_means``."""
-        return self._eval_call(lambda: self.decode(self.top_down_pass(x, None).z[0]).mean)
+        return self._eval_call(lambda: self.decode(self._mean_pass(x)[0]).mean)
 
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """Ancestral sampling from the top: z_L ~ N(0, T^2 I), z_i ~ N(mu_{p,i}, (T sigma_{p,i})^2); returns the
@@ -175,8 +158,8 @@ class LadderVAE(nn.Module):
             ref = next(self.parameters())
             z = temperature * torch.randn(n, self.layer_dims[-1], device=ref.device, dtype=ref.dtype)
             for net in reversed(self.top_down):
-                mu_p, var_p = net(z)
-                z = mu_p + temperature * var_p.sqrt() * torch.randn_like(mu_p)
+                p = net(z)
+                z = p.loc + temperature * p.scale * torch.randn_like(p.loc)
             return self.decode(z).mean
 
         return self._eval_call(draw)

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaekit.nn import activation, conv_sizes
+from vaekit.posteriors.gaussian import DiagonalGaussian
 
 __all__ = ["DenseBlock", "ConvStem", "GaussianParams", "precision_merge"]
 
@@ -105,7 +106,8 @@ class ConvStem(nn.Module):
 
 
 class GaussianParams(nn.Module):
-    """d (*lead, F) -> (mu, sigma^2), each (*lead, D): mu = Linear(d), sigma^2 = Softplus(Linear(d)) + var_floor.
+    """d (*lead, F) -> N(mu, diag sigma^2), batch (*lead,), event (D,): mu = Linear(d), sigma^2 = Softplus(Linear(d))
+    + var_floor.
 
     Sønderby et al. 2016 parameterise every Gaussian this way (their Eqs. 7-9 for the VAE, reused for the
     bottom-up mu_hat_q / sigma_hat^2_q and the top-down mu_p / sigma^2_p of the LVAE). The floor keeps
@@ -120,18 +122,14 @@ class GaussianParams(nn.Module):
         self.mu = nn.Linear(in_features, latent_dim)
         self.var = nn.Linear(in_features, latent_dim)
 
-    def forward(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mu(d), F.softplus(self.var(d)) + self.var_floor
+    def forward(self, d: torch.Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian(self.mu(d), (F.softplus(self.var(d)) + self.var_floor).sqrt())
 
 
-def precision_merge(
-    mu_hat: torch.Tensor, var_hat: torch.Tensor, mu_p: torch.Tensor, var_p: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sønderby et al. 2016 Eqs. 18-19: (mu_q, sigma^2_q) of the normalised product N(mu_hat, var_hat) N(mu_p, var_p).
-
-    sigma^2_q = 1 / (var_hat^-1 + var_p^-1), mu_q = (mu_hat var_hat^-1 + mu_p var_p^-1) sigma^2_q; all tensors
-    broadcast elementwise.
-    """
-    prec_hat, prec_p = var_hat.reciprocal(), var_p.reciprocal()
+def precision_merge(q_hat: DiagonalGaussian, p: DiagonalGaussian) -> DiagonalGaussian:
+    """Sønderby et al. 2016 Eqs. 18-19: the normalised product N(mu_hat, var_hat) N(mu_p, var_p),
+    sigma^2_q = 1 / (var_hat^-1 + var_p^-1), mu_q = (mu_hat var_hat^-1 + mu_p var_p^-1) sigma^2_q; the two
+    batch shapes broadcast (bottom-up (B,) against a prior at sampled parents (S, B))."""
+    prec_hat, prec_p = q_hat.variance.reciprocal(), p.variance.reciprocal()
     var_q = (prec_hat + prec_p).reciprocal()
-    return (mu_hat * prec_hat + mu_p * prec_p) * var_q, var_q
+    return DiagonalGaussian((q_hat.loc * prec_hat + p.loc * prec_p) * var_q, var_q.sqrt())

@@ -72,3 +72,20 @@ class MLP(nn.Module):
         if k > 1:
             x = x.flatten(-k)  # (*lead, C, H, W) -> (*lead, C*H*W)
         return self.net(x)
+
+
+class FlattenInput(nn.Module):
+    """(*lead, *in_shape) -> (*lead, prod(in_shape)): the encoder of an affine VAE (``model.hidden=[]``)."""
+
+    def __init__(self, in_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.out_features = 1
+        for s in self.in_shape:
+            self.out_features *= s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = len(self.in_shape)
+        if tuple(x.shape[-k:]) != self.in_shape:
+            raise ValueError(f"expected inputs of trailing shape {self.in_shape}, got {tuple(x.shape)}")
+        return x.flatten(-k) if k > 1 else x

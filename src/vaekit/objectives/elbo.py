@@ -1,18 +1,27 @@
-"""Training objectives: the (beta-weighted, warmed-up, free-bits) ELBO and the IWAE bound.
+"""Training objectives on the model contract: the (beta-weighted, warmed-up, free-bits) ELBO and the IWAE bound.
 
 Units: nats per example; sums over pixels and latents, mean over the batch.
+
+An objective is an ``Objective`` (an ``nn.Module``): ``objective(model, x, step=, check=)`` returns one typed
+``ObjectiveResult``. An objective with extra terms puts them, per example, in ``result.terms``; one with its own
+trainable parameters returns them from ``parameters()`` (the trainer adds them to its optimizer as a group of
+their own); one with its own optimizer (a FactorVAE discriminator) returns it from ``optimizers()`` and updates
+it in ``auxiliary_step``. The trainer and the evaluator need no change for any of them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
+from torch import nn
 
+from vaekit.objectives.bounds import elbo_terms, log_weights
 from vaekit.objectives.schedules import kl_weight
 
-__all__ = ["ObjectiveResult", "ELBO", "IWAE"]
+__all__ = ["Objective", "ObjectiveResult", "ELBO", "IWAE"]
 
 
 @dataclass
@@ -20,8 +29,10 @@ class ObjectiveResult:
     """loss: scalar to minimise. log_px_z, kl: (B,) per-example terms in nats. beta: the KL weight used.
 
     ``elbo`` (B,) is the per-example bound: ``log_px_z - kl`` (computed when read, off the training hot path), or
-    ``bound`` when the objective is another bound (IWAE). ``means``: the batch means of log p(x|z) and KL,
-    detached, when the objective computed them anyway (the trainer's running averages reuse them).
+    ``bound`` when the objective is another bound (IWAE). ``terms``: further named (B,) per-example terms of an
+    objective (a total-correlation estimate, a classifier loss). ``kl_groups``: (B, G) the KL per unit (latent
+    dimension) when the objective computed it. ``means``: the batch means of log p(x|z) and KL, detached, when
+    the objective computed them anyway (the trainer's running averages reuse them).
     """
 
     loss: torch.Tensor
@@ -30,54 +41,112 @@ class ObjectiveResult:
     beta: float
     bound: torch.Tensor | None = None
     means: tuple[torch.Tensor, torch.Tensor] | None = None
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    kl_groups: torch.Tensor | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
         return self.bound if self.bound is not None else self.log_px_z - self.kl
 
+    def stats(self) -> dict[str, torch.Tensor]:
+        """Detached batch means for the training log: rec (= -E log p(x|z)), kl and every extra term."""
+        rec, kl = self.means if self.means is not None else (self.log_px_z.detach().mean(), self.kl.detach().mean())
+        out = {"rec": -rec, "kl": kl}
+        for name, v in self.terms.items():
+            out[name] = v.detach().mean()
+        return out
 
-class ELBO:
+
+class Objective(nn.Module):
+    """Base class of training objectives (see the module docstring for the interface)."""
+
+    def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
+                check: bool = True) -> ObjectiveResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The objective's own optimizers by name (checkpointed with the run); none by default."""
+        return {}
+
+    def auxiliary_step(self, model: nn.Module, x: torch.Tensor, result: ObjectiveResult,
+                       step: int) -> dict[str, float]:
+        """An update of the objective's own parameters after the main step; returns statistics to log."""
+        return {}
+
+
+def _per_group(value: float | Mapping[str, float], name: str, what: str) -> float:
+    if isinstance(value, Mapping):
+        if name not in value:
+            raise ValueError(f"{what} has no entry for latent group {name!r} (it has {', '.join(value)})")
+        return float(value[name])
+    return float(value)
+
+
+class ELBO(Objective):
     """Negative ELBO loss  -E_q[log p(x|z)] + beta_t * KL  with L samples.
 
     beta_t = beta * min(1, step / warmup_steps) (KL warm-up). With ``free_bits = lambda > 0`` the KL term is
-    sum_g max(lambda, E_batch[KL_g]) over groups g (Kingma et al. 2016, "Improving Variational Inference with
-    Inverse Autoregressive Flow", Sec. C.8 / Eq. 15): one group per latent dimension for a diagonal Gaussian,
-    per layer/dimension for hierarchical models, the whole z where the KL is a Monte Carlo estimate.
+    sum_u max(lambda, E_batch[KL_u]) over units u (Kingma et al. 2016, "Improving Variational Inference with
+    Inverse Autoregressive Flow", Sec. C.8 / Eq. 15): one unit per latent dimension of every group (per layer
+    and dimension in a hierarchy), the whole group where its KL is a Monte Carlo estimate that does not split.
+    beta and free_bits may be given per latent group as {group name: value}.
     The per-example ``elbo`` reported is always the true (beta = 1, no free bits) ELBO.
     """
 
-    def __init__(self, beta: float = 1.0, warmup_steps: int = 0, free_bits: float = 0.0, n_samples: int = 1) -> None:
-        if beta < 0 or free_bits < 0 or n_samples < 1 or warmup_steps < 0:
+    def __init__(self, beta: float | Mapping[str, float] = 1.0, warmup_steps: int = 0,
+                 free_bits: float | Mapping[str, float] = 0.0, n_samples: int = 1) -> None:
+        super().__init__()
+        betas = list(beta.values()) if isinstance(beta, Mapping) else [beta]
+        fbs = list(free_bits.values()) if isinstance(free_bits, Mapping) else [free_bits]
+        if min(betas) < 0 or min(fbs) < 0 or n_samples < 1 or warmup_steps < 0:
             raise ValueError("ELBO needs beta >= 0, free_bits >= 0, warmup_steps >= 0 and n_samples >= 1")
-        self.beta, self.warmup_steps = float(beta), int(warmup_steps)
-        self.free_bits, self.n_samples = float(free_bits), int(n_samples)
+        self.beta = dict(beta) if isinstance(beta, Mapping) else float(beta)
+        self.free_bits = dict(free_bits) if isinstance(free_bits, Mapping) else float(free_bits)
+        self.warmup_steps, self.n_samples = int(warmup_steps), int(n_samples)
+        self._simple = not isinstance(beta, Mapping) and not isinstance(free_bits, Mapping)
 
-    def __call__(self, model, x: torch.Tensor, step: int | None = None, check: bool = True) -> ObjectiveResult:
-        t = model.elbo_terms(x, self.n_samples, check=check)
-        beta = kl_weight(step, self.beta, self.warmup_steps)
+    def kl_term(self, t, step: int | None) -> tuple[torch.Tensor, float]:
+        """(the weighted, free-bits KL term of the loss, the warm-up factor times beta for logging)."""
+        ramp = kl_weight(step, 1.0, self.warmup_steps)
+        if self._simple:
+            beta = ramp * self.beta
+            kl = torch.clamp(t.kl_groups.mean(0), min=self.free_bits).sum() if self.free_bits > 0 else t.kl.mean()
+            return (kl if beta == 1.0 else beta * kl), beta  # one graph node fewer at beta 1
+        total = 0.0
+        for name, kl_g in t.groups.items():
+            fb = _per_group(self.free_bits, name, "free_bits")
+            b = ramp * _per_group(self.beta, name, "beta")
+            kl = torch.clamp(kl_g.mean(0), min=fb).sum() if fb > 0 else kl_g.sum(-1).mean()
+            total = total + b * kl
+        return total, ramp
+
+    def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
+                check: bool = True) -> ObjectiveResult:
+        t = elbo_terms(model, x, self.n_samples, check=check)
+        kl_term, beta = self.kl_term(t, step)
         kl_mean, rec_mean = t.kl.mean(), t.log_px_z.mean()
-        kl_term = torch.clamp(t.kl_groups.mean(0), min=self.free_bits).sum() if self.free_bits > 0 else kl_mean
-        loss = (kl_term if beta == 1.0 else beta * kl_term) - rec_mean  # one graph node fewer at beta 1
-        return ObjectiveResult(loss, t.log_px_z, t.kl, beta, means=(rec_mean.detach(), kl_mean.detach()))
+        loss = kl_term - rec_mean
+        return ObjectiveResult(loss, t.log_px_z, t.kl, beta, means=(rec_mean.detach(), kl_mean.detach()),
+                               kl_groups=t.kl_groups)
 
 
-class IWAE:
+class IWAE(Objective):
     """Importance-weighted bound (Burda et al. 2016, Eq. 8): log (1/k) sum_k w_k, w_k = p(x, z_k) / q(z_k|x)."""
 
     def __init__(self, k: int = 5) -> None:
+        super().__init__()
         if k < 1:
             raise ValueError("IWAE needs k >= 1")
         self.k = int(k)
 
-    def bound(self, model, x: torch.Tensor) -> torch.Tensor:
+    def bound(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """(B,) IWAE_k lower bound per example."""
-        lw = model.log_weights(x, self.k)  # (k, B)
-        return torch.logsumexp(lw, 0) - math.log(self.k)
+        return torch.logsumexp(log_weights(model, x, self.k), 0) - math.log(self.k)
 
-    def __call__(self, model, x: torch.Tensor, step: int | None = None, check: bool = True) -> ObjectiveResult:
+    def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
+                check: bool = True) -> ObjectiveResult:
         if check:
             model.check_input(x)
-        lw = model.log_weights(x, self.k)  # (k, B)
-        bound = torch.logsumexp(lw, 0) - math.log(self.k)
+        bound = self.bound(model, x)
         nan = torch.full_like(bound, float("nan"))
         return ObjectiveResult(-bound.mean(), nan, nan, 1.0, bound=bound)

@@ -28,7 +28,7 @@ TOP, SIDE = 60, 20  # pixels above the panels (titles) and at the figure's edges
 
 def require_single_latent(model: Any, what: str) -> None:
     """ValueError unless z has the N(0, I) prior that traversal/interpolation/manifold values refer to."""
-    if not hasattr(model, "prior"):
+    if not callable(getattr(model, "encode", None)):  # a one-latent VAE: q(z|x) from one encoder
         raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a "
                          f"{type(model).__name__} (its z_1 has a learned conditional prior); use reconstructions, "
                          f"samples, latent-map, curves or kl")
@@ -41,14 +41,13 @@ def _decode_mean(model: Any, z: torch.Tensor) -> torch.Tensor:
         return model.decode(z).mean
 
 
-@torch.no_grad()
 def kl_per_dim(model: Any, x: torch.Tensor, seed: int = 0, max_points: int = 1000) -> np.ndarray:
     """Mean over (the first ``max_points`` of) x of KL(q(z|x) || p(z)) per latent dimension, in nats: (G,)
-    (analytic for Gaussian posteriors; per layer and dimension for a Ladder VAE; Monte Carlo for IAF)."""
-    with eval_mode(model), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        t = model.elbo_terms(x[:max_points], 1, check=False)
-    return t.kl_groups.mean(0).double().cpu().numpy()  # (G,)
+    (analytic for Gaussian posteriors; per layer and dimension for a Ladder VAE; Monte Carlo for IAF), from
+    ``vaekit.evaluation.kl_per_dimension``."""
+    from vaekit.evaluation import kl_per_dimension
+
+    return kl_per_dimension(model, x[:max_points], batch_size=max_points, seed=seed).numpy()  # (G,)
 
 
 def kl_order(kl: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal, register_kl
 
+from vaekit.objectives.latents import register_fused_sampler, register_kl_dims
+
 __all__ = ["DiagonalGaussian", "GaussianPosterior", "soft_clamp", "kl_per_dim"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -31,14 +33,18 @@ class DiagonalGaussian(Independent):
     """N(mu, diag(sigma^2)) over the last dimension; batch_shape = mu.shape[:-1], event_shape = (D,).
 
     ``log_scale`` (optional) is log sigma when the caller has it (saves a log and keeps precision);
-    ``standard=True`` marks N(0, I), for which the KL takes its simplest closed form.
+    ``standard=True`` marks N(0, I), for which the KL takes its simplest closed form. ``head`` (optional):
+    (raw log-variance before its soft clamp, clamp centre, clamp half-width) from ``GaussianPosterior``, which
+    lets the registered fused sampler draw z and the KL as one autograd node.
     """
 
     def __init__(self, loc: torch.Tensor, scale: torch.Tensor, log_scale: torch.Tensor | None = None,
-                 standard: bool = False, validate_args: bool = False) -> None:
+                 standard: bool = False, validate_args: bool = False,
+                 head: tuple[torch.Tensor, float, float] | None = None) -> None:
         super().__init__(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
         self._log_scale = log_scale
         self.standard = standard
+        self.head = head
 
     @property
     def log_scale(self) -> torch.Tensor:
@@ -51,6 +57,12 @@ class DiagonalGaussian(Independent):
     @property
     def scale(self) -> torch.Tensor:
         return self.base_dist.scale
+
+    def broadcast_to(self, batch_shape: torch.Size | tuple) -> "DiagonalGaussian":
+        """The same Gaussian repeated over a larger batch shape (e.g. one per sampled parent)."""
+        shape = (*batch_shape, self.loc.shape[-1])
+        ls = self._log_scale.expand(shape) if self._log_scale is not None else None
+        return DiagonalGaussian(self.loc.expand(shape), self.scale.expand(shape), log_scale=ls)
 
     def rsample_and_log_prob(self, sample_shape: torch.Size | tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised z = mu + sigma * eps and log q(z) computed from eps (no division by sigma).
@@ -79,6 +91,23 @@ def kl_per_dim(q: DiagonalGaussian, p: DiagonalGaussian) -> torch.Tensor:
 @register_kl(DiagonalGaussian, DiagonalGaussian)
 def _kl_diag_diag(q: DiagonalGaussian, p: DiagonalGaussian) -> torch.Tensor:
     return kl_per_dim(q, p).sum(-1)
+
+
+register_kl_dims(DiagonalGaussian, DiagonalGaussian)(kl_per_dim)
+
+
+@register_fused_sampler(DiagonalGaussian, DiagonalGaussian)
+def _fused_sample_kl(q: DiagonalGaussian, p: DiagonalGaussian,
+                     n_samples: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """z and KL(q || N(0, I)) per dimension as one autograd node (``_ReparamKL``), for a head's q under autograd;
+    None (the generic path) otherwise: no head, another prior, or no gradient (evaluation keeps log q)."""
+    if q.head is None or not getattr(p, "standard", False) or not torch.is_grad_enabled():
+        return None
+    raw, mid, half = q.head
+    mu = q.loc
+    shape = mu.shape if n_samples is None else (int(n_samples), *mu.shape)
+    eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)  # (L, B, D) or (B, D)
+    return _ReparamKL.apply(mu, raw, eps, mid, half)
 
 
 class _ReparamKL(torch.autograd.Function):
@@ -123,18 +152,7 @@ class GaussianPosterior(nn.Module):
         self.linear = nn.Linear(in_features, 2 * latent_dim)
 
     def forward(self, h: torch.Tensor) -> DiagonalGaussian:
-        mu, logvar = self.linear(h).chunk(2, dim=-1)  # (B, D) each
-        log_scale = 0.5 * soft_clamp(logvar, self.logvar_min, self.logvar_max)
-        return DiagonalGaussian(mu, log_scale.exp(), log_scale=log_scale)
-
-    def sample_and_kl(self, h: torch.Tensor, n_samples: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ q(z|h) of shape (L, B, D) and KL(q || N(0, I)) per dimension (B, D), as one autograd node.
-
-        ``n_samples=None`` draws one sample without the sample axis: z of shape (B, D) (the same draw as L = 1).
-        The same numbers as ``forward`` followed by ``rsample`` and ``kl_per_dim`` against N(0, I) (tested).
-        """
         mu, raw = self.linear(h).chunk(2, dim=-1)  # (B, D) each
-        shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
-        eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)  # (L, B, D) or (B, D)
+        log_scale = 0.5 * soft_clamp(raw, self.logvar_min, self.logvar_max)
         mid, half = 0.5 * (self.logvar_max + self.logvar_min), 0.5 * (self.logvar_max - self.logvar_min)
-        return _ReparamKL.apply(mu, raw, eps, mid, half)
+        return DiagonalGaussian(mu, log_scale.exp(), log_scale=log_scale, head=(raw, mid, half))

@@ -38,7 +38,9 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, step: int) -> None:
-        torch._foreach_lerp_(self._dst, self._src, 1.0 - self.decay_at(step))  # one fused pass over all weights
+        w = 1.0 - self.decay_at(step)
+        for dst, src in zip(self._dst, self._src):
+            dst.lerp_(src, w)
 
     @torch.no_grad()
     def sync_buffers(self) -> nn.Module:

@@ -1,8 +1,14 @@
 """The one training loop: Adam, LR schedule, epochs or steps, validation, early stopping, best/last
 checkpoints, a NaN/inf guard, metrics in JSONL, and exact resume (model, optimizer, data order, RNG states).
 
-The dataset is one in-memory tensor; batches are taken with ``index_select`` over a seeded permutation, so the
-hot path has no per-item Python work.
+The trainer knows no model: it calls the objective (``vaekit.objectives.Objective``) on a batch and logs what the
+objective's result and the model's ``extra_stats()`` report. ``train_step(batch) -> stats`` is one optimisation
+step; ``fit`` loops over it. The dataset is one in-memory tensor; batches are taken with ``index_select`` over a
+seeded permutation (a generator on the data's device), so the hot path has no per-item Python work.
+
+Process-wide state is left as it was found: the thread count is restored after ``fit``, and the model's noise is
+drawn from the trainer's own RNG stream (the caller's global RNG is forked around ``fit``; the stream is saved in
+checkpoints).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
-from vaekit.utils import atomic_write_text, eval_mode
+from vaekit.evaluation.metrics import per_example_terms
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
-from vaekit.training.perf import AdamStep, GradSums, flush_denormals, make_adam, tune_malloc
+from vaekit.training.perf import GradSums, make_adam
+from vaekit.utils import atomic_write_text
 
 __all__ = ["Trainer", "TrainingError", "TrainState"]
 
@@ -56,9 +63,11 @@ class TrainState:
 class Trainer:
     """Train ``model`` with ``objective`` on ``train_x``; validate on ``val_x``; write into ``run_dir``.
 
-    objective(model, x, step=, check=False) -> ObjectiveResult. ``transform(x, generator)`` is applied to each
-    batch (dynamic binarisation, dequantisation). ``callbacks`` are called as cb(trainer, record) after each
-    step (tests use one to kill a run).
+    objective(model, x, step=, check=False) -> ObjectiveResult (an ``Objective``: its ``parameters()`` join the
+    optimizer as a group of their own, its ``optimizers()`` are checkpointed, its ``auxiliary_step`` runs after
+    each main step). ``transform(x, generator)`` is applied to each batch (dynamic binarisation,
+    dequantisation). ``callbacks`` are called as cb(trainer, record) after each step (tests use one to kill a
+    run). ``run_dir=None`` trains in memory (no metrics file, no checkpoints).
     """
 
     def __init__(
@@ -69,7 +78,7 @@ class Trainer:
         val_x: torch.Tensor | None,
         *,
         settings: TrainConfig,
-        run_dir: str | Path,
+        run_dir: str | Path | None,
         seed: int = 0,
         transform: Transform | None = None,
         doc: dict[str, Any] | None = None,
@@ -77,7 +86,7 @@ class Trainer:
     ) -> None:
         self.model, self.objective, self.s = model, objective, settings
         self.train_x = train_x
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.seed, self.transform = int(seed), transform
         self.doc = dict(doc or {})
         self.callbacks = list(callbacks or [])
@@ -86,6 +95,7 @@ class Trainer:
         self.n = train_x.shape[0]
         if self.n == 0:
             raise ValueError("the training split is empty")
+        self.device = train_x.device
         self.batch_size = min(settings.batch_size, self.n)
         self.steps_per_epoch = math.ceil(self.n / self.batch_size)
         self.total_steps = settings.steps if settings.steps is not None else settings.epochs * self.steps_per_epoch
@@ -93,16 +103,53 @@ class Trainer:
         self.ckpt_every = settings.checkpoint_every or self.val_every
         self.opt = make_adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                              fused=settings.fused_adam)
-        self.opt_step = AdamStep(self.opt)  # opt.step() without its per-call Python bookkeeping
+        extra = [p for p in getattr(objective, "parameters", lambda: [])() if p.requires_grad]
+        if extra:  # an objective's own trainable parameters (e.g. a learned prior's), trained jointly
+            self.opt.add_param_group({"params": extra})
+        self.aux_opts: dict[str, torch.optim.Optimizer] = dict(getattr(objective, "optimizers", dict)())
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
         self.state = TrainState()
-        self.data_gen = torch.Generator().manual_seed(self.seed)
-        self.aug_gen = torch.Generator().manual_seed(self.seed + 1)
+        self.data_gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        self.noise_state = self._initial_noise_state()
         self.perm: torch.Tensor | None = None
+        self._in_fit = False
+        self._params = [p for g in self.opt.param_groups for p in g["params"]]
+        self._loss_fn = self._objective_call
+        if settings.compile:  # opt-in: torch.compile of the objective's forward (model + bound) for this model
+            self._loss_fn = torch.compile(self._objective_call)
         # a fixed (seeded) transform of the validation set so its ELBO is comparable across validations
         self.val_x = val_x
         if val_x is not None and transform is not None:
-            self.val_x = transform(val_x, torch.Generator().manual_seed(self.seed + 2))
+            self.val_x = transform(val_x, torch.Generator(device=val_x.device).manual_seed(self.seed + 2))
+
+    # -- RNG: the model's noise comes from the trainer's own stream ----------------------------------------
+    def _cuda_index(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        return self.device.index if self.device.index is not None else torch.cuda.current_device()
+
+    def _initial_noise_state(self) -> dict[str, torch.Tensor]:
+        state = {"cpu": torch.Generator().manual_seed(self.seed + 6).get_state()}
+        idx = self._cuda_index()
+        if idx is not None:
+            state["cuda"] = torch.Generator(device=self.device).manual_seed(self.seed + 6).get_state()
+        return state
+
+    def _current_noise_state(self) -> dict[str, torch.Tensor]:
+        if not self._in_fit:
+            return self.noise_state
+        state = {"cpu": torch.get_rng_state()}
+        idx = self._cuda_index()
+        if idx is not None:
+            state["cuda"] = torch.cuda.get_rng_state(idx)
+        return state
+
+    def _set_noise_state(self, state: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["cpu"])
+        idx = self._cuda_index()
+        if idx is not None and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], idx)
 
     # -- schedule ------------------------------------------------------------------------------------------
     def progress(self, step: int, elapsed: float | None = None) -> float:
@@ -134,20 +181,29 @@ class Trainer:
         t = {f"model.{k}": v for k, v in use.state_dict().items()}
         if self.ema is not None and name != "best":  # 'last' keeps both, for an exact resume
             t.update({f"ema.{k}": v for k, v in self.ema.model.state_dict().items()})
+        if isinstance(self.objective, nn.Module):
+            t.update({f"objective.{k}": v for k, v in self.objective.state_dict().items()})
         opt_t, self._opt_meta = pack_optimizer(self.opt)
         t.update(opt_t)
-        t["rng.torch"] = torch.get_rng_state()
+        self._aux_meta = {}
+        for key, opt in self.aux_opts.items():
+            aux_t, self._aux_meta[key] = pack_optimizer(opt)
+            t.update({f"aux.{key}.{k}": v for k, v in aux_t.items()})
+        for dev, st in self._current_noise_state().items():
+            t["rng.torch" if dev == "cpu" else f"rng.{dev}"] = st
         t["rng.data"] = self.data_gen.get_state()
         t["rng.aug"] = self.aug_gen.get_state()
         if self.perm is not None:
             t["data.perm"] = self.perm
         return t
 
-    def save(self, name: str, metrics: dict[str, Any] | None = None) -> Path:
+    def save(self, name: str, metrics: dict[str, Any] | None = None) -> Path | None:
+        if self.run_dir is None:
+            return None
         path = self.run_dir / f"{name}.safetensors"
         tensors = self._tensors(name)
         doc = {**self.doc, "kind": name, "step": self.state.step, "metrics": metrics or {},
-               "trainer": self.state.__dict__, "optimizer": self._opt_meta}
+               "trainer": self.state.__dict__, "optimizer": self._opt_meta, "aux_optimizers": self._aux_meta}
         save_checkpoint(path, tensors, doc)
         return path
 
@@ -161,17 +217,28 @@ class Trainer:
             if not ema_sd:
                 raise ValueError(f"{path} was saved without train.ema_decay; resume with train.ema_decay=null")
             self.ema.model.load_state_dict(ema_sd)
+        if isinstance(self.objective, nn.Module):
+            self.objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")})
         unpack_optimizer(self.opt, tensors, doc["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.data_gen.set_state(tensors["rng.data"])
-        self.aug_gen.set_state(tensors["rng.aug"])
-        self.perm = tensors.get("data.perm")
+        for key, opt in self.aux_opts.items():
+            prefix = f"aux.{key}."
+            unpack_optimizer(opt, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                             doc["aux_optimizers"][key])
+        self.noise_state = {"cpu": tensors["rng.torch"]}
+        if "rng.cuda" in tensors and self._cuda_index() is not None:
+            self.noise_state["cuda"] = tensors["rng.cuda"]
+        self.data_gen.set_state(tensors["rng.data"].to(self.data_gen.get_state().device))
+        self.aug_gen.set_state(tensors["rng.aug"].to(self.aug_gen.get_state().device))
+        perm = tensors.get("data.perm")
+        self.perm = perm.to(self.device) if perm is not None else None
         known = TrainState.__dataclass_fields__  # keys a newer vaekit may add are ignored
         self.state = TrainState(**{k: v for k, v in doc["trainer"].items() if k in known})
         self._truncate_metrics(self.state.step)
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` (and a line cut short by a kill), rewriting the file atomically."""
+        if self.run_dir is None:
+            return
         path = self.run_dir / "metrics.jsonl"
         if path.exists():
             keep = []
@@ -187,44 +254,95 @@ class Trainer:
     def _has_val(self) -> bool:
         return self.val_x is not None and self.val_x.shape[0] > 0
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean ELBO, log p(x|z) and KL on the validation set (RNG forked: training draws are unaffected)."""
+        """Mean ELBO, log p(x|z) and KL on the validation set, and the KL per latent unit (a private RNG stream:
+        training draws are unaffected)."""
         if not self._has_val():
             return {}
         model = self.ema.sync_buffers() if self.ema is not None else self.model
-        tot = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
-        kl_dims = 0.0
-        with eval_mode(model), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + 3)
-            for i in range(0, self.val_x.shape[0], 1000):
-                xb = self.val_x[i:i + 1000]
-                t = model.elbo_terms(xb, 1, check=False)
-                tot["elbo"] += float((t.log_px_z - t.kl).sum())
-                tot["rec"] += float(-t.log_px_z.sum())
-                tot["kl"] += float(t.kl.sum())
-                kl_dims = kl_dims + t.kl_groups.sum(0)  # (G,) KL per latent dimension (or group)
-        n = self.val_x.shape[0]
-        out = {f"val_{k}": v / n for k, v in tot.items()}
-        out["val_kl_dims"] = [round(float(v) / n, 5) for v in kl_dims]  # for the KL-over-training heat map
+        t = per_example_terms(model, self.val_x, batch_size=1000, seed=self.seed + 3, check=False)
+        out = {"val_elbo": float(t["elbo"].mean()), "val_rec": float(-t["log_px_z"].mean()),
+               "val_kl": float(t["kl"].mean())}
+        out["val_kl_dims"] = [round(float(v), 5) for v in t["kl_units"]]  # for the KL-over-training heat map
         return out
+
+    # -- one step ------------------------------------------------------------------------------------------
+    def _objective_call(self, xb: torch.Tensor, step: int):
+        return self.objective(self.model, xb, step=step, check=False)
+
+    def train_step(self, xb: torch.Tensor, grad_sums: GradSums | None = None) -> dict[str, Any]:
+        """One optimisation step on the batch xb: objective, backward, NaN/inf guard, optimizer step (skipped when
+        the loss or a gradient is not finite), weight average, the objective's auxiliary step.
+
+        Returns {"loss": float, "ok": bool, "beta": float, "stats": {name: detached batch-mean tensor}}.
+        ``grad_sums``: the guard's per-gradient sums taken during the backward pass (``fit`` installs them); None
+        sums the gradients afterwards.
+        """
+        st = self.state
+        res = self._loss_fn(xb, st.step)
+        self.opt.zero_grad(set_to_none=True)
+        res.loss.backward()
+        if self.s.grad_clip:
+            check = torch.nn.utils.clip_grad_norm_(self._params, self.s.grad_clip)
+        elif grad_sums is not None:  # any NaN/inf gradient element makes this sum non-finite
+            check = grad_sums.total()
+        else:
+            grads = [p.grad.sum() for p in self._params if p.grad is not None]
+            check = torch.stack(grads).sum() if grads else torch.zeros(())
+        loss_t = res.loss.detach()
+        loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
+        stats: dict[str, Any] = {}
+        if ok:
+            self.opt.step()
+            if self.ema is not None:
+                self.ema.update(st.step)
+            stats = res.stats()
+            aux = self.objective.auxiliary_step(self.model, xb, res, st.step) if self.aux_opts else {}
+            stats.update(aux)
+        return {"loss": loss, "ok": ok, "beta": res.beta, "stats": stats}
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def _next_batch(self) -> torch.Tensor:
+        st = self.state
+        if st.batch == 0 or self.perm is None:
+            self.perm = torch.randperm(self.n, generator=self.data_gen, device=self.device)
+        idx = self.perm[st.batch * self.batch_size:(st.batch + 1) * self.batch_size]
+        xb = self.train_x.index_select(0, idx)
+        if self.transform is not None:
+            xb = self.transform(xb, self.aug_gen)
+        return xb
+
     def fit(self) -> dict[str, Any]:
-        """Train until the step budget, early stopping, the time limit or too many bad steps; return a summary."""
+        """Train until the step budget, early stopping, the time limit or too many bad steps; return a summary.
+
+        The thread count (``train.threads``) and the caller's global RNG are restored afterwards."""
+        threads = torch.get_num_threads()
+        idx = self._cuda_index()
+        try:
+            with torch.random.fork_rng(devices=[idx] if idx is not None else []):
+                self._set_noise_state(self.noise_state)
+                self._in_fit = True
+                try:
+                    if self.s.threads:
+                        torch.set_num_threads(self.s.threads)
+                    return self._fit()
+                finally:
+                    self.noise_state = self._current_noise_state()
+                    self._in_fit = False
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self) -> dict[str, Any]:
         s, st = self.s, self.state
-        if s.threads:
-            torch.set_num_threads(s.threads)
-        if s.malloc_tuning:
-            tune_malloc()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt_params = [p for g in self.opt.param_groups for p in g["params"]]
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         show = s.progress and sys.stderr.isatty()
         pbar = None
         if show:
@@ -232,42 +350,25 @@ class Trainer:
 
             pbar = tqdm(total=self.total_steps, initial=st.step, unit="step", dynamic_ncols=True, leave=True)
         t0, base = time.perf_counter(), st.elapsed  # base: training seconds of earlier processes
-        acc = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "n": 0}
-        t_last, last_val = t0, {}
+        acc: dict[str, Any] = {"loss": 0.0, "n": 0}
+        t_last, last_val, beta = t0, {}, 1.0
         constant_lr = s.lr_schedule == "constant"
         self.model.train()
-        with flush_denormals(), GradSums(params if not s.grad_clip else []) as grad_sums:
+        with GradSums(self._params if not s.grad_clip else []) as grad_sums:
             while st.step < self.total_steps and not st.stopped:
-                if st.batch == 0 or self.perm is None:
-                    self.perm = torch.randperm(self.n, generator=self.data_gen)
-                idx = self.perm[st.batch * self.batch_size:(st.batch + 1) * self.batch_size]
-                xb = self.train_x.index_select(0, idx)
-                if self.transform is not None:
-                    xb = self.transform(xb, self.aug_gen)
+                xb = self._next_batch()
                 if not constant_lr:
                     lr = self.lr_at(st.step, base + time.perf_counter() - t0)
                     for g in self.opt.param_groups:
                         g["lr"] = lr
-                res = self.objective(self.model, xb, step=st.step, check=False)
-                for p in opt_params:  # opt.zero_grad(set_to_none=True) without its per-call bookkeeping
-                    p.grad = None
-                res.loss.backward()
-                if s.grad_clip:
-                    check = torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-                else:  # any NaN/inf gradient element makes this sum non-finite (taken during the backward pass)
-                    check = grad_sums.total()
-                loss_t = res.loss.detach()
-                loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
-                if ok:
-                    self.opt_step()
-                    if self.ema is not None:
-                        self.ema.update(st.step)
+                out = self.train_step(xb, grad_sums)
+                beta = out["beta"]
+                if out["ok"]:
                     st.bad_in_row = 0
-                    acc["loss"] += loss
-                    rec_m, kl_m = res.means or (res.log_px_z.detach().mean(), res.kl.detach().mean())
-                    acc["rec"] += rec_m  # tensors: read once per record, not per step
-                    acc["kl"] += kl_m
+                    acc["loss"] += out["loss"]
                     acc["n"] += 1
+                    for k, v in out["stats"].items():  # tensors: read once per record, not per step
+                        acc[k] = acc.get(k, 0.0) + v
                 else:
                     st.bad_in_row += 1
                     st.bad_total += 1
@@ -287,14 +388,14 @@ class Trainer:
                 if st.step % self.val_every == 0 or end:
                     now = time.perf_counter()
                     n = max(acc["n"], 1)
-                    record = {"step": st.step, "epoch": st.epoch, "loss": acc["loss"] / n,
-                              "rec": -float(acc["rec"]) / n, "kl": float(acc["kl"]) / n, "beta": res.beta,
-                              "lr": self.opt.param_groups[0]["lr"], "bad_steps": st.bad_total,
-                              "samples_per_s": acc["n"] * self.batch_size / max(now - t_last, 1e-9),
-                              "time": base + now - t0}
-                    sigma = getattr(getattr(self.model, "likelihood", None), "sigma", None)
-                    if isinstance(sigma, (float, torch.Tensor)):
-                        record["sigma"] = float(sigma)
+                    record = {"step": st.step, "epoch": st.epoch, "loss": acc["loss"] / n}
+                    record.update({k: float(v) / n for k, v in acc.items() if k not in ("loss", "n")})
+                    record.setdefault("rec", 0.0)
+                    record.setdefault("kl", 0.0)
+                    record.update({"beta": beta, "lr": self.opt.param_groups[0]["lr"], "bad_steps": st.bad_total,
+                                   "samples_per_s": acc["n"] * self.batch_size / max(now - t_last, 1e-9),
+                                   "time": base + now - t0})
+                    record.update(self.model.extra_stats())
                     last_val = self.validate()
                     record.update(last_val)
                     self._log(record)
@@ -306,12 +407,12 @@ class Trainer:
                         log.info("step %d/%d  loss %.3f  rec %.3f  kl %.3f%s", st.step, self.total_steps,
                                  record["loss"], record["rec"], record["kl"],
                                  f"  val elbo {last_val['val_elbo']:.3f}" if last_val else "")
-                    acc = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "n": 0}
+                    acc = {"loss": 0.0, "n": 0}
                     t_last = time.perf_counter()
                 if st.step % self.ckpt_every == 0 or end:
                     self.save("last", last_val)
                 for cb in self.callbacks:
-                    cb(self, {"step": st.step, "loss": loss})
+                    cb(self, {"step": st.step, "loss": out["loss"]})
         if pbar is not None:
             pbar.close()
         if self.ema is not None and not self._has_val():  # no validation to pick one: the average is 'best'

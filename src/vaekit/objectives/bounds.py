@@ -1,0 +1,81 @@
+"""Every bound from the model contract: the ELBO's per-example terms and the importance weights.
+
+Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Eq. 3 (ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)),
+estimated with L reparameterised samples as in their Eq. 7); for a hierarchy of groups z_1..z_G with
+p(z_g | z_{g+1}) the KL is the sum of the groups' KLs at the sampled parents (the chain rule; Sønderby et al.
+2016, Eq. 15). Burda et al. 2016, "Importance Weighted Autoencoders", Eq. 8: log w = log p(x|z) + sum_g
+[log p(z_g | parents) - log q(z_g | .)], behind the IWAE bound and the log p(x) estimate.
+
+Units: nats per example; sums over data dimensions and latents.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vaekit.objectives.latents import group_kl, group_log_q
+
+__all__ = ["ELBOTerms", "elbo_terms", "log_weights", "iwae_bound"]
+
+
+@dataclass
+class ELBOTerms:
+    """Per-example ELBO terms in nats.
+
+    log_px_z: (B,) Monte Carlo mean over the L samples of log p(x|z).
+    kl: (B,) the total KL (sum over groups).
+    kl_groups: (B, G) the KL split into the units free bits acts on: per dimension of every group, groups in the
+        model's order (bottom first), or one column for a group whose Monte Carlo KL does not split.
+    groups: {name: (B, G_g)} the same per latent group (their columns concatenate to ``kl_groups``).
+    analytic_kl: whether every group's KL is a closed form.
+    """
+
+    log_px_z: torch.Tensor
+    kl: torch.Tensor
+    kl_groups: torch.Tensor
+    groups: dict[str, torch.Tensor]
+    analytic_kl: bool
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return self.log_px_z - self.kl
+
+
+def elbo_terms(model: nn.Module, x: torch.Tensor, n_samples: int = 1, check: bool = True, **options) -> ELBOTerms:
+    """ELBO terms of ``model`` (any ``LatentVariableModel``) on the batch x with L = ``n_samples`` samples.
+
+    options go to the model's forward (``posterior=`` for per-point refinement, ``decoder_dtype=``).
+    """
+    if int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"the number of ELBO samples must be a positive integer, got {n_samples!r}")
+    if check:
+        model.check_input(x)
+    out = model(x, None if n_samples == 1 else int(n_samples), **options)
+    log_px_z = out.px.log_prob(x)  # (*S, B)
+    if out.sample_dims:
+        log_px_z = log_px_z.mean(0)  # (B,)
+    groups, analytic = {}, True
+    for g in out.groups:
+        groups[g.name], a = group_kl(g, out.sample_dims)  # (B, D_g)
+        analytic = analytic and a
+    parts = list(groups.values())
+    kl_groups = parts[0] if len(parts) == 1 else torch.cat(parts, -1)  # (B, G)
+    return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, groups, analytic)
+
+
+def log_weights(model: nn.Module, x: torch.Tensor, k: int, **options) -> torch.Tensor:
+    """log w_k = log p(x|z_k) + sum_g [log p(z_g,k | parents) - log q(z_g,k | .)], z_k ~ q: shape (K, B)."""
+    out = model(x, int(k), **options)
+    lw = out.px.log_prob(x)  # (K, B)
+    for g in out.groups:
+        lw = lw + g.p.log_prob(g.z) - group_log_q(g)
+    return lw
+
+
+def iwae_bound(model: nn.Module, x: torch.Tensor, k: int, **options) -> torch.Tensor:
+    """(B,) IWAE_k = log (1/k) sum_k w_k (Burda et al. 2016, Eq. 8)."""
+    return torch.logsumexp(log_weights(model, x, k, **options), 0) - math.log(k)
