@@ -230,7 +230,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']}); ± is the standard error of "
           f"the mean over the {res['n']} examples")
     print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens}")
-    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats{dens}")
+    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats{dens}; Monte Carlo s.e. "
+          f"of the estimate {res.get('log_px_mc_stderr', float('nan')):.3f}")
     if dequantized:
         print(f"  discrete log P(x) {res['log_px_discrete']:.3f} nats (a lower bound: continuous log p(x) minus "
               f"D log {splits.n_levels})")
