@@ -19,6 +19,7 @@ from vaekit.training.trainer import Trainer
 from vaekit.utils import atomic_write_text
 
 __all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "check_model_options", "state_dict_problem",
+           "with_recorded_constants",
            "load_run", "resolve_device", "write_images", "load_test_data",
            "run_figures", "build_report"]
 
@@ -78,6 +79,42 @@ def check_model_options(m: Any) -> None:
                 raise ConfigError(f"{full}: {kind} {name!r} has no option {key!r}; {hint}")
             if key in hints:
                 _coerce(value, hints[key], full)
+
+
+def _defaults(cls: Any, skip: int) -> dict[str, Any]:
+    """The keyword defaults of ``cls``'s constructor after ``skip`` positional arguments (plain values only)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(cls).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in params:
+        d = p.default
+        if isinstance(d, tuple) and all(isinstance(v, (int, float)) for v in d):
+            d = list(d)
+        if d is not inspect.Parameter.empty and isinstance(d, (int, float, str, bool, type(None), list)):
+            out[p.name] = d
+    return out
+
+
+def with_recorded_constants(cfg: RunConfig) -> RunConfig:
+    """A copy of ``cfg`` whose ``model.likelihood_options`` / ``model.posterior_options`` spell out every
+    constructor constant of the chosen likelihood and posterior (e.g. the posterior's log-variance clamp), so the
+    run folder rebuilds the same model even if a later vaekit changes a default. Given values are kept."""
+    import copy
+
+    from vaekit.likelihoods import LIKELIHOODS
+    from vaekit.posteriors import POSTERIORS
+
+    cfg = copy.deepcopy(cfg)
+    m = cfg.model
+    if m.likelihood in LIKELIHOODS:
+        m.likelihood_options = {**_defaults(LIKELIHOODS[m.likelihood], 1), **(m.likelihood_options or {})}
+    if m.family == "vae" and m.posterior in POSTERIORS:
+        m.posterior_options = {**_defaults(POSTERIORS[m.posterior], 2), **(m.posterior_options or {})}
+    return cfg
 
 
 def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
@@ -223,6 +260,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
 
     run_dir = Path(run_dir)
     state = _check_folder(run_dir, resume, cfg)
+    if not resume or not (run_dir / "last.safetensors").is_file():  # a new model: record all its constants
+        cfg = with_recorded_constants(cfg)
     p = prepare(cfg)
     splits, model = p.splits, p.model
     train_x = splits.train.x.to(p.device)

@@ -133,3 +133,23 @@ def test_a_lagging_checkpoint_json_is_rewritten_from_the_header(trained, tmp_pat
     assert code == 0, err
     assert json.loads((run / "last.json").read_text())["step"] == 20
     assert (run / "last.json").read_text() != header or json.loads(header)["step"] == 20
+
+
+def test_the_run_folder_records_every_model_constant(tmp_path, capsys):
+    """The posterior's log-variance clamp (and every other constructor default) is written into config.yaml,
+    and the model is rebuilt from what is written there, not from the current defaults."""
+    import yaml
+
+    from vaekit.run import load_run
+
+    run = tmp_path / "run"
+    assert cli(capsys, "train", "--quiet", "--out", run, *QUICK, "model.likelihood=sigma-vae")[0] == 0
+    model_cfg = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert model_cfg["posterior_options"] == {"logvar_min": -12.0, "logvar_max": 8.0}
+    assert model_cfg["likelihood_options"] == {"init_log_sigma": 0.0, "min_log_sigma": -6.0}
+    doc = json.loads((run / "last.json").read_text())
+    assert doc["config"]["model"]["posterior_options"]["logvar_max"] == 8.0
+    text = (run / "config.yaml").read_text().replace("logvar_max: 8.0", "logvar_max: 3.0")
+    (run / "config.yaml").write_text(text)
+    _, model, _ = load_run(run)
+    assert model.posterior.logvar_max == 3.0
