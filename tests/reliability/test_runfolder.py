@@ -153,3 +153,20 @@ def test_the_run_folder_records_every_model_constant(tmp_path, capsys):
     (run / "config.yaml").write_text(text)
     _, model, _ = load_run(run)
     assert model.posterior.logvar_max == 3.0
+
+
+def test_two_trainings_started_at_once_into_one_folder(tmp_path):
+    """Both pass their first look at a folder that does not exist yet; the lock decides: one trains, the other
+    is refused with one line and exit 2, and the run is a single, consistent one."""
+    run = tmp_path / "run"
+    argv = ("train", "--quiet", "--out", run, "train.steps=300", "train.val_every=50", "model.hidden=[16]",
+            "model.latent_dim=2", "eval.iw_samples=2")
+    procs = [vaekit_process(*argv) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert "Traceback" not in loser and ("in use by process" in loser or "already holds a run" in loser), loser
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [50, 100, 150, 200, 250, 300]
+    assert json.loads((run / "last.json").read_text())["step"] == 300
