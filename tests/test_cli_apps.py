@@ -64,7 +64,7 @@ def test_embedding_estimator_loads_a_run(runs):
     X = d.x.reshape(len(d.x), -1).numpy()
     np.testing.assert_allclose(VAEEmbedding(run_dir=str(runs["all"])).fit(X).transform(X), model.embed(d.x).numpy(),
                                atol=1e-6)
-    with pytest.raises(ValueError, match="X has 10 features but this VAEEmbedding expects 64"):
+    with pytest.raises(ValueError, match="X has 10 features, but VAEEmbedding is expecting 64 features"):
         VAEEmbedding(run_dir=str(runs["all"])).fit(X[:, :10])
 
 

@@ -10,6 +10,7 @@ import errno
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,8 +27,32 @@ EPILOG_KEYS = (
     "data.binarize (none|static|dynamic), data.dequantize, model.family (vae|ladder), model.arch (mlp|conv), "
     "model.latent_dim, model.hidden, model.likelihood, model.posterior (gaussian|iaf), model.beta, "
     "model.warmup_steps, model.free_bits, model.n_samples, train.epochs, train.steps, train.time_limit, "
-    "train.batch_size, train.lr, train.lr_schedule, train.patience, train.grad_clip, eval.iw_samples"
+    "train.batch_size, train.lr, train.lr_schedule, train.patience, train.grad_clip, "
+    "train.loggers (tensorboard|mlflow|wandb), train.logger_options, eval.iw_samples"
 )
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in ``--help``: appended as "(default: X)" unless its help already names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS:  # -h and -V have no default to show
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text  # a required positional has no default
+        return f"{text} (default: %(default)s)".strip()
+
+
+# help for the options many commands share, where a command gives none
+_COMMON_HELP = {
+    "run_dir": "run folder written by `vaekit train`", "run_dirs": "run folders written by `vaekit train`",
+    "checkpoint": "the run's checkpoint to use", "data_dir": "data directory (default $VAEKIT_DATA_DIR)",
+    "split": "data split", "json": "print JSON only", "seed": "random seed", "n": "number of images",
+    "lr": "Adam learning rate of the per-point optimisation", "what": "what to embed",
+    "normal_split": "split of the normal data the threshold is set on", "iw_samples": "importance samples K",
+    "elbo_samples": "samples per ELBO estimate",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,8 +64,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="vaekit", description="Train, measure and use variational autoencoders.")
-    p.add_argument("--version", action="store_true", help="print the version and exit")
+    from vaekit import __version__
+
+    p = _Parser(prog="vaekit", description="Train, measure and use variational autoencoders.",
+                formatter_class=HelpFormatter)
+    p.add_argument("-V", "--version", action="version", version=f"vaekit {__version__}",
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", epilog=EPILOG_KEYS)
@@ -52,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--tensorboard", action="store_true",
                    help="also log scalars and image grids to RUN_DIR/tensorboard (pip install 'vaekit[tensorboard]')")
-    t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (preset + --config + key=value) as YAML and exit; writes nothing")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3")
 
     e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) ± s.e., bits/dim, active units")
     e.add_argument("run_dir")
@@ -92,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the named presets")
     for ext in _EXTENSIONS:  # figures/report and the uses of a trained model live in their own modules
         _HANDLERS.update(importlib.import_module(ext).register(sub))
+    for command in sub.choices.values():  # sub-commands (also the extensions') show their defaults too
+        command.formatter_class = HelpFormatter
+        for action in command._actions:  # noqa: SLF001 - argparse offers no public list of a parser's actions
+            if not action.help and action.default is not argparse.SUPPRESS:  # argparse shows nothing without help
+                action.help = _COMMON_HELP.get(action.dest, action.dest.replace("_", " "))
     return p
 
 
@@ -130,6 +166,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg.train.progress = False
     if a.tensorboard:
         cfg.train.tensorboard = True
+    if a.print_config:
+        from vaekit.config import dump_config
+
+        print(dump_config(cfg), end="")
+        return 0
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if cfg.train.malloc_tuning:
@@ -311,7 +352,7 @@ def _cmd_datasets(a: argparse.Namespace) -> int:
 
 
 def _cmd_presets(a: argparse.Namespace) -> int:
-    from vaekit.registry import list_presets
+    from vaekit.presets import list_presets  # reads the YAML files only: no torch import
 
     for name, desc in list_presets().items():
         print(f"{name:<24} {desc}")
@@ -343,15 +384,17 @@ def os_error_message(e: OSError) -> str:
     return f"{what}{where}{kept}; {todo}"
 
 
+def _lazy_errors(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """(the exception class ``module.name``,) if that module has been imported, else () — an exception of a
+    module never imported cannot have been raised, and `vaekit presets` must not import torch to find out."""
+    mod = sys.modules.get(module)
+    return (getattr(mod, name),) if mod is not None else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command."""
     parser = _parser()
     a = parser.parse_args(argv)
-    if a.version:
-        import vaekit
-
-        print(vaekit.__version__)
-        return 0
     if a.command is None:
         parser.print_help()
         return 2
@@ -360,14 +403,18 @@ def main(argv: list[str] | None = None) -> int:
         from vaekit.tuning import flush_denormals
 
         flush_denormals()  # before the first parallel op, so every OpenMP thread inherits it
-    from vaekit.training.checkpoint import CheckpointError
-    from vaekit.training.trainer import TrainingError
 
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
                 "reconstruct": _cmd_reconstruct, "datasets": _cmd_datasets, "presets": _cmd_presets, **_HANDLERS}
     try:
-        return handlers[a.command](a)
-    except (ValueError, CheckpointError) as e:
+        code = handlers[a.command](a)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `vaekit datasets | head -1`: the reader has gone; stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the signal ended
+    except (ValueError, *_lazy_errors("vaekit.training.checkpoint", "CheckpointError")) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"vaekit {a.command}: error: {msg}", file=sys.stderr)
         return 2
@@ -378,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vaekit {a.command}: error: missing entry {e} in an input file (written by another program or "
               f"an incompatible vaekit?)", file=sys.stderr)
         return 2
-    except TrainingError as e:
+    except _lazy_errors("vaekit.training.trainer", "TrainingError") as e:
         print(f"vaekit {a.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,38 @@ import yaml
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig",
            "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys",
-           "check_values"]
+           "check_values", "YamlLoader", "parse_yaml"]
 
 
 class ConfigError(ValueError):
     """A bad configuration: unknown key, wrong type, impossible value."""
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with YAML 1.2's floats: ``1e-3``, ``2E-3``, ``1e3``, ``.5e-2`` are numbers.
+
+    PyYAML follows YAML 1.1, whose float pattern needs a dot and a signed exponent (``1.0e-3``), so the
+    scientific notation everyone types is read as a string. Only the float resolver changes (the implicit
+    resolvers are copied, not shared with SafeLoader); ``1_000``, booleans and the rest read as before.
+    """
+
+
+YamlLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with scientific notation read as numbers (``YamlLoader``)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass
@@ -85,6 +113,8 @@ class TrainConfig:
     snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
     tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
     compile: bool = False            # torch.compile the objective's forward (opt-in; needs a C++ compiler on CPU)
+    loggers: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb
+    logger_options: dict[str, Any] = field(default_factory=dict)  # {mlflow: {tracking_uri, experiment}, wandb: {...}}
 
 
 @dataclass
@@ -130,8 +160,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
     if origin is list:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]  # train.loggers=mlflow means [mlflow]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         return [_coerce(v, args[0], key) for v in value]
@@ -216,7 +246,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=5)")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = parse_yaml(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         flat[key.strip()] = value
@@ -229,7 +259,7 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        d = parse_yaml(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.reason}); save it as "
                           f"UTF-8") from None

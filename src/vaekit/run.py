@@ -265,8 +265,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     from vaekit.training.callbacks import run_callbacks
 
     watched = splits.val if val_x is not None and val_x.shape[0] > 0 else splits.train  # snapshot points
-    callbacks = list(callbacks or []) + run_callbacks(cfg.train.snapshot_every, cfg.train.tensorboard, run_dir,
-                                                      labels=watched.y)
+    callbacks = list(callbacks or []) + run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
     trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -340,7 +339,16 @@ def run_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: s
     if x is None and NEEDS_DATA & todo:
         cfg = cfg if cfg is not None else load_config(run_dir / "config.yaml")
         x, y = load_test_data(cfg, data_dir)
-    return make_figures(run_dir, kinds, out_dir, model=model, x=x, y=y, **options)
+    snapshots = None
+    if "latent-gif" in todo:
+        from vaekit.training.callbacks import SNAPSHOT_FILE, load_snapshots
+
+        try:
+            snapshots = load_snapshots(run_dir / SNAPSHOT_FILE)
+        except FileNotFoundError:
+            if "all" not in kinds:
+                raise
+    return make_figures(run_dir, kinds, out_dir, model=model, x=x, y=y, snapshots=snapshots, **options)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, *, model: nn.Module | None = None,

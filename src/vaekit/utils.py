@@ -146,10 +146,16 @@ def read_jsonl(path: str | Path) -> list[Any]:
 
 
 def as_data_tensor(x: Any) -> torch.Tensor:
-    """The (N, *shape) data tensor of ``x``: a Tensor, or an object with an ``.x`` tensor (``ArrayData``)."""
+    """The (N, *shape) data tensor of ``x``: a Tensor, a numpy array (converted to torch's default float dtype,
+    values unchanged), or an object with an ``.x`` tensor (``ArrayData``)."""
     t = getattr(x, "x", x)
+    if isinstance(t, np.ndarray):
+        if t.dtype.kind not in "biuf":
+            raise ValueError(f"expected numbers, got a numpy array of dtype {t.dtype}")
+        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"expected a data tensor of shape (N, ...) or an object with .x, got {type(x).__name__}")
+        raise ValueError(f"expected a data tensor or numpy array of shape (N, ...), or an object with .x, "
+                         f"got {type(x).__name__}")
     if t.dim() < 2 or t.shape[0] == 0:
         raise ValueError(f"expected a non-empty batch of shape (N, ...), got {tuple(t.shape)}")
     return t

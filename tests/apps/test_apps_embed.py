@@ -64,7 +64,7 @@ def test_estimator_transform_is_the_posterior_mean_and_inverse_the_decoder_mean(
     Xr = est.inverse_transform(Z[:5])
     want = est.model_.decode(torch.tensor(Z[:5])).mean.detach().reshape(5, 64).numpy()
     np.testing.assert_allclose(Xr, want, atol=1e-6)
-    with pytest.raises(ValueError, match=r"X has 63 features but this VAEEmbedding expects 64"):
+    with pytest.raises(ValueError, match=r"X has 63 features, but VAEEmbedding is expecting 64 features"):
         est.transform(X[:, :63])
     with pytest.raises(ValueError, match=r"Z must have shape \(n_samples, 4\)"):
         est.inverse_transform(Z[:, :3])

@@ -80,10 +80,13 @@ def test_all_skips_what_a_ladder_cannot_draw_and_says_why(tiny_run, tmp_path):
     torch.manual_seed(0)
     ladder = build_model(ModelConfig(family="ladder", latent_dims=[3, 2], hidden=[16, 8]), (1, 8, 8)).eval()
     x, y = torch.rand(50, 1, 8, 8), torch.arange(50) % 5
-    written, skipped = make_figures(run_dir, ["all"], tmp_path, model=ladder, x=x, y=y)
+    written, skipped = run_figures(run_dir, ["all"], tmp_path, model=ladder, x=x, y=y)  # snapshots from the run
     assert set(skipped) == {"traversals", "interpolation", "manifold"}
     assert all("LadderVAE" in why for why in skipped.values())
     assert {"reconstructions", "samples", "latent-map", "curves", "kl", "latent-gif"} <= set(written)
     with pytest.raises(ValueError, match="LadderVAE"):
         make_figures(run_dir, ["manifold"], tmp_path, model=ladder, x=x, y=y)
     assert set(KINDS) >= set(skipped)
+    # make_figures draws what it is handed: without the snapshots it skips the GIF and says why
+    _, skipped = make_figures(run_dir, ["all"], tmp_path / "h", model=ladder, x=x, y=y)
+    assert "train.snapshot_every" in skipped["latent-gif"]

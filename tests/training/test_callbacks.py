@@ -77,7 +77,10 @@ def test_a_resumed_run_keeps_the_snapshots_up_to_its_step(tmp_path):
 
 class _FakeWriter:
     def __init__(self, log_dir):
-        self.log_dir, self.scalars, self.images, self.closed = log_dir, [], [], 0
+        self.log_dir, self.scalars, self.images, self.texts, self.closed = log_dir, [], [], [], 0
+
+    def add_text(self, tag, text, step):
+        self.texts.append((tag, text, step))
 
     def add_scalar(self, tag, value, step):
         self.scalars.append((tag, float(value), step))
@@ -111,3 +114,16 @@ def test_tensorboard_missing_gives_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'vaekit\[tensorboard\]'"):
         TensorBoardLogger(tmp_path)
+
+
+def test_tensorboard_logs_the_kl_of_each_latent_dimension_and_the_config(tmp_path):
+    writers = []
+    tb = TensorBoardLogger(tmp_path, writer_factory=lambda d: writers.append(_FakeWriter(d)) or writers[-1],
+                           images=False, config={"model": {"latent_dim": 3, "beta": 1.0}, "seed": 1})
+    _fit(tmp_path, [tb])
+    w = writers[0]
+    recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for d in range(3):  # one series per latent dimension, the numbers of metrics.jsonl
+        got = [(s, v) for tag, v, s in w.scalars if tag == f"val/kl_dim/{d}"]
+        assert got == [(r["step"], pytest.approx(r["val_kl_dims"][d])) for r in recs]
+    assert [t for t, *_ in w.texts] == ["config"] and "latent_dim: 3" in w.texts[0][1]

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
+    import torch
 
 __all__ = ["ArrayData", "DataSplits", "DataNotFoundError", "split_indices", "to_labels"]
 
@@ -37,6 +40,8 @@ class ArrayData:
     y: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.x.dtype != torch.float32:
             raise ValueError(f"ArrayData.x must be float32, got {self.x.dtype}; convert with x.float()")
         if self.y is not None and (self.y.dtype != torch.int64 or tuple(self.y.shape) != tuple(self.x.shape[:1])):
@@ -75,6 +80,8 @@ class DataSplits:
     def select_classes(self, classes: list[int]) -> "DataSplits":
         """The same splits keeping only examples whose label is in ``classes`` (one model per class, or all
         classes but one for one-class-out anomaly detection)."""
+        import torch
+
         if any(a.y is None for a in (self.train, self.val, self.test)):
             raise ValueError(f"data.classes needs labels, but {self.name!r} data has none; drop data.classes")
         keep = torch.tensor(sorted({int(c) for c in classes}), dtype=torch.int64)
@@ -93,6 +100,8 @@ class DataSplits:
     def merge_val(self) -> "DataSplits":
         """Validation examples appended to the training split, validation left empty: the final fit on all
         labelled-for-training data once a recipe is fixed (test untouched). Labels are kept when both have them."""
+        import torch
+
         tr, va = self.train, self.val
         y = torch.cat([tr.y, va.y]) if tr.y is not None and va.y is not None else None
         empty = ArrayData(va.x[:0], None if va.y is None else va.y[:0])
@@ -104,6 +113,8 @@ def subset_index(n: int, limit: int | None = None, first: int | None = None) -> 
     replacement by a fixed generator (seed 0, file order kept), so every run and command sees the same points.
     Index x and its labels with the result. (Ordered files such as binarized MNIST's test set, sorted by digit,
     make the first N unrepresentative.)"""
+    import torch
+
     if limit is not None and first is not None:
         raise ValueError("give --limit or --first, not both")
     k = limit if limit is not None else first
@@ -141,6 +152,8 @@ def split_indices(
 
 def to_labels(y: np.ndarray | None, what: str) -> torch.Tensor | None:
     """Integer class labels as an int64 tensor; ValueError if they are not whole numbers."""
+    import torch
+
     if y is None:
         return None
     y = np.asarray(y).reshape(-1)

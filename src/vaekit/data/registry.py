@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
-import torch
 
 from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
 from vaekit.data.readers import read_amat, read_cifar_bin, read_idx, read_mat_var, read_npz
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
+    import torch
 
 __all__ = ["LoadRequest", "DatasetSpec", "DATASETS", "TEST_FRACTION"]
 
@@ -62,6 +64,8 @@ class DatasetSpec:
 
 def _part(x: np.ndarray, y: np.ndarray | None, scale: float, what: str) -> ArrayData:
     """float32 tensor x / scale (one conversion, after splitting) and int64 labels."""
+    import torch
+
     t = torch.from_numpy(np.require(x, requirements=["C", "W"])).to(torch.float32).div_(scale)
     return ArrayData(t, to_labels(y, what))
 

@@ -16,16 +16,17 @@ continuous log-density before converting to bits/dim, i.e. bits/dim = -(log p(x_
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from vaekit.data.base import ArrayData, DataSplits
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
+    import torch
 
 __all__ = ["BINARIZE_MODES", "BatchTransform", "check_binarize", "binarize_static", "dequantize", "make_batch_transform"]
 
 BINARIZE_MODES = ("none", "static", "dynamic")
-BatchTransform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
+BatchTransform = Callable[["torch.Tensor", "torch.Generator | None"], "torch.Tensor"]
 
 
 def check_binarize(binarize: str) -> None:
@@ -37,6 +38,8 @@ def check_binarize(binarize: str) -> None:
 def binarize_static(data: DataSplits, seed: int) -> DataSplits:
     """Replace every split by one Bernoulli sample drawn with a generator seeded by ``seed`` (train, val, test in
     that order). Deterministic for a seed; n_levels becomes 2."""
+    import torch
+
     g = torch.Generator().manual_seed(int(seed))
     out = {k: ArrayData(torch.bernoulli(s.x, generator=g), s.y) for k, s in data.splits().items()}
     return DataSplits(**out, shape=data.shape, n_levels=2, name=data.name, source=data.source, binarize="static")
@@ -49,6 +52,8 @@ def dequantize(x: torch.Tensor, n_levels: int, generator: torch.Generator | None
     result is clamped below (k + 1) / n so that float32 rounding of k + u can never reach the next bin (for n a
     power of two this makes floor(n x_deq) == k exact).
     """
+    import torch
+
     n = float(n_levels)
     k = torch.round(x * (n - 1.0))
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -63,6 +68,8 @@ def make_batch_transform(binarize: str, dequantize: bool, n_levels: int | None) 
     dequantize=True: fn(x, g) = (k + u) / n with n = n_levels (see ``dequantize``); needs discrete data.
     The generator must live on the same device as x (None uses torch's default generator for that device).
     """
+    import torch
+
     check_binarize(binarize)
     if dequantize and binarize == "dynamic":
         raise ValueError("dequantize and binarize='dynamic' exclude each other: binary data are already discrete; "

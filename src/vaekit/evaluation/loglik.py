@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from vaekit.objectives.bounds import log_weights as objective_log_weights
+from vaekit.progress import Progress
 from vaekit.utils import (
     check_positive,
     as_data_tensor,
@@ -169,23 +169,18 @@ def estimate_log_likelihood(
         log.warning("bf16 requested but this CPU has no native bf16 (avx512_bf16/amx); expect it to be slower")
     out: list[torch.Tensor] = []
     var: list[torch.Tensor] = []
-    t0 = last = time.perf_counter()
     dtype = torch.bfloat16 if bf16 else None
 
     def weights(xb: torch.Tensor, c: int) -> torch.Tensor:
         return objective_log_weights(model, xb, c, decoder_dtype=dtype)
 
-    with evaluation_context(model, seed, num_threads):
+    with evaluation_context(model, seed, num_threads), \
+            Progress(x.shape[0], desc=f"log p(x), K={k}", unit="example", log=log) as progress:  # bar or ETA lines
         dev = model_device(model)
         fn = torch.compile(weights, dynamic=False) if compiled else weights
         for xb in batches(x, batch_size, dev):
             out.append(iw_log_likelihood(model, xb, k, chunk_size, fn, mc_var=var).cpu())
-            now = time.perf_counter()
-            if now - last > 30:
-                n_done = sum(o.numel() for o in out)
-                log.info("log p(x), K=%d: %d / %d examples, %.1f examples/s", k, n_done, x.shape[0],
-                         n_done / (now - t0))
-                last = now
+            progress.update(xb.shape[0])
     per_example = torch.cat(out)  # (N,) float64
     if torch.isnan(per_example).any():
         bad = int(torch.isnan(per_example).sum())

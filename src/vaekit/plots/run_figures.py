@@ -64,14 +64,15 @@ def _group_label(run_dir: Path) -> str:
 
 
 def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: str | Path | None = None, *,
-                 model: Any = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None, seed: int = 0,
+                 model: Any = None, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                 snapshots: dict[str, np.ndarray] | None = None, seed: int = 0,
                  temperatures: Sequence[float] = (0.7, 1.0), map_axes: str = "auto", grid: str = "both",
                  around: int | None = None) -> tuple[dict[str, Path], dict[str, str]]:
     """Write the figures ``kinds`` (names from KINDS, or "all") of a run; return ({name: path}, {kind: why skipped}).
 
     Draws what it is handed: model and its test data x/y (the kinds in NEEDS_MODEL / NEEDS_DATA need them;
-    ``vaekit.run.run_figures`` loads them from a run folder), and the run folder's metrics/snapshot files for
-    the curves. around: traversals around the posterior mean of test input number ``around`` (None: the origin).
+    ``vaekit.run.run_figures`` loads them from a run folder), the latent snapshots recorded during training (the
+    latent GIF), and the run folder's metrics file for the curves. around: traversals around the posterior mean of test input number ``around`` (None: the origin).
     grid: manifold grid "linear", "ppf" or "both".
     """
     from vaekit.plots import curves, figures, latent
@@ -162,9 +163,10 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
             elif kind == "kl":
                 written[kind] = curves.plot_kl_heatmap(recs, out / "kl.png", group_label=_group_label(run_dir))
             elif kind == "latent-gif":
-                from vaekit.training.callbacks import SNAPSHOT_FILE, load_snapshots
-
-                snaps = load_snapshots(run_dir / SNAPSHOT_FILE)
+                if snapshots is None:
+                    raise FileNotFoundError("no latent snapshots were handed over; train with "
+                                            "train.snapshot_every=N to record them")
+                snaps = snapshots
                 written[kind] = latent.plot_latent_gif(snaps, out / "latent-evolution.gif")
         except (ValueError, FileNotFoundError) as e:
             if strict:

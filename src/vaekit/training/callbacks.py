@@ -1,4 +1,5 @@
-"""Trainer callbacks for seeing a model while it trains: posterior-mean snapshots and TensorBoard logging.
+"""Trainer callbacks for seeing a model while it trains: posterior-mean snapshots, TensorBoard logging, and the
+experiment trackers of ``vaekit.training.trackers`` (MLflow, Weights & Biases), chosen by ``train.loggers``.
 
 A callback is called as ``cb(trainer, record)`` after every training step (``record`` = {"step", "loss"}); it must
 be cheap on the steps where it does nothing and must not disturb training: every draw it makes runs under a
@@ -7,6 +8,7 @@ forked RNG, and the model's train/eval mode is restored.
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import logging
@@ -19,7 +21,8 @@ import torch
 from vaekit.config import ConfigError
 from vaekit.utils import eval_mode
 
-__all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks"]
+__all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks", "LOGGERS", "validation_record",
+           "metric_scalars"]
 
 log = logging.getLogger("vaekit.train")
 
@@ -28,6 +31,39 @@ SNAPSHOT_FILE = "latent_snapshots.npz"
 
 def _is_last_step(trainer: Any) -> bool:
     return bool(trainer.state.stopped) or trainer.state.step >= trainer.total_steps
+
+
+def is_validation_step(trainer: Any) -> bool:
+    """True on the steps the trainer validated and wrote a metrics record (every val_every, and the last)."""
+    return trainer.state.step % trainer.val_every == 0 or _is_last_step(trainer)
+
+
+def validation_record(trainer: Any, step: int) -> dict[str, Any]:
+    """The metrics record the trainer wrote at ``step`` (the last line of run_dir/metrics.jsonl), or {}."""
+    path = trainer.run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    with open(path, "rb") as f:  # the record of this validation is the file's last line
+        f.seek(max(0, f.seek(0, 2) - 65536))
+        lines = f.read().decode().strip().splitlines()
+    rec = json.loads(lines[-1]) if lines else {}
+    return rec if rec.get("step") == step else {}
+
+
+#: metrics-record keys sent to loggers, as "train/<key>" or "val/<key without val_>"
+SCALARS = ("loss", "rec", "kl", "beta", "lr", "sigma", "samples_per_s", "val_elbo", "val_rec", "val_kl")
+
+
+def metric_scalars(rec: dict[str, Any]) -> dict[str, float]:
+    """{"train/loss": .., "val/elbo": .., "val/kl_dim/0": .., ...} from a metrics record: the same numbers as
+    metrics.jsonl, with the validation KL of each latent dimension (or group) as its own series."""
+    out = {}
+    for k in SCALARS:
+        if isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool):
+            out[f"val/{k.removeprefix('val_')}" if k.startswith("val_") else f"train/{k}"] = float(rec[k])
+    for i, v in enumerate(rec.get("val_kl_dims") or []):
+        out[f"val/kl_dim/{i}"] = float(v)
+    return out
 
 
 @torch.no_grad()
@@ -115,42 +151,43 @@ def _default_writer(log_dir: str) -> Any:
 
 
 class TensorBoardLogger:
-    """Log to ``run_dir/tensorboard``: the training loss every step; at each validation the metrics record the
-    trainer wrote (loss, rec, kl, beta, lr, sigma, val_elbo, val_rec, val_kl) and, for image data, grids of
-    prior samples and of inputs above their reconstructions.
+    """Log to ``run_dir/tensorboard``: the run's config (as text) at the start, the training loss every step;
+    at each validation the metrics record the trainer wrote (``metric_scalars``: loss, rec, kl, beta, lr, sigma,
+    val elbo/rec/kl and the KL of each latent dimension) and, for image data, grids of prior samples and of
+    inputs above their reconstructions.
 
-    writer_factory(log_dir) -> an object with add_scalar / add_image / flush / close (a SummaryWriter by
-    default; ConfigError with the install command when tensorboard is missing). Image draws use a forked RNG.
+    writer_factory(log_dir) -> an object with add_scalar / add_text / add_image / flush / close (a SummaryWriter
+    by default; ConfigError with the install command when tensorboard is missing). config: the run's config as a
+    dict (None: the trainer's ``doc["config"]``). Image draws use a forked RNG.
     """
 
-    SCALARS = ("loss", "rec", "kl", "beta", "lr", "sigma", "samples_per_s", "val_elbo", "val_rec", "val_kl")
+    SCALARS = SCALARS
 
     def __init__(self, run_dir: str | Path, writer_factory: Callable[[str], Any] | None = None,
-                 images: bool = True, n_images: int = 32) -> None:
+                 images: bool = True, n_images: int = 32, config: dict[str, Any] | None = None) -> None:
         self.log_dir = Path(run_dir) / "tensorboard"
         self.writer = (writer_factory or _default_writer)(str(self.log_dir))
         self.images, self.n_images = images, int(n_images)
+        self.config = config
         self._last_logged = -1
+        self._started = False
 
     def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
         step = trainer.state.step
+        if not self._started:
+            self._started = True
+            config = self.config if self.config is not None else trainer.doc.get("config")
+            if config:
+                import yaml
+
+                text = yaml.safe_dump(config, sort_keys=False)
+                self.writer.add_text("config", "```yaml\n" + text + "```", step)  # markdown: kept as written
         self.writer.add_scalar("train/step_loss", record["loss"], step)
-        if step % trainer.val_every and not _is_last_step(trainer):
-            return
-        if step == self._last_logged:
+        if not is_validation_step(trainer) or step == self._last_logged:
             return
         self._last_logged = step
-        path = trainer.run_dir / "metrics.jsonl"
-        if path.is_file():
-            with open(path, "rb") as f:  # the record of this validation is the file's last line
-                f.seek(max(0, f.seek(0, 2) - 65536))
-                lines = f.read().decode().strip().splitlines()
-            rec = json.loads(lines[-1]) if lines else {}
-            if rec.get("step") == step:
-                for k in self.SCALARS:
-                    if isinstance(rec.get(k), (int, float)):
-                        group = "val" if k.startswith("val_") else "train"
-                        self.writer.add_scalar(f"{group}/{k.removeprefix('val_')}", rec[k], step)
+        for tag, value in metric_scalars(validation_record(trainer, step)).items():
+            self.writer.add_scalar(tag, value, step)
         if self.images and len(trainer.model.data_shape) == 3:
             self._log_images(trainer, step)
         self.writer.flush()
@@ -177,12 +214,41 @@ class TensorBoardLogger:
             self.writer.add_image(tag, grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
 
 
-def run_callbacks(snapshot_every: int | None, tensorboard: bool, run_dir: str | Path,
-                  labels: torch.Tensor | None = None) -> list[Callable[[Any, dict], None]]:
-    """The callbacks a run's ``train.snapshot_every`` / ``train.tensorboard`` settings ask for."""
+def _tracker(name: str) -> Callable[..., Any]:
+    if name == "tensorboard":
+        return TensorBoardLogger
+    from vaekit.training import trackers
+
+    return {"mlflow": trackers.MLflowLogger, "wandb": trackers.WandbLogger}[name]
+
+
+#: what ``train.loggers`` can name (options for each in ``train.logger_options``, see their classes)
+LOGGERS = ("tensorboard", "mlflow", "wandb")
+
+
+def run_callbacks(settings: Any, run_dir: str | Path, labels: torch.Tensor | None = None,
+                  config: dict[str, Any] | None = None) -> list[Callable[[Any, dict], None]]:
+    """The callbacks a run's ``TrainConfig`` (``settings``) asks for: ``train.snapshot_every``, and the loggers
+    of ``train.loggers`` (``train.tensorboard=true`` adds "tensorboard") with their ``train.logger_options``.
+    labels: of the snapshot points; config: the run's config as a dict (logged by every logger).
+    ConfigError for an unknown logger or option, or a logger whose package is not installed."""
     cbs: list[Callable[[Any, dict], None]] = []
-    if snapshot_every:
-        cbs.append(LatentSnapshots(run_dir, snapshot_every, y=labels))
-    if tensorboard:
-        cbs.append(TensorBoardLogger(run_dir))
+    if settings.snapshot_every:
+        cbs.append(LatentSnapshots(run_dir, settings.snapshot_every, y=labels))
+    names = list(dict.fromkeys((["tensorboard"] if settings.tensorboard else []) + list(settings.loggers or [])))
+    options = dict(settings.logger_options or {})
+    for name in [*names, *options]:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(str(name), LOGGERS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown logger {name!r} in train.loggers / train.logger_options{hint} "
+                              f"(choose from {', '.join(LOGGERS)})")
+    for name in names:
+        opts = options.get(name) or {}
+        if not isinstance(opts, dict):
+            raise ConfigError(f"train.logger_options.{name} must be a mapping like {{option: value}}, got {opts!r}")
+        try:
+            cbs.append(_tracker(name)(run_dir, config=config, **opts))
+        except TypeError as e:
+            raise ConfigError(f"bad train.logger_options for {name}: {e}") from None
     return cbs

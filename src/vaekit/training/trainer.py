@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 from vaekit.config import TrainConfig
 from vaekit.evaluation.metrics import per_example_terms
+from vaekit.progress import progress_bar
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import GradSums, make_adam
@@ -343,12 +343,7 @@ class Trainer:
         s, st = self.s, self.state
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        show = s.progress and sys.stderr.isatty()
-        pbar = None
-        if show:
-            from tqdm import tqdm
-
-            pbar = tqdm(total=self.total_steps, initial=st.step, unit="step", dynamic_ncols=True, leave=True)
+        pbar = progress_bar(self.total_steps, enabled=s.progress, initial=st.step, unit="step")  # tqdm.auto or None
         t0, base = time.perf_counter(), st.elapsed  # base: training seconds of earlier processes
         acc: dict[str, Any] = {"loss": 0.0, "n": 0}
         t_last, last_val, beta = t0, {}, 1.0

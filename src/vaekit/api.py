@@ -1,0 +1,229 @@
+"""The high-level Python API: train a VAE on your own arrays or tensors, save it, load it back.
+
+    import numpy as np, vaekit
+    x = np.random.default_rng(0).normal(size=(1000, 20)).astype("float32")     # your data, (N, *shape)
+    model = vaekit.fit(x, model={"latent_dim": 4, "likelihood": "sigma-vae"}, train={"steps": 500})
+    vaekit.save(model, "model.safetensors")                                    # weights + JSON header
+    model = vaekit.load("model.safetensors")                                   # or a run folder
+    print(vaekit.estimate_log_likelihood(model, x[:100], k=100))               # numpy in, nats out
+
+``fit`` runs vaekit's one training loop (the same as ``vaekit train``) and leaves the process as it found it
+(thread count, global RNGs, denormal flag; glibc malloc settings untouched). A saved model is a safetensors file
+of weights whose header holds a JSON document (format name and version, the model config, the data shape,
+package versions), with a readable copy beside it as ``.json``; loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from vaekit.config import ConfigError, RunConfig, apply_overrides, config_from_dict, config_to_dict, load_config
+from vaekit.process_state import preserve_process_state
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "fit", "save", "load"]
+
+FORMAT = "vaekit.model"
+FORMAT_VERSION = 1
+_SECTIONS = ("data", "model", "train", "eval")
+
+
+def _config(preset: str | None, config: Any, sections: Mapping[str, Any], overrides: Sequence[str],
+            seed: int | None) -> tuple[RunConfig, set[str]]:
+    """The RunConfig: preset (or the defaults), then config (RunConfig / mapping / YAML file), then the
+    keyword sections, then ``key=value`` overrides. Also returns the train keys the caller set explicitly."""
+    unknown = set(sections) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown keyword {sorted(unknown)[0]!r}; fit takes config sections "
+                          f"{', '.join(_SECTIONS)} (e.g. model={{'latent_dim': 8}})")
+    if preset is not None:
+        from vaekit.registry import load_preset
+
+        cfg = load_preset(preset)
+    else:
+        cfg = RunConfig(name="python")
+    explicit: set[str] = set()
+    if isinstance(config, RunConfig):
+        cfg = config_from_dict(config_to_dict(config))
+    elif isinstance(config, Mapping):
+        cfg = config_from_dict(dict(config), cfg)
+        explicit |= set(dict(config).get("train", {}) or {})
+    elif config is not None:
+        cfg = load_config(config, cfg)
+    cfg = config_from_dict({k: dict(v) for k, v in sections.items()}, cfg)
+    explicit |= set(sections.get("train", {}) or {})
+    cfg = apply_overrides(cfg, list(overrides))
+    explicit |= {o.split("=", 1)[0].strip().removeprefix("train.") for o in overrides}
+    if seed is not None:
+        cfg.seed = int(seed)
+    return cfg, explicit
+
+
+def _split(x: torch.Tensor, val: Any, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    from vaekit.data.base import split_indices
+    from vaekit.utils import as_data_tensor
+
+    if val is not None:
+        v = as_data_tensor(val).float()
+        if tuple(v.shape[1:]) != tuple(x.shape[1:]):
+            raise ValueError(f"val has examples of shape {tuple(v.shape[1:])}, x of shape {tuple(x.shape[1:])}")
+        return x, v
+    if cfg.data.val_fraction == 0 or cfg.data.merge_val:
+        return x, None
+    train, held, _ = split_indices(x.shape[0], test_fraction=0.0, val_fraction=cfg.data.val_fraction, seed=cfg.seed)
+    return x[torch.from_numpy(train)], (x[torch.from_numpy(held)] if len(held) else None)
+
+
+def fit(x: Any, *, val: Any = None, preset: str | None = None, config: Any = None, overrides: Sequence[str] = (),
+        seed: int | None = None, run_dir: str | Path | None = None, progress: bool = True,
+        **sections: Mapping[str, Any]) -> nn.Module:
+    """Train a VAE on ``x`` and return it (the best validation weights; the last ones without validation).
+
+    x: (N, *shape) numpy array or tensor of numbers: (N, D) tabular rows or (N, C, H, W) images. A Bernoulli
+        likelihood (the default) needs values in [0, 1]; for real-valued data choose e.g.
+        ``model={"likelihood": "sigma-vae"}`` (README "Choosing a likelihood").
+    val: validation data of the same shape; None holds out ``data.val_fraction`` (0.1) of x, seeded.
+    preset: a named preset (``vaekit presets``) as the starting point (its model and training settings);
+        config: a RunConfig, a nested mapping or a YAML file on top; then the keyword sections
+        (``model={...}``, ``train={...}``, ``data={...}``, ``eval={...}``) and ``key=value`` ``overrides``.
+        The data section's ``val_fraction``, ``merge_val`` and ``binarize`` ("none" or "dynamic") apply.
+    seed: overrides the config's seed (initialisation, data order, sampling).
+    run_dir: keep the run folder there (config.yaml, metrics.jsonl, best/last checkpoints, what
+        ``train.loggers`` write); ``vaekit.load(run_dir)`` and ``vaekit sample RUN`` read it. None: a temporary
+        folder, removed at the end.
+    progress: a progress bar where someone watches (terminal, notebook).
+    """
+    from vaekit.utils import as_data_tensor
+
+    cfg, explicit = _config(preset, config, sections, overrides, seed)
+    if "malloc_tuning" not in explicit:
+        cfg.train.malloc_tuning = False  # process-wide and cannot be undone: only when asked for
+    if cfg.train.malloc_tuning:
+        from vaekit.tuning import tune_malloc
+
+        tune_malloc()
+    cfg.train.progress = bool(progress) and cfg.train.progress
+    if run_dir is None and "checkpoint_every" not in explicit:
+        cfg.train.checkpoint_every = 2**31 - 1  # nobody resumes a temporary folder: 'last' only at the end
+    data = as_data_tensor(x).float()
+    if not torch.isfinite(data).all():
+        raise ValueError("x holds NaN or infinite values; remove or impute them before training")
+    train_x, val_x = _split(data, val, cfg)
+    with preserve_process_state():
+        if run_dir is None:
+            with tempfile.TemporaryDirectory(prefix="vaekit-fit-") as tmp:
+                return _train(cfg, train_x, val_x, Path(tmp), keep=False)
+        return _train(cfg, train_x, val_x, Path(run_dir), keep=True)
+
+
+def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path, keep: bool) -> nn.Module:
+    from vaekit.config import dump_config
+    from vaekit.data import make_batch_transform
+    from vaekit.registry import build_model, build_objective
+    from vaekit.run import resolve_device
+    from vaekit.training.callbacks import run_callbacks
+    from vaekit.training.checkpoint import load_checkpoint
+    from vaekit.training.trainer import Trainer
+    from vaekit.utils import atomic_write_text
+
+    if cfg.data.binarize not in ("none", "dynamic") or cfg.data.dequantize:
+        raise ConfigError("fit takes data.binarize=none or dynamic and no data.dequantize (your arrays have no "
+                          "known number of levels); prepare the data before calling fit")
+    shape = tuple(int(s) for s in train_x.shape[1:])
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, shape).to(device)
+    train_x = train_x.to(device)
+    val_x = val_x.to(device) if val_x is not None else None
+    model.check_input(train_x)
+    if val_x is not None:
+        model.check_input(val_x)
+    cfg.data.name = "arrays"  # what a saved run folder says its data were
+    doc = {"config": config_to_dict(cfg), "data": {"name": "arrays", "shape": list(shape), "n_levels": None,
+                                                   "source": "python", "n_train": int(train_x.shape[0])}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if keep:
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    transform = make_batch_transform(cfg.data.binarize, False, None)
+    callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
+    trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
+                      seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)
+    trainer.fit()
+    best = run_dir / "best.safetensors"
+    if best.exists():
+        tensors, _ = load_checkpoint(best)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    return _tag(model.eval(), config_to_dict(cfg)["model"], shape)
+
+
+def _model_dict(model_config: Any) -> dict[str, Any]:
+    """The model section as a plain dict, every key validated (a ModelConfig or a mapping of its keys)."""
+    from vaekit.config import ModelConfig
+
+    if isinstance(model_config, ModelConfig):
+        return config_to_dict(RunConfig(model=model_config))["model"]
+    return config_to_dict(config_from_dict({"model": dict(model_config)}))["model"]
+
+
+def _tag(model: nn.Module, model_config: dict[str, Any], data_shape: Sequence[int]) -> nn.Module:
+    """Remember how to rebuild the model (``save`` writes it into the file's header)."""
+    model.vaekit_spec = {"model": dict(model_config), "data_shape": [int(s) for s in data_shape]}
+    return model
+
+
+def save(model: nn.Module, path: str | Path, *, model_config: Any = None,
+         data_shape: Sequence[int] | None = None) -> Path:
+    """Write ``model``'s weights to ``path`` (safetensors; the JSON document in its header and beside it as
+    ``.json``), atomically. Models from ``fit`` and ``load`` know their config; for a model built by hand pass
+    ``model_config`` (a ``ModelConfig`` or mapping of its keys) and ``data_shape``. Returns the path."""
+    from vaekit.training.checkpoint import save_checkpoint
+
+    spec = getattr(model, "vaekit_spec", None)
+    if model_config is not None:
+        mc = _model_dict(model_config)
+        shape = data_shape if data_shape is not None else getattr(model, "data_shape", None)
+        if shape is None:
+            raise ValueError("save needs data_shape for this model")
+        spec = {"model": dict(mc), "data_shape": [int(s) for s in shape]}
+    if spec is None:
+        raise ValueError("this model does not know its config (it was not made by vaekit.fit or vaekit.load); "
+                         "pass model_config=ModelConfig(...) and data_shape=... to save")
+    path = Path(path)
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec["model"],
+           "data": {"shape": spec["data_shape"]}}
+    save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()}, doc)
+    return path
+
+
+def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
+    """A model (eval mode) from a file ``save`` wrote, a run checkpoint (``best.safetensors``), or a run folder
+    (its ``checkpoint``: best or last). CheckpointError for a missing, corrupt or newer-format file."""
+    from vaekit.registry import build_model
+    from vaekit.run import load_run
+    from vaekit.training.checkpoint import CheckpointError, load_checkpoint
+
+    path = Path(path)
+    with preserve_process_state():  # building a model seeds torch's RNG
+        if path.is_dir():
+            cfg, model, doc = load_run(path, checkpoint)
+            return _tag(model, config_to_dict(cfg)["model"], doc["data"]["shape"])
+        tensors, doc = load_checkpoint(path)
+        if doc.get("format") == FORMAT:
+            if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+                raise CheckpointError(f"{str(path)!r} has format version {doc['format_version']}; this vaekit reads "
+                                      f"up to {FORMAT_VERSION}: upgrade vaekit")
+            mc, shape = doc["model"], doc["data"]["shape"]
+        elif "config" in doc and "shape" in doc.get("data", {}):
+            mc, shape = doc["config"].get("model", {}), doc["data"]["shape"]
+        else:
+            raise CheckpointError(f"{str(path)!r} is a safetensors file but not a vaekit model or checkpoint")
+        model = build_model(config_from_dict({"model": dict(mc)}).model, shape)
+        try:
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        except RuntimeError as e:
+            raise CheckpointError(f"{str(path)!r} does not match its model config ({str(e).splitlines()[0]})") from None
+        return _tag(model.eval(), _model_dict(mc), shape)
