@@ -19,7 +19,7 @@ from vaekit.training.trainer import Trainer
 from vaekit.utils import atomic_write_text
 
 __all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "check_model_options", "state_dict_problem",
-           "with_recorded_constants",
+           "with_recorded_constants", "check_run_folder", "start_fresh",
            "load_run", "resolve_device", "write_images", "load_test_data",
            "run_figures", "build_report"]
 
@@ -202,7 +202,7 @@ def _restore(trainer: Trainer, ckpt: Path) -> None:
                               f"{e}); it was not written by this vaekit's trainer") from None
 
 
-def _start_fresh(run_dir: Path, cfg: RunConfig) -> None:
+def start_fresh(run_dir: Path, cfg: RunConfig) -> None:
     """A new run, or one killed before its first checkpoint: clear vaekit's own leftovers (never other files),
     mark the folder as a run and write its config."""
     from vaekit.runfolder import RUN_FILES, write_marker
@@ -235,6 +235,12 @@ def _check_folder(run_dir: Path, resume: bool, cfg: RunConfig, locked: bool = Fa
         raise RunFolderError(f"run folder {str(run_dir)!r} already holds a run; use --resume {run_dir} or choose "
                              f"another --out")
     return state
+
+
+def check_run_folder(run_dir: str | Path, *, locked: bool = False) -> str:
+    """Check that a new run may be written into ``run_dir`` (missing, empty, or a vaekit run killed before its
+    first checkpoint; not in use, not someone's own files, not a finished run); returns its ``folder_state``."""
+    return _check_folder(Path(run_dir), False, RunConfig(), locked=locked)
 
 
 def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
@@ -278,7 +284,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
         else:
             if resume or state == "new-run":
                 log.info("%s was stopped before its first checkpoint: training it from step 0", run_dir)
-            _start_fresh(run_dir, cfg)
+            start_fresh(run_dir, cfg)
         summary = trainer.fit()
         _finish(run_dir, cfg, p, model, summary)
     return summary

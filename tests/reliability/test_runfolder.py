@@ -170,3 +170,26 @@ def test_two_trainings_started_at_once_into_one_folder(tmp_path):
     steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [50, 100, 150, 200, 250, 300]
     assert json.loads((run / "last.json").read_text())["step"] == 300
+
+
+def test_python_fit_keeps_the_run_folder_rules(tmp_path):
+    """vaekit.fit(run_dir=...) writes a marked run folder, records the model's constants, and refuses a folder
+    of the user's own files and a finished run, as `vaekit train --out` does."""
+    import numpy as np
+
+    import vaekit
+
+    x = np.random.default_rng(0).random((60, 5)).astype(np.float32)
+    kw = dict(model={"hidden": [8], "latent_dim": 2, "likelihood": "gaussian"}, train={"steps": 5})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="not a vaekit run"):
+        vaekit.fit(x, run_dir=mine, **kw)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    run = tmp_path / "run"
+    vaekit.fit(x, run_dir=run, **kw)
+    assert (run / ".vaekit-run").is_file() and not (run / LOCK).exists()
+    assert "logvar_min" in (run / "config.yaml").read_text()
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        vaekit.fit(x, run_dir=run, **kw)
