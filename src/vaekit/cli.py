@@ -171,14 +171,27 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
         print(dump_config(cfg), end="")
         return 0
+    from vaekit.training.distributed import barrier, init_from_env, launched
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if launched() and not a.out and not a.resume:
+        raise ValueError("under torchrun give --out DIR: every rank must name the same run folder")
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if launched():  # join the group now; train_run checks the folder on rank 0 before it writes anything
+        from vaekit.run import resolve_device
+
+        init_from_env(resolve_device(cfg.train.device))
+        barrier()
     if cfg.train.malloc_tuning:
         from vaekit.tuning import tune_malloc
 
         tune_malloc()
-    print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
+    if main_rank:
+        print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
     summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
+    if not main_rank:
+        return 0
     test = summary.get("test", {})
     skipped = summary.get("bad_steps", 0)
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
@@ -250,11 +263,16 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from vaekit.tuning import tune_malloc
 
     tune_malloc()  # large per-call temporaries stay in the heap instead of being mmap'ed and trimmed each call
-    torch.manual_seed(cfg.seed)
+    from vaekit.training.distributed import init_from_env
+
+    info = init_from_env(torch.device("cpu"))  # torchrun: the importance sampling is split across ranks
     t0 = time.perf_counter()
     res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, bf16=a.bf16,
-                   num_threads=a.threads)
-    res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0})
+                   num_threads=a.threads, seed=cfg.seed, shard=info)
+    res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0,
+                "processes": info.world})
+    if not info.is_main:
+        return 0
     import math
 
     if not (math.isfinite(res["elbo"]) and math.isfinite(res["log_px"])):

@@ -35,15 +35,30 @@ class Prepared:
     device: torch.device
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """cpu | cuda | cuda:N | mps | auto -> a torch.device that exists here (ConfigError naming ``key`` if not).
+
+    Under torchrun, "cuda" means cuda:LOCAL_RANK (one GPU per process)."""
+    import os
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
-        return torch.device(name)
+        dev = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"unknown train.device {name!r}; use cpu, cuda or auto") from None
+        raise ConfigError(f"unknown {key} {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={name} but no CUDA device is available here; use {key}=cpu")
+        if dev.index is None and "LOCAL_RANK" in os.environ:
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"{key}={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key}={name} but MPS (Apple GPU) is not available here; use {key}=cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported {key} {name!r}; use cpu, cuda, cuda:N, mps or auto")
+    return dev
 
 
 def check_model_options(m: Any) -> None:
@@ -252,10 +267,14 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     the model and the checkpoint. The folder is locked while the run is written (``vaekit.runfolder``). A run
     killed before its first checkpoint is started again from step 0, by a resume or a new training into it.
     """
+    import contextlib
+    import os
+
     from vaekit.runfolder import run_lock
 
     run_dir = Path(run_dir)
-    state = _check_folder(run_dir, resume, cfg)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 checks and writes the folder
+    state = _check_folder(run_dir, resume, cfg) if main_rank else "run"
     if not resume or not (run_dir / "last.safetensors").is_file():  # a new model: record all its constants
         cfg = with_recorded_constants(cfg)
     p = prepare(cfg)
@@ -269,23 +288,34 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
            "data": {"name": splits.name, "shape": list(splits.shape), "n_levels": splits.n_levels,
                     "source": splits.source, "n_train": int(train_x.shape[0])}}
     from vaekit.training.callbacks import run_callbacks
+    from vaekit.training.distributed import barrier, init_from_env
 
+    info = init_from_env(p.device)  # torchrun: every rank computes, rank 0 alone writes
     watched = splits.val if val_x is not None and val_x.shape[0] > 0 else splits.train  # snapshot points
-    callbacks = list(callbacks or []) + run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
+    callbacks = list(callbacks or [])
+    if info.is_main:
+        callbacks += run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
     trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
-                      seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        state = _check_folder(run_dir, resume, cfg, locked=True)  # again, now that no other process can change it
+                      seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks, dist_info=info)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir) if info.is_main else contextlib.nullcontext():  # rank 0 alone writes
+        if info.is_main:
+            state = _check_folder(run_dir, resume, cfg, locked=True)  # again, now that no other process can
         if resume and (run_dir / "last.safetensors").is_file():
             _restore(trainer, run_dir / "last.safetensors")
-            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            if info.is_main:
+                atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
             log.info("resumed %s at step %d", run_dir, trainer.state.step)
-        else:
+        elif info.is_main:
             if resume or state == "new-run":
                 log.info("%s was stopped before its first checkpoint: training it from step 0", run_dir)
             start_fresh(run_dir, cfg)
         summary = trainer.fit()
+        barrier()
+        if not info.is_main:  # the other ranks are done: rank 0 evaluates and writes the images and the report
+            summary["rank"] = info.rank
+            return summary
         _finish(run_dir, cfg, p, model, summary)
     return summary
 

@@ -30,6 +30,7 @@ def evaluate(
     threshold: float = 0.01,
     num_threads: int | None = None,
     compiled: bool = False,
+    shard: Any = None,
 ) -> dict[str, Any]:
     """ELBO, importance-sampled log p(x) (K = ``k``) with its standard error, bits/dim, active units and KL per
     latent dimension of ``model`` on ``x`` ((N, *shape) tensor or ``ArrayData``), as a JSON-friendly dict:
@@ -40,14 +41,15 @@ def evaluate(
     active_units (int), active_units_per_layer (list); kl_per_dim (list of floats); k; n; bf16.
     n_levels / dequantized: as in ``DataSplits.n_levels`` and ``bits_per_dim``. seed: a private RNG stream
     (None: the caller's global RNG). batch_size is for the ELBO / diagnostics, iw_batch_size and chunk_size
-    for the importance sampling; bf16, compiled, num_threads as in ``estimate_log_likelihood``.
+    for the importance sampling; bf16, compiled, num_threads and shard (torchrun: the importance sampling split
+    across ranks, the per-example values gathered) as in ``estimate_log_likelihood``.
     """
     x = as_data_tensor(x)
     model.check_input(x)
     elbo = elbo_dataset(model, x, batch_size=batch_size, seed=seed, check=False)
     ll = estimate_log_likelihood(model, x, k=k, batch_size=iw_batch_size, chunk_size=chunk_size, bf16=bf16,
                                  seed=None if seed is None else seed + 1, num_threads=num_threads, compiled=compiled,
-                                 check=False)
+                                 check=False, shard=shard)
     au = active_units(model, x, threshold=threshold, batch_size=batch_size, seed=seed)
     kl_dims = kl_per_dimension(model, x, batch_size=batch_size, seed=seed)
     n_dims = x[0].numel()

@@ -141,6 +141,7 @@ def estimate_log_likelihood(
     num_threads: int | None = None,
     compiled: bool = False,
     check: bool = True,
+    shard: Any = None,
 ) -> LogLikelihoodResult:
     """Importance-sampled log p(x) per example (Burda et al. 2016, Eq. 8 with K = ``k``), mean and s.e.
 
@@ -152,7 +153,12 @@ def estimate_log_likelihood(
     bf16: run the decoder net under bf16 autocast (``decoder_dtype`` of the model's forward; opt-in;
         log-densities stay float32). It is fast only on
         CPUs with native bf16 (see ``cpu_supports_bf16``) or on GPUs, and adds a small bias (bench/iw_speed.py).
-    seed: seeds a private copy of the global RNG (the caller's RNG is left untouched); None draws from it.
+    seed: seeds a private copy of the global RNG (the caller's RNG is left untouched); None draws from it. With
+        a seed and ``batch_size=1`` every example's noise is keyed by its index (stream ``seed + i``), so a point's
+        estimate does not depend on which other points are evaluated with it, or on which process does it.
+    shard: a ``vaekit.training.distributed.DistInfo``: under torchrun each rank estimates a contiguous part of x
+        and the per-example values are gathered (no padded duplicates), so every rank gets exactly the
+        single-process result (with a seed and batch_size=1).
     num_threads: ``torch.set_num_threads`` while evaluating (restored afterwards).
     compiled: run ``torch.compile`` of the log-weights function (opt-in: needs a C++ compiler on CPU, costs 5-20 s of
         compilation per model and input shape, then fuses the likelihood's elementwise passes). For the MNIST
@@ -174,17 +180,31 @@ def estimate_log_likelihood(
     def weights(xb: torch.Tensor, c: int) -> torch.Tensor:
         return objective_log_weights(model, xb, c, decoder_dtype=dtype)
 
+    lo, hi = 0, x.shape[0]
+    if shard is not None and shard.active:  # this rank's contiguous part
+        bounds = torch.arange(x.shape[0]).tensor_split(shard.world)[shard.rank]
+        lo, hi = (int(bounds[0]), int(bounds[-1]) + 1) if bounds.numel() else (0, 0)
+    keyed = seed is not None and batch_size == 1
     with evaluation_context(model, seed, num_threads), \
-            Progress(x.shape[0], desc=f"log p(x), K={k}", unit="example", log=log) as progress:  # bar or ETA lines
+            Progress(hi - lo, desc=f"log p(x), K={k}", unit="example", log=log) as progress:  # bar or ETA lines
         dev = model_device(model)
         fn = torch.compile(weights, dynamic=False) if compiled else weights
-        for xb in batches(x, batch_size, dev):
+        for j, xb in enumerate(batches(x[lo:hi], batch_size, dev)):
+            if keyed:  # noise keyed by the example's index
+                torch.manual_seed(int(seed) + lo + j)
             out.append(iw_log_likelihood(model, xb, k, chunk_size, fn, mc_var=var).cpu())
             progress.update(xb.shape[0])
-    per_example = torch.cat(out)  # (N,) float64
+    per_example = torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)  # (n,) float64
+    if shard is not None and shard.active:
+        from vaekit.training.distributed import gather_rows
+
+        per_example = gather_rows(per_example, dev)  # (N,) in index order, on every rank
+    mc_var = torch.cat([v.cpu() for v in var]) if var else torch.zeros(0, dtype=torch.float64)
+    if shard is not None and shard.active:
+        mc_var = gather_rows(mc_var, dev)
     if torch.isnan(per_example).any():
         bad = int(torch.isnan(per_example).sum())
         raise RuntimeError(f"{bad} of {per_example.numel()} log p(x) estimates are NaN: the model produced NaN "
                            f"log-weights (check the weights and the data range)")
     mean, stderr = mean_and_stderr(per_example)
-    return LogLikelihoodResult(mean, stderr, per_example, k, torch.cat([v.cpu() for v in var]))
+    return LogLikelihoodResult(mean, stderr, per_example, k, mc_var)

@@ -28,6 +28,7 @@ from vaekit.config import TrainConfig
 from vaekit.evaluation.metrics import per_example_terms
 from vaekit.progress import progress_bar
 from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_checkpoint, unpack_optimizer
+from vaekit.training.distributed import DistInfo, all_reduce_sum, shard
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import GradSums, make_adam
 from vaekit.utils import atomic_write_text
@@ -83,6 +84,7 @@ class Trainer:
         transform: Transform | None = None,
         doc: dict[str, Any] | None = None,
         callbacks: list[Callable[["Trainer", dict], None]] | None = None,
+        dist_info: DistInfo | None = None,
     ) -> None:
         self.model, self.objective, self.s = model, objective, settings
         self.train_x = train_x
@@ -90,6 +92,7 @@ class Trainer:
         self.seed, self.transform = int(seed), transform
         self.doc = dict(doc or {})
         self.callbacks = list(callbacks or [])
+        self.dist = dist_info or DistInfo()
         if settings.batch_size < 1:
             raise ValueError("train.batch_size must be at least 1")
         self.n = train_x.shape[0]
@@ -109,6 +112,12 @@ class Trainer:
         self.aux_opts: dict[str, torch.optim.Optimizer] = dict(getattr(objective, "optimizers", dict)())
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
         self.state = TrainState()
+        self.module = model  # what the objective calls: the model, or its DDP wrapper on several processes
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.module = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                  else None)
         self.data_gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         self.noise_state = self._initial_noise_state()
@@ -129,11 +138,14 @@ class Trainer:
             return None
         return self.device.index if self.device.index is not None else torch.cuda.current_device()
 
+    def _noise_seed(self) -> int:
+        return self.seed + 6 + 7919 * self.dist.rank  # every rank its own stream; rank 0 = a single process
+
     def _initial_noise_state(self) -> dict[str, torch.Tensor]:
-        state = {"cpu": torch.Generator().manual_seed(self.seed + 6).get_state()}
+        state = {"cpu": torch.Generator().manual_seed(self._noise_seed()).get_state()}
         idx = self._cuda_index()
         if idx is not None:
-            state["cuda"] = torch.Generator(device=self.device).manual_seed(self.seed + 6).get_state()
+            state["cuda"] = torch.Generator(device=self.device).manual_seed(self._noise_seed()).get_state()
         return state
 
     def _current_noise_state(self) -> dict[str, torch.Tensor]:
@@ -189,21 +201,38 @@ class Trainer:
         for key, opt in self.aux_opts.items():
             aux_t, self._aux_meta[key] = pack_optimizer(opt)
             t.update({f"aux.{key}.{k}": v for k, v in aux_t.items()})
-        for dev, st in self._current_noise_state().items():
-            t["rng.torch" if dev == "cpu" else f"rng.{dev}"] = st
+        for r, noise in enumerate(self._all_noise_states()):
+            for dev, st in noise.items():
+                t[("rng.torch" if dev == "cpu" else f"rng.{dev}") + (f".rank{r}" if r else "")] = st
         t["rng.data"] = self.data_gen.get_state()
         t["rng.aug"] = self.aug_gen.get_state()
         if self.perm is not None:
             t["data.perm"] = self.perm
         return t
 
+    def _all_noise_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every rank's noise stream (a collective on several processes: all ranks call ``save`` together)."""
+        own = self._current_noise_state()
+        if not self.dist.active:
+            return [own]
+        import torch.distributed as tdist
+
+        states: list = [None] * self.dist.world
+        tdist.all_gather_object(states, {k: v.cpu() for k, v in own.items()})
+        return states
+
     def save(self, name: str, metrics: dict[str, Any] | None = None) -> Path | None:
         if self.run_dir is None:
             return None
+        if self.dist.active:
+            tensors = self._tensors(name)  # every rank joins the gather of the noise states
+            if not self.dist.is_main:
+                return None
         path = self.run_dir / f"{name}.safetensors"
-        tensors = self._tensors(name)
+        tensors = self._tensors(name) if not self.dist.active else tensors
         doc = {**self.doc, "kind": name, "step": self.state.step, "metrics": metrics or {},
-               "trainer": self.state.__dict__, "optimizer": self._opt_meta, "aux_optimizers": self._aux_meta}
+               "trainer": self.state.__dict__, "optimizer": self._opt_meta, "aux_optimizers": self._aux_meta,
+               "world_size": self.dist.world}
         save_checkpoint(path, tensors, doc)
         return path
 
@@ -224,9 +253,15 @@ class Trainer:
             prefix = f"aux.{key}."
             unpack_optimizer(opt, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
                              doc["aux_optimizers"][key])
-        self.noise_state = {"cpu": tensors["rng.torch"]}
-        if "rng.cuda" in tensors and self._cuda_index() is not None:
-            self.noise_state["cuda"] = tensors["rng.cuda"]
+        world = int(doc.get("world_size", 1))
+        if world != self.dist.world:
+            raise ValueError(f"{path} was trained with {world} process(es) and this resume has {self.dist.world}; "
+                             f"resume with the same number (torchrun --nproc_per_node={world}) for an exact "
+                             f"continuation")
+        suffix = f".rank{self.dist.rank}" if self.dist.rank else ""
+        self.noise_state = {"cpu": tensors["rng.torch" + suffix]}
+        if "rng.cuda" + suffix in tensors and self._cuda_index() is not None:
+            self.noise_state["cuda"] = tensors["rng.cuda" + suffix]
         self.data_gen.set_state(tensors["rng.data"].to(self.data_gen.get_state().device))
         self.aug_gen.set_state(tensors["rng.aug"].to(self.aug_gen.get_state().device))
         perm = tensors.get("data.perm")
@@ -268,7 +303,7 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------------
     def _objective_call(self, xb: torch.Tensor, step: int):
-        return self.objective(self.model, xb, step=step, check=False)
+        return self.objective(self.module, xb, step=step, check=False)
 
     def train_step(self, xb: torch.Tensor, grad_sums: GradSums | None = None) -> dict[str, Any]:
         """One optimisation step on the batch xb: objective, backward, NaN/inf guard, optimizer step (skipped when
@@ -281,7 +316,10 @@ class Trainer:
         st = self.state
         res = self._loss_fn(xb, st.step)
         self.opt.zero_grad(set_to_none=True)
-        res.loss.backward()
+        if self.dist.active:  # DDP averages over ranks: weight each rank by its share of the global batch
+            (res.loss * (self.dist.world * xb.shape[0] / self._global_batch)).backward()
+        else:
+            res.loss.backward()
         if self.s.grad_clip:
             check = torch.nn.utils.clip_grad_norm_(self._params, self.s.grad_clip)
         elif grad_sums is not None:  # any NaN/inf gradient element makes this sum non-finite
@@ -291,6 +329,8 @@ class Trainer:
             check = torch.stack(grads).sum() if grads else torch.zeros(())
         loss_t = res.loss.detach()
         loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
+        if self.dist.active:  # every rank steps, or none does
+            ok = all_reduce_sum([0.0 if ok else 1.0], self.device)[0] == 0.0
         stats: dict[str, Any] = {}
         if ok:
             self.opt.step()
@@ -303,7 +343,7 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.dist.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -314,6 +354,8 @@ class Trainer:
         if st.batch == 0 or self.perm is None:
             self.perm = torch.randperm(self.n, generator=self.data_gen, device=self.device)
         idx = self.perm[st.batch * self.batch_size:(st.batch + 1) * self.batch_size]
+        self._global_batch = idx.shape[0]
+        idx = shard(idx, self.dist)  # this rank's contiguous part of the global batch
         xb = self.train_x.index_select(0, idx)
         if self.transform is not None:
             xb = self.transform(xb, self.aug_gen)
@@ -339,11 +381,20 @@ class Trainer:
         finally:
             torch.set_num_threads(threads)
 
+    def _elapsed(self, base: float, t0: float) -> float:
+        """Training seconds so far; on several processes the mean over ranks, so every rank takes the same
+        time-based learning rate and stops at the same step."""
+        e = base + time.perf_counter() - t0
+        if self.dist.active and self.s.time_limit:
+            e = all_reduce_sum([e], self.device)[0] / self.dist.world
+        return e
+
     def _fit(self) -> dict[str, Any]:
         s, st = self.s, self.state
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        pbar = progress_bar(self.total_steps, enabled=s.progress, initial=st.step, unit="step")  # tqdm.auto or None
+        pbar = progress_bar(self.total_steps, enabled=s.progress and self.dist.is_main, initial=st.step,
+                            unit="step")  # tqdm.auto or None
         t0, base = time.perf_counter(), st.elapsed  # base: training seconds of earlier processes
         acc: dict[str, Any] = {"loss": 0.0, "n": 0}
         t_last, last_val, beta = t0, {}, 1.0
@@ -353,7 +404,7 @@ class Trainer:
             while st.step < self.total_steps and not st.stopped:
                 xb = self._next_batch()
                 if not constant_lr:
-                    lr = self.lr_at(st.step, base + time.perf_counter() - t0)
+                    lr = self.lr_at(st.step, self._elapsed(base, t0))
                     for g in self.opt.param_groups:
                         g["lr"] = lr
                 out = self.train_step(xb, grad_sums)
@@ -377,18 +428,22 @@ class Trainer:
                 if pbar is not None:
                     pbar.update(1)
                 end = st.step >= self.total_steps or bool(st.stopped)
-                st.elapsed = base + time.perf_counter() - t0
+                st.elapsed = self._elapsed(base, t0)
                 if s.time_limit is not None and st.elapsed >= s.time_limit:
                     st.stopped, end = "time limit", True
                 if st.step % self.val_every == 0 or end:
                     now = time.perf_counter()
+                    local_steps = acc["n"]
+                    if self.dist.active:  # the record is over all ranks, not this one's
+                        keys = sorted(acc)
+                        acc = dict(zip(keys, all_reduce_sum([float(acc[k]) for k in keys], self.device)))
                     n = max(acc["n"], 1)
                     record = {"step": st.step, "epoch": st.epoch, "loss": acc["loss"] / n}
                     record.update({k: float(v) / n for k, v in acc.items() if k not in ("loss", "n")})
                     record.setdefault("rec", 0.0)
                     record.setdefault("kl", 0.0)
                     record.update({"beta": beta, "lr": self.opt.param_groups[0]["lr"], "bad_steps": st.bad_total,
-                                   "samples_per_s": acc["n"] * self.batch_size / max(now - t_last, 1e-9),
+                                   "samples_per_s": local_steps * self.batch_size / max(now - t_last, 1e-9),
                                    "time": base + now - t0})
                     record.update(self.model.extra_stats())
                     last_val = self.validate()

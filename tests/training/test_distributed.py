@@ -1,0 +1,187 @@
+"""Data-parallel training and sharded evaluation on CPU: two gloo processes started by the test (torchrun)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaekit.config import TrainConfig
+from vaekit.training.distributed import DistInfo, shard
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(args: list[str], n: int = 2, **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", "--master-addr=127.0.0.1",
+           f"--master-port={_port()}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240, **kw)
+
+
+def test_shards_are_disjoint_cover_the_batch_and_follow_a_new_permutation_each_epoch():
+    idx = torch.randperm(37, generator=torch.Generator().manual_seed(0))
+    parts = [shard(idx, DistInfo(r, 2, r)) for r in range(2)]
+    assert torch.equal(torch.cat(parts), idx) and abs(len(parts[0]) - len(parts[1])) <= 1
+    assert not set(parts[0].tolist()) & set(parts[1].tolist())
+    assert torch.equal(shard(idx, DistInfo()), idx)  # one process: the whole batch
+    from vaekit.models import build_vae
+    from vaekit.objectives import ELBO
+    from vaekit.training import Trainer
+
+    tr = Trainer(build_vae((4,), latent_dim=2, hidden=(4,)), ELBO(), torch.rand(10, 4), None,
+                 settings=TrainConfig(batch_size=10, progress=False), run_dir=None)
+    tr._next_batch()
+    first = tr.perm.clone()
+    tr.state.batch = 0
+    tr._next_batch()
+    assert not torch.equal(first, tr.perm)  # epoch 2 has its own permutation (every rank draws the same)
+
+
+STEP_SCRIPT = r'''
+import sys, torch
+from vaekit.config import TrainConfig
+from vaekit.models.build import build_vae
+from vaekit.models.contract import LatentGroup, ModelOutput
+from vaekit.models.vae import VAE
+from vaekit.objectives import ELBO
+from vaekit.training import Trainer
+from vaekit.training.distributed import init_from_env
+
+
+class MeanVAE(VAE):
+    """z = the posterior mean: no noise, so one process and two ranks see exactly the same computation."""
+
+    def forward(self, x, n_samples=1, **options):
+        q = self.encode(x)
+        g = LatentGroup("z", q, self.prior(), q.loc)
+        return ModelOutput([g], self.decoded(g.z), 0)
+
+
+def model():
+    torch.manual_seed(0)
+    m = build_vae((12,), latent_dim=3, hidden=(16,)).double()
+    return MeanVAE(m.encoder, m.posterior, m.decoder, m.likelihood, m.prior)
+
+
+x = (torch.rand(30, 12, generator=torch.Generator().manual_seed(1)) < 0.4).double()
+info = init_from_env(torch.device("cpu"))
+tr = Trainer(model(), ELBO(), x, None, settings=TrainConfig(batch_size=14, progress=False), run_dir=None,
+             dist_info=info)
+grads = []
+for step in range(3):  # batches of 14, 14 and 2 (the last one split 1 + 1)
+    xb = tr._next_batch()
+    tr.train_step(xb)
+    grads.append(torch.cat([p.grad.flatten() for p in tr.model.parameters()]))
+    tr.state.batch += 1
+if info.rank == 0:
+    torch.save({"grads": grads, "params": [p.detach() for p in tr.model.parameters()]}, sys.argv[1])
+'''
+
+
+def test_two_rank_step_equals_one_process_on_the_global_batch(tmp_path):
+    script = tmp_path / "step.py"
+    script.write_text(STEP_SCRIPT)
+    r = _torchrun([str(script), str(tmp_path / "two.pt")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    for g1, g2 in zip(a["grads"], b["grads"]):  # float64: the averaged gradient equals the global-batch one
+        torch.testing.assert_close(g2, g1, rtol=1e-10, atol=1e-12)
+    for p1, p2 in zip(a["params"], b["params"]):
+        torch.testing.assert_close(p2, p1, rtol=1e-10, atol=1e-12)
+
+
+def _train(out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master-addr=127.0.0.1",
+           f"--master-port={_port()}", "-m", "vaekit", "train", "--out", str(out), "--quiet",
+           "train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20", *extra]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    from vaekit.training import load_checkpoint
+
+    full = _train(tmp_path / "full")
+    out, err = full.communicate(timeout=300)
+    assert full.returncode == 0, err[-2000:]
+    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and len({json.loads(ln)["step"] for ln in lines}) == 6  # one record per step, not two
+    part = _train(tmp_path / "part", "train.time_limit=10000")
+    ckpt = tmp_path / "part" / "last.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 40):
+        time.sleep(0.05)
+    os.killpg(part.pid, signal.SIGKILL)  # kill -9 of the launcher and both ranks
+    part.wait()
+    step = json.loads(ckpt.read_text())["step"]
+    assert 40 <= step < 120
+    r = _torchrun(["-m", "vaekit", "train", "--resume", str(tmp_path / "part"), "--quiet",
+                   "train.time_limit=10000"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, _ = load_checkpoint(tmp_path / "full" / "last.safetensors")
+    b, doc = load_checkpoint(tmp_path / "part" / "last.safetensors")
+    assert doc["step"] == 120 and doc["world_size"] == 2
+    for k in a:
+        if k.startswith("model."):
+            assert torch.equal(a[k], b[k]), k
+    # another world size is refused with a clear message
+    one = subprocess.run([sys.executable, "-m", "vaekit", "train", "--resume", str(tmp_path / "part"),
+                          "train.steps=140"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert one.returncode == 2 and "trained with 2 process(es)" in one.stderr
+
+
+EVAL_SCRIPT = r'''
+import sys, torch
+from vaekit.models import build_vae
+from vaekit.evaluation import estimate_log_likelihood
+from vaekit.training.distributed import init_from_env
+
+torch.manual_seed(0)
+m = build_vae((12,), latent_dim=3, hidden=(16,))
+x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+info = init_from_env(torch.device("cpu"))
+res = estimate_log_likelihood(m, x, k=64, seed=5, shard=info)
+if info.rank == 0:
+    torch.save(res.per_example, sys.argv[1])
+'''
+
+
+def test_sharded_evaluation_equals_the_single_process_one_per_example(tmp_path):
+    script = tmp_path / "ev.py"
+    script.write_text(EVAL_SCRIPT)
+    r = _torchrun([str(script), str(tmp_path / "two.pt")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert one.returncode == 0, one.stderr[-2000:]
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert a.shape == b.shape == (7,)  # 4 + 3 points, no padded duplicates
+    assert float((a - b).abs().max()) <= 1e-5
+
+
+def test_a_failed_rendezvous_is_a_one_line_error(tmp_path):
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_port()), "VAEKIT_DIST_TIMEOUT": "3"}
+    r = subprocess.run([sys.executable, "-m", "vaekit", "train", "--out", str(tmp_path / "r"), "train.steps=5"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "could not join the torchrun process group" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
