@@ -83,9 +83,22 @@ def remount_readonly(path: Path) -> bool:
     return _mount("-o", "remount,ro", str(path))
 
 
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """The CLI run in-process tunes the process as `vaekit` would (denormal flush, threads, RNG); undo it so
+    later test modules see the process as they expect."""
+    from vaekit.process_state import preserve_process_state
+
+    with preserve_process_state():
+        yield
+
+
 @pytest.fixture(scope="package")
 def trained(tmp_path_factory) -> Path:
     """A tiny trained run on the bundled digits (read-only for the tests: copy it to change it)."""
+    from vaekit.process_state import preserve_process_state
+
     run_dir = tmp_path_factory.mktemp("rel") / "run"
-    assert main(["train", "--quiet", "--out", str(run_dir), *QUICK]) == 0
+    with preserve_process_state():
+        assert main(["train", "--quiet", "--out", str(run_dir), *QUICK]) == 0
     return run_dir
