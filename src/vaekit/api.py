@@ -121,18 +121,27 @@ def fit(x: Any, *, val: Any = None, preset: str | None = None, config: Any = Non
 
 
 def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path, keep: bool) -> nn.Module:
-    from vaekit.config import dump_config
+    import contextlib
+
     from vaekit.data import make_batch_transform
+    from vaekit.run import start_fresh
+    from vaekit.runfolder import run_lock
     from vaekit.registry import build_model, build_objective
     from vaekit.run import resolve_device
     from vaekit.training.callbacks import run_callbacks
     from vaekit.training.checkpoint import load_checkpoint
     from vaekit.training.trainer import Trainer
-    from vaekit.utils import atomic_write_text
 
     if cfg.data.binarize not in ("none", "dynamic") or cfg.data.dequantize:
         raise ConfigError("fit takes data.binarize=none or dynamic and no data.dequantize (your arrays have no "
                           "known number of levels); prepare the data before calling fit")
+    from vaekit.config import check_values
+    from vaekit.run import check_run_folder, with_recorded_constants
+
+    check_values(cfg)
+    if keep:  # the user's run folder: a new, empty or restartable one only (never someone's own files)
+        check_run_folder(run_dir)
+        cfg = with_recorded_constants(cfg)
     shape = tuple(int(s) for s in train_x.shape[1:])
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
@@ -146,17 +155,19 @@ def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, ru
     doc = {"config": config_to_dict(cfg), "data": {"name": "arrays", "shape": list(shape), "n_levels": None,
                                                    "source": "python", "n_train": int(train_x.shape[0])}}
     run_dir.mkdir(parents=True, exist_ok=True)
-    if keep:
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    transform = make_batch_transform(cfg.data.binarize, False, None)
-    callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
-    trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
-                      seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)
-    trainer.fit()
-    best = run_dir / "best.safetensors"
-    if best.exists():
-        tensors, _ = load_checkpoint(best)
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    with run_lock(run_dir) if keep else contextlib.nullcontext():
+        if keep:
+            check_run_folder(run_dir, locked=True)
+            start_fresh(run_dir, cfg)  # marker, then config.yaml
+        transform = make_batch_transform(cfg.data.binarize, False, None)
+        callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
+        trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
+                          seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)
+        trainer.fit()
+        best = run_dir / "best.safetensors"
+        if best.exists():
+            tensors, _ = load_checkpoint(best)
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     return _tag(model.eval(), config_to_dict(cfg)["model"], shape)
 
 

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 trainin
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
@@ -20,7 +21,7 @@ __all__ = ["main"]
 
 # modules that add sub-commands: each has register(subparsers) -> {command: handler(args) -> exit code};
 # heavy imports stay inside the handlers so `vaekit --help` is fast
-_EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps", "vaekit.cli_serve")
+_EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps", "vaekit.cli_compare", "vaekit.cli_serve")
 _HANDLERS: dict = {}
 
 EPILOG_KEYS = (
@@ -56,14 +57,22 @@ _COMMON_HELP = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser without prefix matching: ``--data`` is never read as an abbreviation of ``--data-dir``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     from vaekit import __version__
 
-    p = argparse.ArgumentParser(prog="vaekit", description="Train, measure and use variational autoencoders.",
-                                formatter_class=HelpFormatter)
+    p = _Parser(prog="vaekit", description="Train, measure and use variational autoencoders.",
+                formatter_class=HelpFormatter)
     p.add_argument("-V", "--version", action="version", version=f"vaekit {__version__}",
                    help="print the version and exit")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", epilog=EPILOG_KEYS)
     t.add_argument("--preset", default=None, help="named preset (see `vaekit presets`); default digits-quick")
@@ -138,11 +147,19 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     if a.resume:
         run_dir = Path(a.resume)
-        if not (run_dir / "last.safetensors").exists():
-            raise FileNotFoundError(f"cannot resume: {str(run_dir / 'last.safetensors')!r} not found")
-        cfg = load_config(run_dir / "config.yaml")
+        if a.out and Path(a.out).resolve() != run_dir.resolve():
+            raise ValueError(f"--resume continues {a.resume!r} in place; drop --out {a.out!r} (copy the folder "
+                             f"first to continue it elsewhere)")
         if a.preset or a.config:
             raise ValueError("--resume takes the run's own config; give only key=value overrides (e.g. train.steps=)")
+        if not (run_dir / "config.yaml").is_file():
+            from vaekit.runfolder import MARKER
+
+            if (run_dir / MARKER).is_file():  # killed while the run was being set up: nothing to resume
+                raise FileNotFoundError(f"cannot resume: {str(run_dir)!r} was stopped before its config was written;"
+                                        f" start it again with `vaekit train --out {run_dir} ...`")
+            raise FileNotFoundError(f"cannot resume: {str(run_dir / 'config.yaml')!r} not found (not a run folder)")
+        cfg = load_config(run_dir / "config.yaml")
     else:
         cfg = load_preset(a.preset or "digits-quick")
         if a.config:
@@ -166,32 +183,27 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise ValueError("under torchrun give --out DIR: every rank must name the same run folder")
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "last.safetensors").exists() or (run_dir / "config.yaml").exists():
-            raise FileExistsError(f"run folder {str(run_dir)!r} already holds a run; use --resume {run_dir} "
-                                  f"or choose another --out")
-    if launched():  # join the group now: every rank has checked the folder before rank 0 writes anything
+    if launched():  # join the group now; train_run checks the folder on rank 0 before it writes anything
         from vaekit.run import resolve_device
 
         init_from_env(resolve_device(cfg.train.device))
         barrier()
-    if a.resume and main_rank:
-        from vaekit.config import dump_config
-        from vaekit.utils import atomic_write_text
-
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     if cfg.train.malloc_tuning:
         from vaekit.tuning import tune_malloc
 
         tune_malloc()
     if main_rank:
         print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
-    summary = train_run(cfg, run_dir, resume=bool(a.resume))
+    summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
     if not main_rank:
         return 0
     test = summary.get("test", {})
-    print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}); "
-          f"best val ELBO {summary['best_val_elbo']:.3f} at step {summary['best_step']}; "
-          f"test ELBO {test.get('elbo', float('nan')):.3f} nats")
+    skipped = summary.get("bad_steps", 0)
+    print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
+          f"{skipped} skipped as non-finite); best val ELBO {summary['best_val_elbo']:.3f} at step "
+          f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats"
+          + (" (a continuous density: the data were dequantised)" if cfg.data.dequantize else ""))
+    _warn_huge_loss(run_dir)
     if "knn_recon_accuracy" in test:
         print(f"reconstructions: a {test['k']}-NN fitted on the training inputs labels "
               f"{100 * test['knn_recon_accuracy']:.1f} % of test reconstructions correctly "
@@ -200,6 +212,21 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if summary.get("report"):
         print(f"report: {summary['report']}")
     return 0
+
+
+HUGE_LOSS = 1e10  # nats per example: finite, but no model of real data is this bad
+
+
+def _warn_huge_loss(run_dir: Path) -> None:
+    """Warn when the last recorded training loss is finite but absurd (a diverging run the NaN guard lets by)."""
+    try:
+        last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        loss = float(last.get("loss", 0.0))
+    except (OSError, ValueError, IndexError):
+        return
+    if abs(loss) > HUGE_LOSS:
+        print(f"warning: the training loss ended at {loss:.3g} nats per example: the run diverged; lower train.lr or "
+              f"set train.grad_clip", file=sys.stderr)
 
 
 def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None):
@@ -237,9 +264,11 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     x = x[subset_index(len(x), a.limit, a.first)]
     model.check_input(x)
-    k = a.iw_samples or cfg.eval.iw_samples
+    k = a.iw_samples if a.iw_samples is not None else cfg.eval.iw_samples
     if k < 1:
-        raise ValueError("--iw-samples must be at least 1")
+        raise ValueError(f"--iw-samples must be at least 1, got {k}")
+    if a.threads is not None and a.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {a.threads}")
     from vaekit.tuning import tune_malloc
 
     tune_malloc()  # large per-call temporaries stay in the heap instead of being mmap'ed and trimmed each call
@@ -253,12 +282,27 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                 "processes": info.world})
     if not info.is_main:
         return 0
+    import math
+
+    if not (math.isfinite(res["elbo"]) and math.isfinite(res["log_px"])):
+        raise ValueError(f"the model of {str(a.run_dir)!r} gives a non-finite ELBO or log p(x) on these data (ELBO "
+                         f"{res['elbo']}, log p(x) {res['log_px']}): the run diverged; retrain it with a lower "
+                         f"train.lr or with train.grad_clip")
+    dequantized = bool(cfg.data.dequantize and splits.n_levels)
+    if dequantized:  # log P(discrete x) >= E_u log p(x + u) - D log(levels): the dequantisation bound
+        res["log_px_discrete"] = res["log_px"] - x[0].numel() * math.log(splits.n_levels)
     if a.json:
         print(json.dumps(res, default=float))
         return 0
-    print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']})")
-    print(f"  ELBO              {res['elbo']:.3f} nats")
-    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats (s.e.)")
+    dens = " (continuous density of the dequantised data)" if dequantized else ""
+    print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']}); ± is the standard error of "
+          f"the mean over the {res['n']} examples")
+    print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens}")
+    print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats{dens}; Monte Carlo s.e. "
+          f"of the estimate {res.get('log_px_mc_stderr', float('nan')):.3f}")
+    if dequantized:
+        print(f"  discrete log P(x) {res['log_px_discrete']:.3f} nats (a lower bound: continuous log p(x) minus "
+              f"D log {splits.n_levels})")
     if res.get("bits_per_dim") is not None:
         print(f"  bits/dim          {res['bits_per_dim']:.4f}")
     print(f"  active units      {res['active_units']} / {model.latent_dim}")
@@ -318,7 +362,10 @@ def _cmd_datasets(a: argparse.Namespace) -> int:
     if a.download:
         from vaekit.data import download
 
-        path = download(a.download, a.data_dir)
+        try:
+            path = download(a.download, a.data_dir)
+        except RuntimeError as e:  # every mirror failed: no network, or a damaged copy on each
+            raise ValueError(f"{str(e).splitlines()[0][:300]}; check the network connection (nothing was kept)") from None
         print(f"downloaded and verified {a.download} into {path}")
         return 0
     rows = dataset_status(a.data_dir)
@@ -337,6 +384,31 @@ def _cmd_presets(a: argparse.Namespace) -> int:
     for name, desc in list_presets().items():
         print(f"{name:<24} {desc}")
     return 0
+
+
+_ERRNO_HINTS = {
+    errno.ENOSPC: ("no space left on the device", "free some space and run the command again"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space and run the command again"),
+    errno.EROFS: ("the file system is read-only", "choose a writable folder"),
+    errno.EACCES: ("permission denied", "choose a folder you can write to"),
+    errno.EPERM: ("operation not permitted", "choose a folder you can write to"),
+    errno.EEXIST: ("a file of that name already exists where a folder is needed", "choose another path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
+    errno.EISDIR: ("it is a directory, not a file", "give a file name"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do; files already on disk are unchanged
+    (every write goes to a temporary file first)."""
+    if e.errno is None or e.errno not in _ERRNO_HINTS:
+        text = e.strerror or str(e) or type(e).__name__
+        return f"{text}{f' ({str(e.filename)!r})' if e.filename else ''}"
+    what, todo = _ERRNO_HINTS[e.errno]
+    where = f" at {str(e.filename)!r}" if e.filename else ""
+    kept = "; files already there were not changed" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{what}{where}{kept}; {todo}"
 
 
 def _lazy_errors(module: str, name: str) -> tuple[type[BaseException], ...]:
@@ -369,11 +441,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
         return 141  # 128 + SIGPIPE, what a shell reports for a tool the signal ended
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, *_lazy_errors("vaekit.training.checkpoint",
-                                                                                       "CheckpointError")) as e:
+    except (ValueError, *_lazy_errors("vaekit.training.checkpoint", "CheckpointError")) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"vaekit {a.command}: error: {msg.strip(chr(34)).strip(chr(39)) if isinstance(e, KeyError) else msg}",
-              file=sys.stderr)
+        print(f"vaekit {a.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a missing file, a read-only folder, a full disk, a path that is a file or a folder
+        print(f"vaekit {a.command}: error: {os_error_message(e)}", file=sys.stderr)
+        return 2
+    except KeyError as e:  # a file missing an entry it must have; name what is missing
+        print(f"vaekit {a.command}: error: missing entry {e} in an input file (written by another program or "
+              f"an incompatible vaekit?)", file=sys.stderr)
         return 2
     except _lazy_errors("vaekit.training.trainer", "TrainingError") as e:
         print(f"vaekit {a.command}: {e}", file=sys.stderr)

@@ -20,8 +20,8 @@ _DATA_HELP = ("dataset name (default: the run's own dataset, all classes) or a .
               "folder")
 
 
-def _common(p: argparse.ArgumentParser, data_flag: str = "--data", split: str = "test") -> None:
-    p.add_argument(data_flag, dest="data", default=None, metavar="DATA", help=_DATA_HELP)
+def _common(p: argparse.ArgumentParser, *aliases: str, split: str = "test") -> None:
+    p.add_argument("--data", *aliases, dest="data", default=None, metavar="DATA", help=_DATA_HELP)
     p.add_argument("--split", default=split, choices=["train", "val", "test"], help=f"split of a dataset (default {split})")
     p.add_argument("--limit", type=int, default=None,
                    help="use N examples drawn across the split (a fixed seed: the same N every time)")
@@ -60,13 +60,14 @@ def _cmd_embed(a: argparse.Namespace) -> int:
     import numpy as np
 
     from vaekit.apps import embed, load_inputs, write_csv
+    from vaekit.utils import atomic_save_npy
 
     kind = _suffix(a.output, (".npy", ".csv"), "-o")
     cfg, model, doc = _start(a)
     d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first)
     z = embed(model, d.x, a.what, seed=a.seed).numpy().astype(np.float32)  # (N, D)
     if kind == ".npy":
-        np.save(a.output, z)
+        atomic_save_npy(a.output, z)
     else:
         write_csv(a.output, {"z": z, **({"label": d.y.numpy()} if d.y is not None else {})})
     print(f"wrote {z.shape[0]} x {z.shape[1]} posterior {a.what}s of {d.source} to {a.output}")
@@ -78,6 +79,7 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
     import numpy as np
 
     from vaekit.apps import SCORES, anomaly_labels, anomaly_scores, load_inputs, threshold_report, write_csv
+    from vaekit.utils import atomic_save_npy
 
     _suffix(a.output, (".csv",), "-o")
     if a.error_maps:
@@ -110,7 +112,7 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
         rows.append({"score": name, **r})
     write_csv(a.output, cols)
     if a.error_maps:
-        np.save(a.error_maps, s["error_map"])
+        atomic_save_npy(a.error_maps, s["error_map"])
     if a.json:
         print(json.dumps({"n": len(d.x), "n_normal_calibration": len(normal.x), "fpr_target": a.fpr, "k": a.iw_samples,
                           "n_anomalies": None if labels is None else int(labels.sum()), "scores": rows}))
@@ -207,7 +209,9 @@ def _cmd_inpaint(a: argparse.Namespace) -> int:
     if a.output:
         import numpy as np
 
-        np.save(a.output, out.numpy().astype(np.float32))
+        from vaekit.utils import atomic_save_npy
+
+        atomic_save_npy(a.output, out.numpy().astype(np.float32))
     if a.figure:
         from vaekit.plots import save_image_grid
 
@@ -306,7 +310,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
     i = sub.add_parser("inpaint", help="fill masked pixels (or denoise) by optimising over z / iterating encode-decode")
     i.add_argument("run_dir")
     add_device_argument(i)
-    _common(i, "--input")
+    _common(i, "--input")  # --input: the older name of --data
     i.add_argument("--mask", default=None, help="FILE.npy / FILE.png (1 or white = missing) or top, bottom, left, "
                    "right, centre, random:P")
     i.add_argument("--denoise", action="store_true", help="no mask: every pixel is a noisy observation")

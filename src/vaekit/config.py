@@ -18,7 +18,7 @@ import yaml
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig",
            "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys",
-           "YamlLoader", "parse_yaml"]
+           "check_values", "YamlLoader", "parse_yaml"]
 
 
 class ConfigError(ValueError):
@@ -260,13 +260,72 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:
-        d = parse_yaml(p.read_text()) or {}
+        d = parse_yaml(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.reason}); save it as "
+                          f"UTF-8") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_yaml_problem(e)}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys")
     return config_from_dict(d, base)
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """'<problem> at line L, column C' from a PyYAML error (its first line alone names no place)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else what
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+# (key, smallest allowed value, None allowed): numbers that must be positive counts or sizes
+_AT_LEAST = (("train.epochs", 1, False), ("train.steps", 1, True), ("train.batch_size", 1, False),
+             ("train.threads", 1, True), ("train.val_every", 1, True), ("train.patience", 1, True),
+             ("train.checkpoint_every", 1, True), ("train.max_bad_steps", 1, False),
+             ("train.snapshot_every", 1, True), ("model.latent_dim", 1, False), ("model.n_samples", 1, False),
+             ("model.warmup_steps", 0, False), ("eval.iw_samples", 1, False), ("eval.batch_size", 1, False))
+_POSITIVE = ("train.lr", "train.time_limit", "train.grad_clip")
+_NON_NEGATIVE = ("model.beta", "model.free_bits", "train.weight_decay", "train.min_lr")
+_SIZES = ("model.hidden", "model.latent_dims", "model.conv_channels", "data.image_size")
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_values(cfg: RunConfig) -> RunConfig:
+    """ConfigError naming the key when a value is of the right type but impossible (``train.steps=-5``,
+    ``model.latent_dim=0``, ``model.hidden=[-5]``, ``train.threads=0``, a NaN learning rate). Returns ``cfg``."""
+    import math
+
+    for key, low, nullable in _AT_LEAST:
+        v = _get(cfg, key)
+        if v is None and nullable:
+            continue
+        if v is None or v < low:
+            raise ConfigError(f"{key} must be at least {low}{' (or null)' if nullable else ''}, got {v!r}")
+    for key in _POSITIVE + _NON_NEGATIVE:
+        v = _get(cfg, key)
+        if v is None and key in _POSITIVE and key != "train.lr":
+            continue
+        if v is None or not math.isfinite(v) or (v <= 0 if key in _POSITIVE else v < 0):
+            what = "a positive number" if key in _POSITIVE else "zero or more"
+            raise ConfigError(f"{key} must be {what}, got {v!r}")
+    for key in _SIZES:
+        v = _get(cfg, key)
+        if v is not None and any(n < 1 for n in v):
+            raise ConfigError(f"{key} must hold positive sizes, got {v!r}")
+    if cfg.data.image_size is not None and len(cfg.data.image_size) != 2:
+        raise ConfigError(f"data.image_size must be [H, W], got {cfg.data.image_size!r}")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout!r}")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction!r}")
+    return cfg

@@ -18,7 +18,9 @@ from vaekit.training.checkpoint import CheckpointError, load_checkpoint
 from vaekit.training.trainer import Trainer
 from vaekit.utils import atomic_write_text
 
-__all__ = ["Prepared", "prepare", "train_run", "load_run", "resolve_device", "write_images", "load_test_data",
+__all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "check_model_options", "state_dict_problem",
+           "with_recorded_constants", "check_run_folder", "start_fresh",
+           "load_run", "resolve_device", "write_images", "load_test_data",
            "run_figures", "build_report"]
 
 log = logging.getLogger("vaekit.run")
@@ -59,9 +61,75 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
     return dev
 
 
+def check_model_options(m: Any) -> None:
+    """ConfigError naming the key for a ``model.likelihood_options`` / ``model.posterior_options`` value of the
+    wrong type, checked against the chosen class's annotations (unknown names are the model registry's to
+    report), so a string where a number belongs is not a TypeError deep inside a module."""
+    import inspect
+    import typing
+
+    from vaekit.config import _coerce
+    from vaekit.likelihoods import LIKELIHOODS
+    from vaekit.posteriors import POSTERIORS
+
+    for kind, table, name in (("likelihood", LIKELIHOODS, m.likelihood), ("posterior", POSTERIORS, m.posterior)):
+        cls = table.get(name)
+        options = getattr(m, f"{kind}_options") or {}
+        if cls is None or not options:
+            continue
+        try:
+            hints = typing.get_type_hints(cls.__init__ if inspect.isclass(cls) else cls)
+        except (TypeError, ValueError, NameError):
+            continue
+        for key, value in options.items():
+            if key in hints:
+                _coerce(value, hints[key], f"model.{kind}_options.{key}")
+
+
+def _defaults(cls: Any, skip: int) -> dict[str, Any]:
+    """The keyword defaults of ``cls``'s constructor after ``skip`` positional arguments (plain values only)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(cls).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in params:
+        d = p.default
+        if isinstance(d, tuple) and all(isinstance(v, (int, float)) for v in d):
+            d = list(d)
+        if d is not inspect.Parameter.empty and isinstance(d, (int, float, str, bool, type(None), list)):
+            out[p.name] = d
+    return out
+
+
+def with_recorded_constants(cfg: RunConfig) -> RunConfig:
+    """A copy of ``cfg`` whose ``model.likelihood_options`` / ``model.posterior_options`` spell out every
+    constructor constant of the chosen likelihood and posterior (e.g. the posterior's log-variance clamp), so the
+    run folder rebuilds the same model even if a later vaekit changes a default. Given values are kept."""
+    import copy
+
+    from vaekit.likelihoods import LIKELIHOODS
+    from vaekit.posteriors import POSTERIORS
+
+    cfg = copy.deepcopy(cfg)
+    m = cfg.model
+    if m.likelihood in LIKELIHOODS:
+        m.likelihood_options = {**_defaults(LIKELIHOODS[m.likelihood], 1), **(m.likelihood_options or {})}
+    if m.family == "vae" and m.posterior in POSTERIORS:
+        m.posterior_options = {**_defaults(POSTERIORS[m.posterior], 2), **(m.posterior_options or {})}
+    return cfg
+
+
 def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
-    """Load the data the config names and build its model (seeded) and batch transform."""
+    """Check the config's values, load the data it names and build its model (seeded) and batch transform."""
+    from vaekit.config import check_values
     from vaekit.data import load_data, make_batch_transform
+
+    check_values(cfg)
+    if build:
+        check_model_options(cfg.model)
 
     d = cfg.data
     splits = load_data(
@@ -97,14 +165,124 @@ def write_images(model: nn.Module, x: torch.Tensor, run_dir: Path, n: int = 64, 
         save_image_grid(torch.cat(rows), run_dir / "reconstructions.png", nrow=8)
 
 
+# what --resume may change: how long and how to train, not what is trained on what
+RESUMABLE_PREFIXES = ("train.", "eval.")
+RESUMABLE_KEYS = ("data.dir", "name")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not k.endswith("_options"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def check_resume_config(old: RunConfig, new: RunConfig) -> None:
+    """ConfigError if ``new`` changes anything of ``old`` that a resumed run cannot change (the model, the data,
+    the seed): only ``train.*``, ``eval.*``, ``data.dir`` and ``name`` may differ."""
+    a, b = _flat(config_to_dict(old)), _flat(config_to_dict(new))
+    for key in b:
+        if key in RESUMABLE_KEYS or key.startswith(RESUMABLE_PREFIXES):
+            continue
+        if a.get(key) != b[key]:
+            raise ConfigError(f"--resume cannot change {key} ({a.get(key)!r} -> {b[key]!r}): the checkpoint holds "
+                              f"a model trained with the old value; start a new run with --out instead")
+
+
+def state_dict_problem(e: Exception) -> str:
+    """The useful part of a ``load_state_dict`` error: its first detail line (and how many more there are)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    details = [ln for ln in lines if not ln.startswith("Error(s) in loading state_dict")]
+    if not details:
+        return lines[0] if lines else type(e).__name__
+    first = details[0].split(". ")[0].rstrip(".")
+    more = f"; and {len(details) - 1} more" if len(details) > 1 else ""
+    return first + more
+
+
+def _restore(trainer: Trainer, ckpt: Path) -> None:
+    """trainer.restore with every way a checkpoint can fail turned into a one-line CheckpointError."""
+    try:
+        trainer.restore(ckpt)
+    except CheckpointError:
+        raise
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not match the run's model config "
+                              f"({state_dict_problem(e)})") from None
+    except (KeyError, TypeError, IndexError) as e:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} lacks part of the training state ({type(e).__name__}: "
+                              f"{e}); it was not written by this vaekit's trainer") from None
+
+
+def start_fresh(run_dir: Path, cfg: RunConfig) -> None:
+    """A new run, or one killed before its first checkpoint: clear vaekit's own leftovers (never other files),
+    mark the folder as a run and write its config."""
+    from vaekit.runfolder import RUN_FILES, write_marker
+
+    write_marker(run_dir)
+    for name in RUN_FILES:
+        if name != "config.yaml" and (run_dir / name).is_file():
+            (run_dir / name).unlink()
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+
+
+def _check_folder(run_dir: Path, resume: bool, cfg: RunConfig, locked: bool = False) -> str:
+    """The folder's state (``folder_state``) once it is known to be usable as asked; nothing is written."""
+    from vaekit.runfolder import RunFolderError, check_not_in_use, describe_foreign, folder_state
+
+    state = folder_state(run_dir)
+    if state == "foreign":
+        raise RunFolderError(describe_foreign(run_dir))
+    if state in ("run", "new-run") and not locked:
+        check_not_in_use(run_dir)
+    if resume:
+        if state in ("missing", "empty"):
+            raise RunFolderError(f"cannot resume: {str(run_dir)!r} is not a run folder (no vaekit run there)")
+        if (run_dir / "config.yaml").is_file():
+            check_resume_config(load_config(run_dir / "config.yaml"), cfg)
+        if state == "run" and not (run_dir / "last.safetensors").is_file():
+            raise CheckpointError(f"cannot resume: {str(run_dir / 'last.safetensors')!r} not found (only 'best' "
+                                  f"is left); evaluate the run, or start a new one with --out")
+    elif state == "run":
+        raise RunFolderError(f"run folder {str(run_dir)!r} already holds a run; use --resume {run_dir} or choose "
+                             f"another --out")
+    return state
+
+
+def check_run_folder(run_dir: str | Path, *, locked: bool = False) -> str:
+    """Check that a new run may be written into ``run_dir`` (missing, empty, or a vaekit run killed before its
+    first checkpoint; not in use, not someone's own files, not a finished run); returns its ``folder_state``."""
+    return _check_folder(Path(run_dir), False, RunConfig(), locked=locked)
+
+
 def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
               callbacks: list | None = None) -> dict[str, Any]:
-    """Train the run a config describes into ``run_dir`` (or resume it from its last checkpoint)."""
+    """Train the run a config describes into ``run_dir`` (or resume it from its last checkpoint).
+
+    Everything is checked before anything is written: the folder (a new or empty one, or a vaekit run; never a
+    folder of the user's own files), a resume's config against the run's (``check_resume_config``), the data,
+    the model and the checkpoint. The folder is locked while the run is written (``vaekit.runfolder``). A run
+    killed before its first checkpoint is started again from step 0, by a resume or a new training into it.
+    """
+    import contextlib
+    import os
+
+    from vaekit.runfolder import run_lock
+
     run_dir = Path(run_dir)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 checks and writes the folder
+    state = _check_folder(run_dir, resume, cfg) if main_rank else "run"
+    if not resume or not (run_dir / "last.safetensors").is_file():  # a new model: record all its constants
+        cfg = with_recorded_constants(cfg)
     p = prepare(cfg)
     splits, model = p.splits, p.model
     train_x = splits.train.x.to(p.device)
     model.check_input(train_x)  # shape, NaN/inf and likelihood support, once for the whole split
+    if len(splits.test) == 0:
+        raise ValueError(f"the test split of {splits.name} is empty; give more examples")
     val_x = splits.val.x.to(p.device) if splits.val is not None else None
     doc = {"config": config_to_dict(cfg),
            "data": {"name": splits.name, "shape": list(splits.shape), "n_levels": splits.n_levels,
@@ -119,23 +297,38 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
         callbacks += run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
     trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks, dist_info=info)
-    if resume:
-        trainer.restore(run_dir / "last.safetensors")
-        log.info("resumed %s at step %d", run_dir, trainer.state.step)
-    elif info.is_main:
+    if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    summary = trainer.fit()
-    barrier()
-    if not info.is_main:  # the other ranks are done: rank 0 evaluates and writes the images and the report
-        summary["rank"] = info.rank
-        return summary
-    # finish with the best weights: images, test ELBO, summary.json
+    with run_lock(run_dir) if info.is_main else contextlib.nullcontext():  # rank 0 alone writes
+        if info.is_main:
+            state = _check_folder(run_dir, resume, cfg, locked=True)  # again, now that no other process can
+        if resume and (run_dir / "last.safetensors").is_file():
+            _restore(trainer, run_dir / "last.safetensors")
+            if info.is_main:
+                atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            log.info("resumed %s at step %d", run_dir, trainer.state.step)
+        elif info.is_main:
+            if resume or state == "new-run":
+                log.info("%s was stopped before its first checkpoint: training it from step 0", run_dir)
+            start_fresh(run_dir, cfg)
+        summary = trainer.fit()
+        barrier()
+        if not info.is_main:  # the other ranks are done: rank 0 evaluates and writes the images and the report
+            summary["rank"] = info.rank
+            return summary
+        _finish(run_dir, cfg, p, model, summary)
+    return summary
+
+
+def _finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summary: dict[str, Any]) -> None:
+    """With the best weights: images, test ELBO, the reconstruction probe, summary.json and the report (added
+    to ``summary``)."""
+    splits = p.splits
     best = run_dir / "best.safetensors"
     if best.exists():
         tensors, _ = load_checkpoint(best)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    test_x = splits.test.x.to(p.device)
+    test_x = p.splits.test.x.to(p.device)
     if p.transform is not None:
         test_x = p.transform(test_x, torch.Generator(device=test_x.device).manual_seed(cfg.seed + 4))
     from vaekit.evaluation import elbo_dataset
@@ -151,8 +344,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
                                                            splits.test.y, seed=cfg.seed))
     write_images(model, test_x, run_dir, seed=cfg.seed)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
-    summary["report"] = _write_report(run_dir, model, test_x, splits.test.y, cfg.seed)
-    return summary
+    summary["report"] = _write_report(run_dir, model, test_x, p.splits.test.y, cfg.seed)
 
 
 def _write_report(run_dir: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> str | None:
@@ -230,12 +422,17 @@ def load_run(run_dir: str | Path, which: str = "best",
     tensors, doc = load_checkpoint(ckpt)
     cfg_path = run_dir / "config.yaml"
     cfg = load_config(cfg_path) if cfg_path.exists() else config_from_dict(doc.get("config", {}))
+    shape = doc.get("data", {}).get("shape") if isinstance(doc.get("data"), dict) else None
+    if not isinstance(shape, list) or not shape:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} records no data shape in its JSON document; it was not "
+                              f"written by vaekit's trainer")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, doc["data"]["shape"])
+    model = build_model(cfg.model, shape)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not match the run's model config ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not match the run's model config "
+                              f"({state_dict_problem(e)})") from None
     model.eval()
     if device is not None:
         model.to(resolve_device(str(device), "--device"))

@@ -15,19 +15,40 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["full_precision", "atomic_write", "atomic_write_bytes", "atomic_write_text", "as_data_tensor", "to_tensor", "model_device",
-           "check_positive",
+__all__ = ["full_precision", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy",
+           "atomic_savetxt", "check_output_path", "remove_stale_temps", "read_json", "read_jsonl", "as_data_tensor",
+           "to_tensor", "model_device", "check_positive",
            "model_dtype", "eval_mode", "evaluation_context", "batches", "mean_and_stderr"]
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (no change to process state), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it and rename it onto ``path``; on any
-    failure the temporary file is removed and the old ``path`` (if any) is left as it was."""
+    failure the temporary file is removed and the old ``path`` (if any) is left as it was.
+
+    The file gets the mode ``open()`` would give a new file (0o666 minus the umask), not mkstemp's 0600. A
+    ``path`` that is an existing directory, or whose parent is a regular file, is refused with an OSError
+    naming it (``check_output_path``)."""
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -36,6 +57,20 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Raise ``IsADirectoryError`` / ``NotADirectoryError`` (one line, naming the path) when ``path`` cannot be a
+    file to write: it is an existing directory, or one of its parents is a regular file. Returns ``Path(path)``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a folder")
+            break
+    return path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -47,12 +82,72 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """``atomic_write_bytes`` of UTF-8 text."""
     atomic_write_bytes(path, text.encode())
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
     """t in float32 when autocast made it bf16/fp16 (log-densities, KLs and losses stay float32); else t."""
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+def atomic_save_npy(path: str | Path, array: Any) -> None:
+    """``numpy.save`` through a temporary file and rename (no pickle; the old file survives any failure)."""
+    arr = np.asarray(array)
+
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+    atomic_write(path, w)
+
+
+def atomic_savetxt(path: str | Path, table: Any, **kwargs: Any) -> None:
+    """``numpy.savetxt`` through a temporary file and rename (the old file survives any failure)."""
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savetxt(f, table, **kwargs)
+    atomic_write(path, w)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files ``atomic_write`` leaves when a process is killed mid-write. Call it only
+    while no other process can be writing the folder (e.g. holding its run lock). Returns what was removed."""
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for p in folder.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document in ``path``; ValueError naming the file when it is not UTF-8 or not valid JSON."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {e.start}: {e.reason}); it is damaged") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); it is "
+                         f"damaged or was cut short") from None
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """The records of a JSON-lines file. A line that does not parse (e.g. the last one, cut short by a kill
+    during an append) is skipped, never fatal; bytes that are not UTF-8 are replaced."""
+    import json
+
+    out = []
+    for ln in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        if ln.strip():
+            try:
+                out.append(json.loads(ln))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
 def as_data_tensor(x: Any) -> torch.Tensor:

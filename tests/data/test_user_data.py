@@ -43,7 +43,7 @@ def test_image_folder_rgb_resize_and_flat(tmp_path):
     for i in range(4):
         _png(tmp_path / "flat" / f"{i}.png", rng.integers(0, 256, size=(10 + i, 8, 3), dtype=np.uint8))
     _png(tmp_path / "flat" / "grey.png", np.zeros((9, 9), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"differ in size .* pass image_size=\(H, W\)"):
+    with pytest.raises(ValueError, match=r"differ in size .* data.image_size=\[H,W\] \(image_size=\(H, W\) from Python\)"):
         load_data("image-folder", path=str(tmp_path / "flat"))
     d = load_data("image-folder", path=str(tmp_path / "flat"), image_size=(5, 7), val_fraction=0.0)
     assert d.shape == (3, 5, 7) and d.train.y is None  # mixed colour modes -> RGB; no sub-folders -> no labels

@@ -12,7 +12,6 @@ from vaekit.config import TrainConfig
 from vaekit.models import build_vae
 from vaekit.objectives import ELBO
 from vaekit.training import CheckpointError, Trainer, TrainingError, load_checkpoint
-from vaekit.training import checkpoint as ckpt_mod
 
 
 def _data(n=96, d=16, seed=0):
@@ -146,12 +145,18 @@ def test_interrupted_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
     path = tmp_path / "last.safetensors"
     before, _ = load_checkpoint(path)
 
-    def broken_save(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"\x00" * 100)  # half-written file, then the process "dies"
-        raise KeyboardInterrupt
+    import vaekit.utils as utils_mod
 
-    monkeypatch.setattr(ckpt_mod, "save_file", broken_save)
+    real_replace = utils_mod.os.replace
+
+    def broken_replace(src, dst):
+        if str(dst).endswith(".safetensors"):
+            with open(src, "wb") as f:
+                f.write(b"\x00" * 100)  # half-written file, then the process "dies" before the rename
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(utils_mod.os, "replace", broken_replace)
     with pytest.raises(KeyboardInterrupt):
         tr.save("last")
     after, doc = load_checkpoint(path)

@@ -78,13 +78,17 @@ def load_mask(spec: str, n: int, data_shape: Sequence[int], seed: int = 0) -> to
     if not p.is_file():
         raise FileNotFoundError(f"mask {spec!r} is neither a file (.npy, .png) nor one of {', '.join(MASK_NAMES)}")
     if p.suffix.lower() == ".png":
-        from PIL import Image
+        from vaekit.data.files import read_image
 
-        with Image.open(p) as im:
-            m = (np.asarray(im.convert("L")) > 127)[None]  # (1, H, W)
+        m = (np.asarray(read_image(p, "L")) > 127)[None]  # (1, H, W)
         m = m.repeat(shape[0], 0) if len(shape) == 3 else m
     elif p.suffix.lower() == ".npy":
-        m = np.load(p, allow_pickle=False)
+        try:
+            m = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"mask {spec!r} is not a readable .npy array ({reason}); the file is corrupt, "
+                             f"truncated or pickled") from None
     else:
         raise ValueError(f"mask file {spec!r} must be .npy or .png")
     t = torch.as_tensor(np.asarray(m).astype(np.float32))

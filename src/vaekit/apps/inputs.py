@@ -58,11 +58,11 @@ def _from_file(path: Path, split: str, grey: bool | None) -> tuple[np.ndarray, n
         x, y, _ = read_image_folder(path, grayscale=grey)
         return x, y
     if path.suffix.lower() in _IMAGE_SUFFIXES:
-        from PIL import Image
+        from vaekit.data.files import read_image
 
-        with Image.open(path) as im:
-            grey = im.mode in ("1", "L", "LA") if grey is None else grey
-            a = np.asarray(im.convert("L" if grey else "RGB"))
+        im = read_image(path)
+        grey = im.mode in ("1", "L", "LA") if grey is None else grey
+        a = np.asarray(im.convert("L" if grey else "RGB"))
         return (a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None]), None
     parts = read_arrays(path)
     if "all" in parts:
@@ -136,7 +136,8 @@ def train_mean(cfg: Any, data_dir: str | None = None) -> torch.Tensor:
 
 def write_csv(path: str | Path, columns: dict[str, Any]) -> None:
     """Write equal-length columns as CSV with a header; a 2-D column (N, D) becomes ``name0 .. name{D-1}``.
-    Integer columns are written as integers, others with 6 significant digits."""
+    Integer columns are written as integers, others with 6 significant digits. Written to a temporary file and
+    renamed: a failure leaves an existing file as it was."""
     names = list(columns)
     n = len(np.asarray(columns[names[0]]))
     cols = [np.asarray(c).reshape(n, -1) for c in columns.values()]
@@ -144,5 +145,7 @@ def write_csv(path: str | Path, columns: dict[str, Any]) -> None:
     for name, c in zip(names, cols):
         header += [name] if c.shape[1] == 1 else [f"{name}{j}" for j in range(c.shape[1])]
         fmts += ["%d" if c.dtype.kind in "biu" else "%.6g"] * c.shape[1]
-    np.savetxt(path, np.hstack([c.astype(np.float64) for c in cols]), delimiter=",", header=",".join(header),
+    from vaekit.utils import atomic_savetxt
+
+    atomic_savetxt(path, np.hstack([c.astype(np.float64) for c in cols]), delimiter=",", header=",".join(header),
                comments="", fmt=fmts)

@@ -143,7 +143,9 @@ def split_indices(
     n_test = int(round(test_fraction * n))
     n_val = int(round(val_fraction * (n - n_test)))
     if n - n_test - n_val < 1:
-        raise ValueError(f"{n} examples are too few for test_fraction={test_fraction}, val_fraction={val_fraction}")
+        raise ValueError(f"{n} examples are too few to split into training, validation and test data (a "
+                         f"fraction {test_fraction:g} is held out for test, then data.val_fraction={val_fraction:g} "
+                         f"for validation); give more examples")
     test, val, train = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
     return np.sort(train), np.sort(val), np.sort(test)
 

@@ -86,7 +86,20 @@ def fetch(items: tuple[DownloadItem, ...], folder: str | Path, *, timeout: float
     a file cannot be obtained intact.
     """
     folder = Path(folder).expanduser()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if nothing arrives
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_into(items, folder, timeout)
+    except BaseException:
+        for p in created:  # innermost first; only folders this call made and left empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _fetch_into(items: tuple[DownloadItem, ...], folder: Path, timeout: float) -> list[Path]:
     written = []
     for item in items:
         target = folder / item.filename

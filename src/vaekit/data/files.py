@@ -9,12 +9,35 @@ import numpy as np
 from vaekit.data.base import DataNotFoundError
 from vaekit.data.readers import read_npz
 
-__all__ = ["IMAGE_SUFFIXES", "read_image_folder", "read_arrays"]
+__all__ = ["IMAGE_SUFFIXES", "read_image", "read_image_folder", "read_arrays"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _GREY_MODES = {"1", "L", "LA"}
 _LABEL_COLUMNS = ("label", "y")
 _SPLIT_KEYS = {"train": ("train",), "val": ("val", "valid"), "test": ("test",)}
+
+
+def read_image(path: str | Path, mode: str | None = None) -> "Image.Image":
+    """The image at ``path``, fully decoded (converted to ``mode`` if given). ValueError naming the file for a
+    zero-byte, truncated, corrupt or unrecognised image (PIL decodes lazily, so damage can otherwise surface
+    later as an OSError far from the file's name)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"image {str(path)!r} is an empty (zero-byte) file; replace or remove it")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert(mode) if mode else im.copy()
+    except UnidentifiedImageError:
+        raise ValueError(f"image {str(path)!r} is not an image PIL can read (corrupt or of another format); "
+                         f"replace or remove it") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated data, bad chunks, broken headers
+        if isinstance(e, (FileNotFoundError, PermissionError)):
+            raise
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"image {str(path)!r} is truncated or corrupt ({reason}); replace or remove it") from None
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -53,25 +76,22 @@ def read_image_folder(
         files = [(f, -1) for f in _images_under(root)]
     if not files:
         raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    images = [read_image(f) for f, _ in files]  # every file decoded (and checked) before any is used
     if grayscale is None:
-        modes = set()
-        for f, _ in files:
-            with Image.open(f) as im:
-                modes.add(im.mode)
-        grayscale = modes <= _GREY_MODES
+        grayscale = {im.mode for im in images} <= _GREY_MODES
     mode = "L" if grayscale else "RGB"
     arrays, first = [], None
-    for f, _ in files:
-        with Image.open(f) as im:
-            im = im.convert(mode)
-            if image_size is not None:
-                im = im.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BICUBIC)
-            elif first is None:
-                first = (f, im.size)
-            elif im.size != first[1]:
-                raise ValueError(f"images differ in size ({first[0].name}: {first[1][0]}x{first[1][1]}, {f.name}: "
-                                 f"{im.size[0]}x{im.size[1]} as WxH); pass image_size=(H, W) to resize them")
-            a = np.asarray(im, dtype=np.uint8)
+    for (f, _), im in zip(files, images):
+        im = im.convert(mode)
+        if image_size is not None:
+            im = im.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BICUBIC)
+        elif first is None:
+            first = (f, im.size)
+        elif im.size != first[1]:
+            raise ValueError(f"images differ in size ({first[0].name}: {first[1][0]}x{first[1][1]}, {f.name}: "
+                             f"{im.size[0]}x{im.size[1]} as WxH); set data.image_size=[H,W] (image_size=(H, W) from "
+                             f"Python) to resize them")
+        a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
     x = np.stack(arrays)  # (N, C, H, W)
     y = np.array([i for _, i in files], dtype=np.int64) if class_dirs else None
@@ -79,8 +99,11 @@ def read_image_folder(
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline().strip().split(",")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline().strip().split(",")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}); is it really a .csv?") from None
     try:
         [float(t) for t in first]
         names = None
@@ -88,8 +111,10 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         names = [t.strip().strip('"').lower() for t in first]
     try:
         table = np.loadtxt(path, delimiter=",", skiprows=0 if names is None else 1, dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise ValueError(f"{path}: every value must be numeric ({e}); remove text columns other than the header")
+    except (ValueError, UnicodeDecodeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: every value must be numeric ({reason}); remove text columns other than the "
+                         f"header") from None
     label_cols = [i for i, n in enumerate(names or []) if n in _LABEL_COLUMNS]
     if len(label_cols) > 1:
         raise ValueError(f"{path} has several label columns {[names[i] for i in label_cols]}; keep one")
@@ -113,6 +138,8 @@ def read_arrays(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray | No
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataNotFoundError(f"array file {p} does not exist; pass path=<file.npy|.npz|.csv>")
+    if p.stat().st_size == 0:
+        raise ValueError(f"array file {p} is empty (zero bytes); recreate it")
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:

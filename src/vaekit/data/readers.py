@@ -52,6 +52,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path} is not an IDX file (bad magic number {buf[:4].hex()})")
     ndim = buf[3]
     header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise ValueError(f"{path}: IDX header cut short ({len(buf)} bytes); the file is truncated: fetch it again")
     dims = tuple(int(d) for d in np.frombuffer(buf, dtype=">i4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[buf[2]])
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
@@ -71,7 +73,9 @@ def write_idx(path: str | Path, arr: np.ndarray, *, compress: bool | None = None
     data = header + arr.astype(_IDX_DTYPES[code], copy=False).tobytes()
     if compress if compress is not None else str(path).endswith(".gz"):
         data = gzip.compress(data)
-    Path(path).write_bytes(data)
+    from vaekit.utils import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def read_amat(path: str | Path, n_cols: int = 784) -> np.ndarray:
@@ -90,7 +94,11 @@ def read_amat(path: str | Path, n_cols: int = 784) -> np.ndarray:
     if np.all(digit | space):
         vals = (raw[digit] == ord("1")).astype(np.uint8)
     else:
-        vals = np.loadtxt(path, dtype=np.float64).reshape(-1)
+        try:
+            vals = np.loadtxt(path, dtype=np.float64).reshape(-1)
+        except ValueError as e:
+            reason = str(e).splitlines()[0]
+            raise ValueError(f"{path}: not a table of numbers ({reason}); the file is corrupt") from None
         if not np.all((vals == 0) | (vals == 1)):
             raise ValueError(f"{path}: expected only 0/1 values in a binarised .amat file")
         vals = vals.astype(np.uint8)

@@ -69,6 +69,7 @@ def evaluate(
         "kl": elbo["kl"],
         "log_px": ll.mean,
         "log_px_stderr": ll.stderr,
+        "log_px_mc_stderr": ll.mc_stderr,
         "bits_per_dim": bpd,
         "active_units": au.count,
         "active_units_per_layer": au.per_layer_count,

@@ -57,9 +57,20 @@ class LogLikelihoodResult:
     stderr: float
     per_example: torch.Tensor
     k: int
+    mc_var: torch.Tensor | None = None  # (N,) delta-method Monte Carlo variance of each example's estimate
+
+    @property
+    def mc_stderr(self) -> float:
+        """Monte Carlo standard error of ``mean`` for these examples: sqrt(sum of mc_var) / N, where each
+        example's variance is the delta-method Var(w) / (K E[w]^2) from its own K weights (NaN if not recorded).
+        ``stderr`` is the spread over examples; this is how far another draw of the K samples could move it."""
+        if self.mc_var is None:
+            return float("nan")
+        return float(self.mc_var.sum().sqrt() / self.mc_var.numel())
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"log_px": self.mean, "log_px_stderr": self.stderr, "k": self.k, "n": int(self.per_example.numel())}
+        return {"log_px": self.mean, "log_px_stderr": self.stderr, "log_px_mc_stderr": self.mc_stderr, "k": self.k,
+                "n": int(self.per_example.numel())}
 
 
 def cpu_supports_bf16() -> bool:
@@ -87,6 +98,7 @@ def iw_log_likelihood(
     k: int,
     chunk_size: int | None = None,
     log_weights: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    mc_var: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """(B,) log (1/K) sum_k w_k for one batch, the K samples drawn ``chunk_size`` at a time and merged by a
     running logsumexp (float64 accumulator). log_weights: the function to call (default
@@ -109,7 +121,12 @@ def iw_log_likelihood(
             )
         part = torch.logsumexp(lw.double(), 0)  # (B,)
         acc = part if acc is None else torch.logaddexp(acc, part)
+        if mc_var is not None:  # running log sum of w^2 for the delta-method variance
+            part2 = torch.logsumexp(2 * lw.double(), 0)
+            acc2 = part2 if done == 0 else torch.logaddexp(acc2, part2)
         done += c
+    if mc_var is not None:  # Var(log mean w) ~ (K sum w^2 / (sum w)^2 - 1) / K
+        mc_var.append(((acc2 - 2 * acc + math.log(k)).exp() - 1).clamp(min=0) / k)
     return acc - math.log(k)
 
 
@@ -156,7 +173,8 @@ def estimate_log_likelihood(
         model.check_input(x)
     if bf16 and model_device(model).type == "cpu" and not cpu_supports_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 (avx512_bf16/amx); expect it to be slower")
-    out = []
+    out: list[torch.Tensor] = []
+    var: list[torch.Tensor] = []
     dtype = torch.bfloat16 if bf16 else None
 
     def weights(xb: torch.Tensor, c: int) -> torch.Tensor:
@@ -174,16 +192,19 @@ def estimate_log_likelihood(
         for j, xb in enumerate(batches(x[lo:hi], batch_size, dev)):
             if keyed:  # noise keyed by the example's index
                 torch.manual_seed(int(seed) + lo + j)
-            out.append(iw_log_likelihood(model, xb, k, chunk_size, fn).cpu())
+            out.append(iw_log_likelihood(model, xb, k, chunk_size, fn, mc_var=var).cpu())
             progress.update(xb.shape[0])
     per_example = torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)  # (n,) float64
     if shard is not None and shard.active:
         from vaekit.training.distributed import gather_rows
 
         per_example = gather_rows(per_example, dev)  # (N,) in index order, on every rank
+    mc_var = torch.cat([v.cpu() for v in var]) if var else torch.zeros(0, dtype=torch.float64)
+    if shard is not None and shard.active:
+        mc_var = gather_rows(mc_var, dev)
     if torch.isnan(per_example).any():
         bad = int(torch.isnan(per_example).sum())
         raise RuntimeError(f"{bad} of {per_example.numel()} log p(x) estimates are NaN: the model produced NaN "
                            f"log-weights (check the weights and the data range)")
     mean, stderr = mean_and_stderr(per_example)
-    return LogLikelihoodResult(mean, stderr, per_example, k)
+    return LogLikelihoodResult(mean, stderr, per_example, k, mc_var)

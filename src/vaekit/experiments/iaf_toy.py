@@ -114,7 +114,9 @@ def run(out_dir: str | Path, settings: ToySettings | None = None, plot: bool = T
             r = results[posterior]
             panels.append((f"{names[posterior]}\nELBO = {r['elbo']:.3f} nats (optimum {-math.log(4):.3f})",
                            z.numpy(), labels.numpy()))
-    (out_dir / "iaf_toy.json").write_text(json.dumps(results, indent=2) + "\n")
+    from vaekit.utils import atomic_write_text
+
+    atomic_write_text(out_dir / "iaf_toy.json", json.dumps(results, indent=2) + "\n")
     if plot:
         from vaekit.plots.iaf_toy import plot_aggregate_posteriors
 

@@ -7,7 +7,6 @@ stays near zero carries no information about x: the heat map shows posterior col
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +22,9 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {str(run_dir)!r}: not a run folder written by `vaekit train`")
-    recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    from vaekit.utils import read_jsonl
+
+    recs = [r for r in read_jsonl(path) if isinstance(r, dict)]
     if not recs:
         raise ValueError(f"{str(path)!r} is empty: the run has not reached its first validation yet")
     return recs

@@ -56,7 +56,12 @@ def plot_aggregate_posteriors(
     for handle in leg.legend_handles if hasattr(leg, "legend_handles") else leg.legendHandles:
         handle.set_alpha(1.0)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    import io
+
+    from vaekit.utils import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path

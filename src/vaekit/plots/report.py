@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from vaekit.utils import read_json
+
 __all__ = ["write_report", "check_report_path", "render_report", "metrics_rows"]
 
 _STYLE = """
@@ -44,7 +46,7 @@ def metrics_rows(run_dir: str | Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, Any]] = []
     sp = run_dir / "summary.json"
     if sp.is_file():
-        s = json.loads(sp.read_text())
+        s = read_json(sp)
         rows += [("training steps", s.get("steps")), ("epochs", s.get("epochs")), ("ended by", s.get("stopped")),
                  ("training time (s)", s.get("train_seconds")), ("best validation ELBO (nats)", s.get("best_val_elbo")),
                  ("best step", s.get("best_step")), ("non-finite steps skipped", s.get("bad_steps"))]
@@ -82,11 +84,12 @@ def render_report(run_dir: str | Path, figures: dict[str, Path], skipped: dict[s
     run_dir = Path(run_dir)
     esc = html.escape
     cfg_path = run_dir / "config.yaml"
-    cfg_text = cfg_path.read_text() if cfg_path.is_file() else "(config.yaml not found)"
+    cfg_text = cfg_path.read_text(encoding="utf-8", errors="replace") if cfg_path.is_file() else "(config.yaml not found)"
     data_line = ""
     for doc_name in ("best.json", "last.json"):
         if (run_dir / doc_name).is_file():
-            d = json.loads((run_dir / doc_name).read_text()).get("data", {})
+            d = read_json(run_dir / doc_name)
+            d = d.get("data", {}) if isinstance(d, dict) else {}
             data_line = (f"data: {d.get('name')} {tuple(d.get('shape', []))}, {d.get('n_train')} training examples"
                          if d else "")
             break

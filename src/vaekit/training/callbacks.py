@@ -79,8 +79,9 @@ def load_snapshots(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no latent snapshots at {str(path)!r}; train with train.snapshot_every=N to record them")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    from vaekit.data.readers import read_npz
+
+    return read_npz(path)
 
 
 class LatentSnapshots:

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from vaekit.utils import atomic_write, atomic_write_bytes, atomic_write_text
+from vaekit.utils import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text",
            "pack_optimizer", "unpack_optimizer", "versions"]
@@ -64,7 +64,8 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], doc: dic
     doc = {**doc, "versions": versions()}
     text = json.dumps(doc, indent=1, default=float)
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata={_META_KEY: text}))
+    # serialised in memory, then written by Python: a full disk or a read-only folder is a plain OSError
+    atomic_write_bytes(path, save(flat, metadata={_META_KEY: text}))
     atomic_write_text(path.with_suffix(".json"), text + "\n")
 
 
@@ -78,6 +79,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         doc = json.loads(meta[_META_KEY])
+        if not isinstance(doc, dict):
+            raise ValueError("its JSON document is not a mapping")
     except Exception as e:  # safetensors raises several types for truncated/corrupt headers
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(

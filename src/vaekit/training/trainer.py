@@ -31,6 +31,7 @@ from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_che
 from vaekit.training.distributed import DistInfo, all_reduce_sum, shard
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import GradSums, make_adam
+from vaekit.utils import atomic_write_text
 
 __all__ = ["Trainer", "TrainingError", "TrainState"]
 
@@ -279,16 +280,24 @@ class Trainer:
         self.aug_gen.set_state(tensors["rng.aug"].to(self.aug_gen.get_state().device))
         perm = tensors.get("data.perm")
         self.perm = perm.to(self.device) if perm is not None else None
-        self.state = TrainState(**doc["trainer"])
+        known = TrainState.__dataclass_fields__  # keys a newer vaekit may add are ignored
+        self.state = TrainState(**{k: v for k, v in doc["trainer"].items() if k in known})
         self._truncate_metrics(self.state.step)
 
     def _truncate_metrics(self, step: int) -> None:
+        """Drop records after ``step`` (and a line cut short by a kill), rewriting the file atomically."""
         if self.run_dir is None:
             return
         path = self.run_dir / "metrics.jsonl"
         if path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-            path.write_text("".join(ln + "\n" for ln in keep))
+            keep = []
+            for ln in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    if json.loads(ln).get("step", 0) <= step:
+                        keep.append(ln)
+                except (ValueError, AttributeError):
+                    continue
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     # -- validation ----------------------------------------------------------------------------------------
     def _has_val(self) -> bool:
