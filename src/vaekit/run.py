@@ -52,6 +52,7 @@ def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
     splits = load_data(
         d.name, data_dir=d.dir, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, binarize=d.binarize,
         image_size=tuple(d.image_size) if d.image_size else None, grayscale=d.grayscale,
+        options=d.dataset_options,
     )
     if d.classes is not None:
         splits = splits.select_classes(d.classes)
