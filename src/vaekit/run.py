@@ -99,7 +99,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
 
     watched = splits.val if val_x is not None and val_x.shape[0] > 0 else splits.train  # snapshot points
     callbacks = list(callbacks or []) + run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
-    trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
+    objective = build_objective(cfg.model, n_train=len(train_x))
+    trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks)
     if resume:
         trainer.restore(run_dir / "last.safetensors")
