@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 # modules that add sub-commands: each has register(subparsers) -> {command: handler(args) -> exit code};
 # heavy imports stay inside the handlers so `vaekit --help` is fast
-_EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps")
+_EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps", "vaekit.cli_disentangle")
 _HANDLERS: dict = {}
 
 EPILOG_KEYS = (

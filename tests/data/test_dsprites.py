@@ -96,3 +96,11 @@ def test_dataset_exposes_factors_and_checks_options(tmp_path):
         ds.load_original(bad)
     with pytest.raises(ValueError, match="expected \\(737280, 64, 64\\)"):
         ds.load_original(bad, check=False)
+
+
+def test_render_cache_is_checked(tmp_path):
+    stale = tmp_path / ds.CACHE_FILE
+    np.save(stale, np.zeros((ds.N_IMAGES, 512), np.uint8))  # the right shape, the wrong pixels
+    with pytest.raises(ValueError, match="not vaekit's current dSprites rendering"):
+        ds.DSprites(cache=stale)
+    assert ds.DSprites(cache=tmp_path / "absent.npy")._bits is None  # no cache: render on the fly

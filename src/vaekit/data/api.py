@@ -88,7 +88,10 @@ def ground_truth(name: str, *, path: str | None = None, data_dir: str | None = N
         with_truth = ", ".join(s.name for s in DATASETS.values() if s.ground_truth is not None)
         raise ValueError(f"dataset {name!r} has no known generative factors; disentanglement needs one of: {with_truth}")
     user_path = Path(path).expanduser() if path is not None else None
-    return spec.ground_truth(LoadRequest({}, user_path, 0.0, 0, options=_options(spec, None)))
+    from vaekit.data.dsprites import CACHE_FILE  # a rendering cache, used where one was built
+
+    cache = resolve_data_dir(data_dir)[0] / (spec.folder or spec.name) / CACHE_FILE
+    return spec.ground_truth(LoadRequest({"cache": cache}, user_path, 0.0, 0, options=_options(spec, None)))
 
 
 def load_data(

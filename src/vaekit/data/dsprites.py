@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "STRIDES", "N_IMAGES", "SHAPES", "ORIGINAL_FILE", "ORIGINAL_MD5",
            "factor_values", "index_to_classes", "classes_to_index", "classes_to_values", "render",
-           "GroundTruthData", "DSprites", "DSpritesFile", "load_original"]
+           "GroundTruthData", "DSprites", "DSpritesFile", "load_original", "build_cache", "CACHE_FILE"]
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -174,11 +174,57 @@ class GroundTruthData:
         raise NotImplementedError
 
 
+CACHE_FILE = "vaekit-dsprites-rendered-v1.npy"  # all 737,280 images, np.packbits of each 64x64 image (N, 512)
+
+
 class DSprites(GroundTruthData):
-    """dSprites rendered on the fly (module doc); ``images(classes)`` on the classes' device."""
+    """dSprites rendered on the fly (module doc); ``images(classes)`` on the classes' device.
+
+    ``cache``: a file of every image rendered once (``build_cache``; 377 MB); when it exists it is memory-mapped
+    and indexed instead of rendering (the metrics draw millions of images), after re-rendering 16 of its images
+    to check it is current."""
+
+    def __init__(self, cache: str | Path | None = None) -> None:
+        self._bits = None
+        if cache is not None and Path(cache).is_file():
+            bits = np.load(cache, mmap_mode="r", allow_pickle=False)
+            probe = np.linspace(0, N_IMAGES - 1, 16).astype(np.int64)
+            if bits.shape != (N_IMAGES, SIZE * SIZE // 8) or not np.array_equal(
+                    bits[probe], _pack(render(index_to_classes(probe)))):
+                raise ValueError(f"{cache} is not vaekit's current dSprites rendering; delete it (or rebuild it "
+                                 "with vaekit.data.dsprites.build_cache)")
+            self._bits = bits
 
     def images(self, classes: torch.Tensor) -> torch.Tensor:
-        return render(classes)
+        import torch
+
+        if self._bits is None:
+            return render(classes)
+        idx = classes_to_index(classes).cpu().numpy()
+        px = np.unpackbits(self._bits[idx], axis=1).reshape(-1, 1, SIZE, SIZE)
+        return torch.from_numpy(px.astype(np.float32)).to(classes.device)
+
+
+def _pack(images: torch.Tensor) -> np.ndarray:
+    return np.packbits(images.reshape(images.shape[0], -1).cpu().numpy().astype(np.uint8), axis=1)
+
+
+def build_cache(path: str | Path, chunk: int = 8192) -> Path:
+    """Render all 737,280 images into ``path`` (packed bits, written atomically); minutes on a few cores."""
+    import torch
+
+    from vaekit.utils import atomic_write
+
+    out = np.empty((N_IMAGES, SIZE * SIZE // 8), dtype=np.uint8)
+    for i in range(0, N_IMAGES, chunk):
+        out[i:i + chunk] = _pack(render(index_to_classes(torch.arange(i, min(i + chunk, N_IMAGES)))))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, out, allow_pickle=False)
+
+    atomic_write(path, write)
+    return Path(path)
 
 
 @dataclass

@@ -170,9 +170,12 @@ def _load_arrays(req: LoadRequest) -> DataSplits:
 
 
 def _dsprites_truth(req: LoadRequest):
+    """The published file when given as path, else rendering (from the cache in the data dir when it is there)."""
     from vaekit.data import dsprites
 
-    return dsprites.load_original(req.path) if req.path is not None else dsprites.DSprites()
+    if req.path is not None:
+        return dsprites.load_original(req.path)
+    return dsprites.DSprites(cache=req.files.get("cache"))
 
 
 def _load_dsprites(req: LoadRequest) -> DataSplits:
@@ -186,7 +189,7 @@ def _load_dsprites(req: LoadRequest) -> DataSplits:
     if min(sizes) < 0 or sizes[0] < 1 or sum(sizes) > dsprites.N_IMAGES:
         raise ValueError(f"dsprites dataset_options n_train/n_val/n_test = {sizes} must be >= 0 (n_train >= 1) "
                          f"and sum to at most {dsprites.N_IMAGES}")
-    perm = torch.randperm(dsprites.N_IMAGES, generator=torch.Generator().manual_seed(req.seed))
+    perm = torch.randperm(dsprites.N_IMAGES, generator=torch.Generator().manual_seed(req.seed))  # CPU: the same split everywhere
     truth = _dsprites_truth(req)
     parts, start = [], 0
     for n in sizes:

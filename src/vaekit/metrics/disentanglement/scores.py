@@ -36,9 +36,13 @@ def beta_vae_score(s: Sampler, batch_size: int = 64, num_train: int = 10000, num
         pairs = [_fixed_factor_pair(s, batch_size) for _ in range(n)]
         return np.stack([p[1] for p in pairs]), np.array([p[0] for p in pairs])
 
+    from sklearn.exceptions import ConvergenceWarning
+
     xtr, ytr = points(num_train)
     xev, yev = points(num_eval)
-    clf = LogisticRegression(random_state=s.random_state).fit(xtr, ytr)
+    with warnings.catch_warnings():  # lbfgs's default 100 iterations, as disentanglement_lib runs it
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LogisticRegression(random_state=s.random_state).fit(xtr, ytr)
     return {"beta_vae": float(np.mean(clf.predict(xev) == yev)),
             "beta_vae_train": float(np.mean(clf.predict(xtr) == ytr))}
 
@@ -157,7 +161,8 @@ def modularity_from_mi(mi: np.ndarray) -> float:
 def modularity(s: Sampler, num_train: int = 10000, num_test: int = 5000, num_bins: int = 20) -> dict:
     """Modularity (Ridgeway & Mozer 2018, Sec. 3): per code dimension 1 - sum_{k != k*} m_k^2 / (m_k*^2 (K - 1))
     over its mutual informations m_k with the factors (0 for a code with none), averaged; explicitness: the
-    one-vs-rest ROC AUC of a logistic regression from all codes, per factor, averaged."""
+    one-vs-rest ROC AUC of a logistic regression from all codes, per factor (macro average over the classes
+    present in the test points), averaged."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -172,9 +177,11 @@ def modularity(s: Sampler, num_train: int = 10000, num_test: int = 5000, num_bin
         with warnings.catch_warnings():  # lbfgs on unscaled codes, as disentanglement_lib runs it
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf = LogisticRegression(random_state=s.random_state).fit(mus.T, ys[j])
-        prob = clf.predict_proba(mus_t.T)
+        prob = clf.predict_proba(mus_t.T)  # (n, classes)
         onehot = label_binarize(ys_t[j], classes=classes)
         if len(classes) == 2:
-            onehot, prob = onehot[:, 0], prob[:, 1]
-        aucs.append(roc_auc_score(onehot, prob))
+            onehot, prob = onehot, prob[:, 1:]
+        ok = (onehot.min(0) == 0) & (onehot.max(0) == 1)  # classes with both outcomes in the test points
+        aucs.append(np.mean([roc_auc_score(onehot[:, c], prob[:, c]) for c in np.flatnonzero(ok)]) if ok.any()
+                    else 0.5)
     return {"modularity": mod, "explicitness": float(np.mean(aucs))}
