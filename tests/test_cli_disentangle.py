@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -38,10 +39,12 @@ def test_json_document_figures_and_table(run_dir, capsys):
     assert "mig" in out and "dimension -> factor" in out
 
 
-def test_a_run_without_known_factors_is_refused(tmp_path, capsys):
-    d = tmp_path / "digits"
-    assert main(["train", "--quiet", "--out", str(d), "train.steps=2", "model.hidden=[8]", "model.latent_dim=2"]) == 0
+def test_a_run_without_known_factors_is_refused(run_dir, tmp_path, capsys):
+    other = tmp_path / "run"
+    shutil.copytree(run_dir, other)
+    cfg = other / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("name: dsprites", "name: digits"))
     capsys.readouterr()
-    assert main(["disentanglement", str(d), "--metrics", "mig"]) == 2
+    assert main(["disentanglement", str(other), "--metrics", "mig"]) == 2
     err = capsys.readouterr().err
     assert "no known generative factors" in err and len(err.strip().splitlines()) == 1
