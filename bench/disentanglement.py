@@ -37,7 +37,8 @@ def one(out: Path, name: str, seed: int, budget: float, extra: list[str], metric
     preset, over = SETTINGS[name]
     if not (run / "summary.json").exists():
         cmd = [sys.executable, "-m", "vaekit", "train", "--quiet", "--preset", preset, "--out", str(run),
-               f"seed={seed}", f"train.time_limit={budget}", "train.threads=1", *over, *extra]
+               f"seed={seed}", f"train.time_limit={budget}", "train.threads=1", *over,
+               "data.dataset_options={n_train: 100000, n_val: 5000, n_test: 5000}", *extra]
         subprocess.run(cmd, check=True)
     res_file = run / "disentanglement.json"
     if not res_file.exists():

@@ -169,6 +169,9 @@ def _load_arrays(req: LoadRequest) -> DataSplits:
     return _splits(parts, n_levels, str(req.path))
 
 
+_DSPRITES_MEMO: dict = {}
+
+
 def _dsprites_truth(req: LoadRequest):
     """The published file when given as path, else rendering (from the cache in the data dir when it is there)."""
     from vaekit.data import dsprites
@@ -189,16 +192,26 @@ def _load_dsprites(req: LoadRequest) -> DataSplits:
     if min(sizes) < 0 or sizes[0] < 1 or sum(sizes) > dsprites.N_IMAGES:
         raise ValueError(f"dsprites dataset_options n_train/n_val/n_test = {sizes} must be >= 0 (n_train >= 1) "
                          f"and sum to at most {dsprites.N_IMAGES}")
-    perm = torch.randperm(dsprites.N_IMAGES, generator=torch.Generator().manual_seed(req.seed))  # CPU: the same split everywhere
-    truth = _dsprites_truth(req)
-    parts, start = [], 0
-    for n in sizes:
-        idx = perm[start:start + n].sort().values
-        start += n
-        classes = dsprites.index_to_classes(idx)  # (n, 5)
-        parts.append(ArrayData(truth.images(classes), classes[:, 0].clone(), factors=classes))
-    source = str(req.path) if req.path is not None else "rendered by vaekit.data.dsprites"
-    return _splits(parts, 2, source)
+    key = (req.seed, tuple(sizes), str(req.path))
+    if key not in _DSPRITES_MEMO:  # the last small split rendered, kept for a second load in the same process
+        perm = torch.randperm(dsprites.N_IMAGES, generator=torch.Generator().manual_seed(req.seed))  # CPU: one split
+        truth = _dsprites_truth(req)
+        made, start = [], 0
+        for n in sizes:
+            idx = perm[start:start + n].sort().values
+            start += n
+            classes = dsprites.index_to_classes(idx)  # (n, 5)
+            made.append((truth.images(classes), classes))
+        _DSPRITES_MEMO.clear()
+        if sum(sizes) > 20_000:  # large splits are not kept (memory)
+            return _splits([ArrayData(x, c[:, 0].clone(), factors=c) for x, c in made], 2, _dsprites_source(req))
+        _DSPRITES_MEMO[key] = made
+    parts = [ArrayData(x.clone(), c[:, 0].clone(), factors=c.clone()) for x, c in _DSPRITES_MEMO[key]]
+    return _splits(parts, 2, _dsprites_source(req))
+
+
+def _dsprites_source(req: LoadRequest) -> str:
+    return str(req.path) if req.path is not None else "rendered by vaekit.data.dsprites"
 
 
 # ------------------------------------------------------------------------------------------ checksums
