@@ -161,7 +161,8 @@ def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, ru
             start_fresh(run_dir, cfg)  # marker, then config.yaml
         transform = make_batch_transform(cfg.data.binarize, False, None)
         callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
-        trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
+        objective = build_objective(cfg.model, n_train=len(train_x))
+        trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
                           seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)
         trainer.fit()
         best = run_dir / "best.safetensors"

@@ -64,6 +64,7 @@ class DataConfig:
     grayscale: bool | None = None
     classes: list[int] | None = None  # keep only these labels (e.g. one model per class)
     merge_val: bool = False          # train on train + val (no validation: 'best' is the last weights)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # per dataset, e.g. dsprites {n_train: 100000}
 
 
 @dataclass
@@ -86,6 +87,8 @@ class ModelConfig:
     warmup_steps: int = 0
     free_bits: float = 0.0
     n_samples: int = 1
+    objective: str = "elbo"          # elbo | beta-tcvae | factor-vae (vaekit.objectives.registry)
+    objective_options: dict[str, Any] = field(default_factory=dict)  # e.g. {gamma: 10} for factor-vae
 
 
 @dataclass

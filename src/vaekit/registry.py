@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from importlib import resources
 from typing import Sequence
@@ -9,7 +10,7 @@ from typing import Sequence
 from torch import nn
 
 from vaekit.config import ConfigError, ModelConfig, RunConfig, config_from_dict
-from vaekit.objectives import ELBO
+from vaekit.objectives import Objective
 
 __all__ = ["build_model", "build_objective", "list_presets", "load_preset"]
 
@@ -20,9 +21,16 @@ def build_model(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     return build_family(m, data_shape)
 
 
-def build_objective(m: ModelConfig) -> ELBO:
-    """The training objective a ModelConfig describes (beta, KL warm-up, free bits, L samples)."""
-    return ELBO(beta=m.beta, warmup_steps=m.warmup_steps, free_bits=m.free_bits, n_samples=m.n_samples)
+def build_objective(m: ModelConfig, n_train: int | None = None) -> Objective:
+    """The training objective a ModelConfig describes: ``model.objective`` (elbo: beta, KL warm-up, free bits,
+    L samples; beta-tcvae; factor-vae) with ``model.objective_options``; ``n_train`` (the training set size)
+    fills options that need it (beta-tcvae's dataset_size)."""
+    from vaekit.objectives.registry import make_objective
+
+    try:
+        return make_objective(m.objective, dataclasses.asdict(m), m.objective_options, n_train=n_train)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def list_presets() -> dict[str, str]:

@@ -135,6 +135,7 @@ def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
     splits = load_data(
         d.name, data_dir=d.dir, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, binarize=d.binarize,
         image_size=tuple(d.image_size) if d.image_size else None, grayscale=d.grayscale,
+        options=d.dataset_options,
     )
     if d.classes is not None:
         splits = splits.select_classes(d.classes)
@@ -295,7 +296,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     callbacks = list(callbacks or [])
     if info.is_main:
         callbacks += run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
-    trainer = Trainer(model, build_objective(cfg.model), train_x, val_x, settings=cfg.train, run_dir=run_dir,
+    objective = build_objective(cfg.model, n_train=len(train_x))
+    trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks, dist_info=info)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

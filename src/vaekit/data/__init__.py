@@ -7,7 +7,7 @@ See ``vaekit.data.api`` for where files are looked for, ``vaekit.data.transforms
 that dequantisation implies, and ``vaekit.data.registry`` for the datasets.
 """
 
-from vaekit.data.api import ENV_VAR, dataset_status, download, get_spec, load_data, resolve_data_dir
+from vaekit.data.api import ENV_VAR, dataset_status, download, get_spec, ground_truth, load_data, resolve_data_dir
 from vaekit.data.base import ArrayData, DataNotFoundError, DataSplits, subset_index
 from vaekit.data.registry import DATASETS, DatasetSpec
 from vaekit.data.transforms import BINARIZE_MODES, dequantize, make_batch_transform
@@ -22,6 +22,7 @@ __all__ = [
     "BINARIZE_MODES",
     "ENV_VAR",
     "load_data",
+    "ground_truth",
     "make_batch_transform",
     "dequantize",
     "dataset_status",

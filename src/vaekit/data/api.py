@@ -21,7 +21,7 @@ from vaekit.data.readers import check_digest
 from vaekit.data.registry import DATASETS, DatasetSpec, LoadRequest
 from vaekit.data.transforms import binarize_static, check_binarize
 
-__all__ = ["ENV_VAR", "DEFAULT_DATA_DIR", "resolve_data_dir", "get_spec", "load_data", "dataset_status", "download"]
+__all__ = ["ENV_VAR", "DEFAULT_DATA_DIR", "resolve_data_dir", "get_spec", "load_data", "ground_truth", "dataset_status", "download"]
 
 log = logging.getLogger(__name__)
 ENV_VAR = "VAEKIT_DATA_DIR"
@@ -70,6 +70,30 @@ def _missing_message(spec: DatasetSpec, folder: Path, origin: str) -> str:
             f"to get them: {_how_to_get(spec)}")
 
 
+def _options(spec: DatasetSpec, options: dict | None) -> dict:
+    """The spec's defaults updated with the user's dataset options; ValueError on a key the dataset lacks."""
+    for k in options or {}:
+        if k not in spec.options:
+            close = difflib.get_close_matches(str(k), list(spec.options), n=1)
+            known = ", ".join(spec.options) or "none"
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"dataset {spec.name!r} has no option {k!r}; {hint}its options: {known}")
+    return {**spec.options, **(options or {})}
+
+
+def ground_truth(name: str, *, path: str | None = None, data_dir: str | None = None):
+    """The ``GroundTruthData`` sampler (factor sampling + rendering) of a dataset with known factors."""
+    spec = get_spec(name)
+    if spec.ground_truth is None:
+        with_truth = ", ".join(s.name for s in DATASETS.values() if s.ground_truth is not None)
+        raise ValueError(f"dataset {name!r} has no known generative factors; disentanglement needs one of: {with_truth}")
+    user_path = Path(path).expanduser() if path is not None else None
+    from vaekit.data.dsprites import CACHE_FILE  # a rendering cache, used where one was built
+
+    cache = resolve_data_dir(data_dir)[0] / (spec.folder or spec.name) / CACHE_FILE
+    return spec.ground_truth(LoadRequest({"cache": cache}, user_path, 0.0, 0, options=_options(spec, None)))
+
+
 def load_data(
     name: str,
     *,
@@ -80,6 +104,7 @@ def load_data(
     binarize: str = "none",
     image_size: tuple[int, int] | None = None,
     grayscale: bool | None = None,
+    options: dict | None = None,
 ) -> DataSplits:
     """Load dataset ``name`` (a key of ``DATASETS``) as in-memory train/val/test tensors.
 
@@ -90,6 +115,7 @@ def load_data(
     binarize: "none"; "static" (one Bernoulli sample of every split, seeded, at load time); "dynamic" (data
         kept in [0, 1]; ``make_batch_transform`` samples each batch afresh). Needs data in [0, 1].
     image_size, grayscale: resizing / colour mode for datasets that accept them (image-folder).
+    options: dataset-specific options (``data.dataset_options``, e.g. dsprites' n_train); unknown keys are errors.
     """
     spec = get_spec(name)
     check_binarize(binarize)
@@ -115,7 +141,7 @@ def load_data(
         for p in files.values():
             if p.name in spec.md5:
                 check_digest(p, spec.md5[p.name], "md5")
-    req = LoadRequest(files, user_path, val_fraction, seed, image_size, grayscale)
+    req = LoadRequest(files, user_path, val_fraction, seed, image_size, grayscale, _options(spec, options))
     data = dataclasses.replace(spec.load(req), name=spec.name)
     if binarize != "none":
         for split, part in data.splits().items():

@@ -34,10 +34,12 @@ class ArrayData:
 
     x: (N, *shape) float32; images in [0, 1] laid out (C, H, W), tabular data (D,).
     y: (N,) int64 labels when known, else None.
+    factors: (N, K) int64 ground-truth factor classes when the data have known generative factors (dSprites).
     """
 
     x: torch.Tensor
     y: torch.Tensor | None = None
+    factors: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         import torch
@@ -48,6 +50,10 @@ class ArrayData:
             raise ValueError(
                 f"ArrayData.y must be int64 of shape ({self.x.shape[0]},), got {self.y.dtype} {tuple(self.y.shape)}"
             )
+        if self.factors is not None and (self.factors.dtype != torch.int64 or self.factors.ndim != 2
+                                         or self.factors.shape[0] != self.x.shape[0]):
+            raise ValueError(f"ArrayData.factors must be int64 of shape ({self.x.shape[0]}, K), got "
+                             f"{self.factors.dtype} {tuple(self.factors.shape)}")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -93,7 +99,7 @@ class DataSplits:
 
         def sub(a: ArrayData) -> ArrayData:
             m = torch.isin(a.y, keep)
-            return ArrayData(a.x[m], a.y[m])
+            return ArrayData(a.x[m], a.y[m], None if a.factors is None else a.factors[m])
 
         return dataclasses.replace(self, train=sub(self.train), val=sub(self.val), test=sub(self.test))
 
@@ -104,8 +110,9 @@ class DataSplits:
 
         tr, va = self.train, self.val
         y = torch.cat([tr.y, va.y]) if tr.y is not None and va.y is not None else None
-        empty = ArrayData(va.x[:0], None if va.y is None else va.y[:0])
-        return dataclasses.replace(self, train=ArrayData(torch.cat([tr.x, va.x]), y), val=empty)
+        f = torch.cat([tr.factors, va.factors]) if tr.factors is not None and va.factors is not None else None
+        empty = ArrayData(va.x[:0], None if va.y is None else va.y[:0], None if va.factors is None else va.factors[:0])
+        return dataclasses.replace(self, train=ArrayData(torch.cat([tr.x, va.x]), y, f), val=empty)
 
 
 def subset_index(n: int, limit: int | None = None, first: int | None = None) -> slice | torch.Tensor:

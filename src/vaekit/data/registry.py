@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -38,6 +38,7 @@ class LoadRequest:
     seed: int
     image_size: tuple[int, int] | None = None
     grayscale: bool | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # data.dataset_options, checked against the spec's
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class DatasetSpec:
     mapping a role to a path relative to the folder (empty for bundled or user-path datasets). md5: digests
     checked at every load (published ones only). downloads: files ``download`` fetches into the folder.
     needs_path: the data come from the user's ``path``. image_options: accepts image_size / grayscale.
+    options: the ``data.dataset_options`` keys it accepts with their defaults. ground_truth: for data with known
+    generative factors, the ``GroundTruthData`` sampler the disentanglement metrics draw from.
     """
 
     name: str
@@ -60,6 +63,8 @@ class DatasetSpec:
     needs_path: bool = False
     image_options: bool = False
     how_to_get: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    ground_truth: Callable[[LoadRequest], Any] | None = None
 
 
 def _part(x: np.ndarray, y: np.ndarray | None, scale: float, what: str) -> ArrayData:
@@ -164,6 +169,51 @@ def _load_arrays(req: LoadRequest) -> DataSplits:
     return _splits(parts, n_levels, str(req.path))
 
 
+_DSPRITES_MEMO: dict = {}
+
+
+def _dsprites_truth(req: LoadRequest):
+    """The published file when given as path, else rendering (from the cache in the data dir when it is there)."""
+    from vaekit.data import dsprites
+
+    if req.path is not None:
+        return dsprites.load_original(req.path)
+    return dsprites.DSprites(cache=req.files.get("cache"))
+
+
+def _load_dsprites(req: LoadRequest) -> DataSplits:
+    """dSprites: seeded disjoint train / val / test subsets of the 737,280 images (sizes from dataset_options),
+    rendered (or read from the published .npz given as path); labels are the shape, ``factors`` the classes."""
+    import torch
+
+    from vaekit.data import dsprites
+
+    sizes = [int(req.options[k]) for k in ("n_train", "n_val", "n_test")]
+    if min(sizes) < 0 or sizes[0] < 1 or sum(sizes) > dsprites.N_IMAGES:
+        raise ValueError(f"dsprites dataset_options n_train/n_val/n_test = {sizes} must be >= 0 (n_train >= 1) "
+                         f"and sum to at most {dsprites.N_IMAGES}")
+    key = (req.seed, tuple(sizes), str(req.path))
+    if key not in _DSPRITES_MEMO:  # the last small split rendered, kept for a second load in the same process
+        perm = torch.randperm(dsprites.N_IMAGES, generator=torch.Generator().manual_seed(req.seed))  # CPU: one split
+        truth = _dsprites_truth(req)
+        made, start = [], 0
+        for n in sizes:
+            idx = perm[start:start + n].sort().values
+            start += n
+            classes = dsprites.index_to_classes(idx)  # (n, 5)
+            made.append((truth.images(classes), classes))
+        _DSPRITES_MEMO.clear()
+        if sum(sizes) > 20_000:  # large splits are not kept (memory)
+            return _splits([ArrayData(x, c[:, 0].clone(), factors=c) for x, c in made], 2, _dsprites_source(req))
+        _DSPRITES_MEMO[key] = made
+    parts = [ArrayData(x.clone(), c[:, 0].clone(), factors=c.clone()) for x, c in _DSPRITES_MEMO[key]]
+    return _splits(parts, 2, _dsprites_source(req))
+
+
+def _dsprites_source(req: LoadRequest) -> str:
+    return str(req.path) if req.path is not None else "rendered by vaekit.data.dsprites"
+
+
 # ------------------------------------------------------------------------------------------ checksums
 _MNIST_FILES = {  # role -> (file, published md5, sha256)
     "train_x": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -236,6 +286,11 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 downloads=(DownloadItem("cifar-10-binary.tar.gz",
                                         ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
                                         md5="c32a1d4ab5d03f1284b67883e8d87530", unpack_tar=True),)),
+    DatasetSpec("dsprites", "dSprites: 64x64 binary shapes with 5 known factors (Matthey et al. 2017), 737,280 "
+                "images generated on the fly; seeded subsets (dataset_options n_train/n_val/n_test)",
+                _load_dsprites, how_to_get="generated, nothing to fetch; data.path=dsprites_ndarray_...npz reads "
+                "the published file instead (md5-checked)", ground_truth=_dsprites_truth,
+                options={"n_train": 100_000, "n_val": 5_000, "n_test": 5_000}),
     DatasetSpec("image-folder", "your folder of PNG/JPEG images (class sub-folders give labels), 8-bit",
                 _load_image_folder, needs_path=True, image_options=True,
                 how_to_get="pass path=<folder> (--path); resize with image_size=(H, W)"),

@@ -21,7 +21,7 @@ __all__ = ["Family", "FAMILIES", "register_family", "build_family", "check_optio
 
 #: keys every family reads (the likelihood, the nets' shared settings, the objective's settings)
 COMMON_KEYS = ("family", "arch", "hidden", "act", "conv_channels", "likelihood", "likelihood_options", "beta",
-               "warmup_steps", "free_bits", "n_samples")
+               "warmup_steps", "free_bits", "n_samples", "objective", "objective_options")
 
 
 @dataclass(frozen=True)

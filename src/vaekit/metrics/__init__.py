@@ -1,0 +1,1 @@
+"""Metrics of trained representations; ``vaekit.metrics.disentanglement`` holds disentanglement_lib's."""

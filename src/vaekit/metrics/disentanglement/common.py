@@ -1,0 +1,78 @@
+"""What every disentanglement metric shares (Locatello et al. 2019, disentanglement_lib ``evaluation/metrics/
+utils.py``): codes of sampled ground-truth points, the 20-bin histogram discretisation and discrete mutual
+information with ``sklearn.metrics.mutual_info_score`` (nats).
+
+A representation is a function from a batch of observations (B, *shape) to codes (B, D) (a VAE's posterior
+means); ground-truth data offer ``factor_sizes``, ``sample_factors(n, generator)`` and ``images(classes)``
+(``vaekit.data.dsprites.GroundTruthData``). Factors are sampled with a torch generator on ``device`` seeded by
+the metric's seed; scikit-learn models get a numpy RandomState of the same seed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["Representation", "Sampler", "codes_of", "histogram_discretize", "discrete_mutual_info",
+           "discrete_entropy"]
+
+Representation = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Sampler:
+    """Seeded draws of factors and their codes for one metric computation."""
+
+    def __init__(self, data, represent: Representation, seed: int = 0, device: str | torch.device = "cpu",
+                 batch_size: int = 256) -> None:
+        self.data, self.represent, self.batch_size = data, represent, int(batch_size)
+        self.generator = torch.Generator(device=device).manual_seed(int(seed))
+        self.random_state = np.random.RandomState(int(seed))
+        self.num_factors = len(data.factor_sizes)
+
+    def factors(self, n: int) -> torch.Tensor:
+        """(n, K) int64 factor classes, uniform and independent."""
+        return self.data.sample_factors(int(n), self.generator)
+
+    def codes(self, classes: torch.Tensor) -> np.ndarray:
+        """(n, D) float64 codes of the observations of the given factor classes."""
+        out = []
+        for i in range(0, classes.shape[0], self.batch_size):
+            with torch.no_grad():
+                out.append(torch.as_tensor(self.represent(self.data.images(classes[i:i + self.batch_size])))
+                           .detach().to("cpu", torch.float64))
+        return torch.cat(out).numpy()
+
+    def randint(self, high: int) -> int:
+        """A factor index in [0, high) (the metric's own choice of which factor to fix)."""
+        return int(torch.randint(0, high, (1,), generator=self.generator, device=self.generator.device))
+
+
+def codes_of(s: Sampler, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """disentanglement_lib's ``generate_batch_factor_code``: codes (D, n) and factor classes (K, n)."""
+    y = s.factors(n)
+    return s.codes(y).T, y.cpu().numpy().T
+
+
+def histogram_discretize(target: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """(D, n) -> (D, n) int: each row binned into ``num_bins`` equal-width bins over its range (np.histogram
+    edges, ``np.digitize`` on all but the last edge, as disentanglement_lib does)."""
+    out = np.zeros_like(target, dtype=np.int64)
+    for i in range(target.shape[0]):
+        out[i] = np.digitize(target[i], np.histogram(target[i], num_bins)[1][:-1])
+    return out
+
+
+def discrete_mutual_info(mus: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """(D, n) discrete codes, (K, n) factors -> (D, K) mutual information in nats."""
+    from sklearn.metrics import mutual_info_score
+
+    return np.array([[mutual_info_score(ys[j], mus[i]) for j in range(ys.shape[0])] for i in range(mus.shape[0])])
+
+
+def discrete_entropy(ys: np.ndarray) -> np.ndarray:
+    """(K, n) -> (K,) entropy of each factor's empirical distribution in nats (I(y; y))."""
+    from sklearn.metrics import mutual_info_score
+
+    return np.array([mutual_info_score(ys[j], ys[j]) for j in range(ys.shape[0])])

@@ -1,0 +1,110 @@
+"""Conformance of the disentanglement metrics, after disentanglement_lib's tests (``evaluation/metrics/*_test.py``):
+identity-like codes of the factors score >= 0.9, uninformative ones <= 0.2 (duplicated codes: MIG <= 0.1).
+
+Sample sizes are far below the 10,000 / 5,000 defaults to keep the tests quick (disentanglement_lib's own tests
+use 1,000-20,000): 200-1,000 points per metric, and for DCI and modularity a data set of 3 factors with 3 values. SAP uses ``continuous_factors=True`` on the identity data, as disentanglement_lib's SAP test does (a
+linear SVM on one feature cannot separate 10 ordered classes: the discrete variant gives identity codes 0.21).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit.data.dsprites import GroundTruthData
+from vaekit.metrics.disentanglement import Sampler, disentanglement_scores, scores
+from vaekit.metrics.disentanglement.common import codes_of, discrete_mutual_info, histogram_discretize
+
+
+class Identity(GroundTruthData):
+    """Observations are the factor classes themselves (disentanglement_lib's IdentityObservationsData)."""
+
+    def __init__(self, n_factors: int = 10, n_values: int = 10) -> None:
+        self.factor_sizes = (n_values,) * n_factors
+        self.factor_names = tuple(f"f{i}" for i in range(n_factors))
+        self.shape = (n_factors,)
+
+    def images(self, classes: torch.Tensor) -> torch.Tensor:
+        return classes.double()
+
+
+_perm = torch.randperm(10, generator=torch.Generator().manual_seed(1))
+_gen = torch.Generator().manual_seed(7)
+
+
+def _shuffle_rows(x):  # every point's codes in a random order: equal MI with every factor (their "bad metric")
+    idx = torch.argsort(torch.rand(x.shape, generator=_gen), dim=1)
+    return torch.gather(x, 1, idx)
+
+
+CODES = {
+    "identity": lambda x: x,
+    "permuted-scaled": lambda x: x[:, _perm[:x.shape[1]] % x.shape[1]] * torch.linspace(0.5, 3.0, x.shape[1]) + 2,
+    "zeros": lambda x: torch.zeros_like(x),
+    "random": lambda x: torch.rand(x.shape, generator=_gen, dtype=torch.float64),
+    "duplicated": lambda x: torch.cat([x, x], 1),
+    "shuffled": _shuffle_rows,
+}
+
+
+def _run(code: str, metrics, data=None, **kw):
+    return disentanglement_scores(data or Identity(), CODES[code], seed=0, metrics=metrics, **kw)
+
+
+def _sampler(code, data=None):
+    return Sampler(data or Identity(), CODES[code], seed=0)
+
+
+@pytest.mark.parametrize("code", ["identity", "permuted-scaled"])
+def test_identity_like_codes_score_high_on_every_metric(code):
+    assert sorted(_perm.tolist()) == list(range(10))
+    r = _run(code, ["beta_vae", "factor_vae", "mig"], num_train=300, num_eval=200)
+    assert r["beta_vae"]["beta_vae"] >= 0.9 and r["factor_vae"]["factor_vae"] >= 0.9 and r["mig"]["mig"] >= 0.9
+    assert scores.sap(_sampler(code), num_train=1000, num_test=500, continuous_factors=True)["sap"] >= 0.9
+    small = _run(code, ["dci", "modularity"], Identity(3, 3), num_train=200, num_eval=200)
+    assert small["dci"]["dci_disentanglement"] >= 0.9 and small["dci"]["dci_completeness"] >= 0.9
+    assert small["dci"]["dci_informativeness_test"] >= 0.9 and small["modularity"]["modularity"] >= 0.9
+
+
+@pytest.mark.parametrize("code", ["zeros", "random"])
+def test_uninformative_codes_score_low(code):
+    r = _run(code, ["beta_vae", "factor_vae", "mig", "sap"], num_train=400, num_eval=200)
+    assert r["beta_vae"]["beta_vae"] <= 0.2 and r["factor_vae"]["factor_vae"] <= 0.2 and r["mig"]["mig"] <= 0.2
+    assert r["sap"]["sap"] <= 0.2
+    small = _run(code, ["dci", "modularity"], Identity(3, 3), num_train=200, num_eval=200)
+    assert small["dci"]["dci_disentanglement"] <= 0.2 and small["dci"]["dci_completeness"] <= 0.2
+    if code == "zeros":  # (random noise gets ~0.26 from modularity's definition; see the shuffled test)
+        assert small["modularity"]["modularity"] <= 0.2
+
+
+def test_duplicated_and_shuffled_codes():
+    r = _run("duplicated", ["mig", "sap"], num_train=400, num_eval=200)
+    assert r["mig"]["mig"] <= 0.1 and r["sap"]["sap"] <= 0.2
+    assert scores.sap(_sampler("duplicated"), num_train=1000, num_test=500, continuous_factors=True)["sap"] <= 0.2
+    small = _run("shuffled", ["dci"], Identity(3, 3), num_train=200, num_eval=200)
+    assert small["dci"]["dci_disentanglement"] <= 0.2
+    # modularity of codes shuffled per point (disentanglement_lib's bad-metric case and its 20,000 points): MI is the
+    # same with every factor, so 1 - (others / max) / (K - 1) is near 0
+    mus, ys = codes_of(_sampler("shuffled"), 20000)
+    assert scores.modularity_from_mi(discrete_mutual_info(histogram_discretize(mus), ys)) <= 0.2
+
+
+def test_score_formulas_on_known_matrices():
+    d5 = np.diag(5.0 * np.ones(5))
+    assert scores.dci_from_importance(d5) == pytest.approx((1.0, 1.0))
+    dis, comp = scores.dci_from_importance(np.vstack([d5, d5]))  # redundant codes
+    assert dis == pytest.approx(1.0) and comp == pytest.approx(1 - np.log(2) / np.log(10))
+    assert scores.dci_from_importance(np.hstack([d5, d5]))[0] == pytest.approx(1 - np.log(2) / np.log(10))
+    assert scores.dci_from_importance(np.zeros((10, 10)))[0] == pytest.approx(0.0, abs=1e-7)
+    assert scores.modularity_from_mi(d5) == pytest.approx(1.0)
+    assert scores.modularity_from_mi(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])) == pytest.approx(2 / 3)
+    assert scores.modularity_from_mi(np.hstack([d5, d5])) == pytest.approx(1 - 1 / 9)
+    assert scores.modularity_from_mi(np.zeros((10, 10))) == 0.0
+
+
+def test_seeded_and_checked():
+    noisy = lambda x: x + 3 * torch.sin(7 * x.sum(1, keepdim=True))  # noqa: E731 - deterministic, partly informative
+    a = disentanglement_scores(Identity(), noisy, seed=0, metrics=["mig", "factor_vae"], num_train=300, num_eval=200)
+    b = disentanglement_scores(Identity(), noisy, seed=0, metrics=["factor_vae"], num_train=300, num_eval=200)
+    assert a["factor_vae"]["factor_vae"] == b["factor_vae"]["factor_vae"]  # each metric has its own stream
+    with pytest.raises(ValueError, match="unknown disentanglement metric"):
+        _run("identity", ["mgi"])
