@@ -11,7 +11,7 @@ from vaekit.cli import main
 
 QUICK = ["data.name=dsprites", "data.dataset_options={n_train: 256, n_val: 64, n_test: 64}", "train.steps=4",
          "train.val_every=4", "model.hidden=[16]", "model.latent_dim=3", "train.threads=1", "train.batch_size=64",
-         "model.objective=beta-tcvae", "model.beta=6"]
+         "model.objective=beta-tcvae", "model.beta=6", "model.warmup_steps=0", "model.free_bits=0"]
 SMALL = ["--num-train", "200", "--num-eval", "100", "--metrics", "mig", "modularity"]  # (few renders)
 
 
