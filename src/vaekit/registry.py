@@ -34,13 +34,10 @@ def build_objective(m: ModelConfig, n_train: int | None = None) -> Objective:
 
 
 def list_presets() -> dict[str, str]:
-    """Preset name -> its one-line description (the YAML file's first comment line)."""
-    out = {}
-    for f in sorted(resources.files("vaekit.presets").iterdir(), key=lambda p: p.name):
-        if f.name.endswith(".yaml"):
-            lines = f.read_text().splitlines()
-            out[f.name[:-5]] = lines[0].lstrip("# ").strip() if lines else ""
-    return out
+    """Preset name -> its one-line description (``vaekit.presets.list_presets``)."""
+    from vaekit.presets import list_presets as _list
+
+    return _list()
 
 
 def load_preset(name: str) -> RunConfig:
