@@ -246,7 +246,7 @@ def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None)
     if p.transform is not None:  # a fixed binarisation/dequantisation of the evaluation data
         import torch
 
-        x = p.transform(x, torch.Generator().manual_seed(cfg.seed + 4))
+        x = p.transform(x, torch.Generator(device=x.device).manual_seed(cfg.seed + 4))
     return x, p.splits
 
 
