@@ -200,11 +200,15 @@ def _cmd_train(a: argparse.Namespace) -> int:
         return 0
     test = summary.get("test", {})
     skipped = summary.get("bad_steps", 0)
+    best = (f"best val ELBO {summary['best_val_elbo']:.3f}" if summary.get("best_val_elbo") is not None else
+            f"best val accuracy {100 * summary.get('best_val_accuracy', float('nan')):.2f} %")
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
-          f"{skipped} skipped as non-finite); best val ELBO {summary['best_val_elbo']:.3f} at step "
+          f"{skipped} skipped as non-finite); {best} at step "
           f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats"
           + (" (a continuous density: the data were dequantised)" if cfg.data.dequantize else ""))
     _warn_huge_loss(run_dir)
+    if "error" in test:
+        print(f"classifier q(y|x): test error {100 * test['error']:.2f} % on {test['n']} test examples")
     if "knn_recon_accuracy" in test:
         print(f"reconstructions: a {test['k']}-NN fitted on the training inputs labels "
               f"{100 * test['knn_recon_accuracy']:.1f} % of test reconstructions correctly "

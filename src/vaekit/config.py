@@ -63,6 +63,7 @@ class DataConfig:
     image_size: list[int] | None = None
     grayscale: bool | None = None
     classes: list[int] | None = None  # keep only these labels (e.g. one model per class)
+    labels: int | str | None = None   # semi-supervised (model.family=m2): N labelled training examples, or "all"
     merge_val: bool = False          # train on train + val (no validation: 'best' is the last weights)
     dataset_options: dict[str, Any] = field(default_factory=dict)  # per dataset, e.g. dsprites {n_train: 100000}
 
@@ -83,6 +84,8 @@ class ModelConfig:
     posterior_options: dict[str, Any] = field(default_factory=dict)   # e.g. {steps: 2, context: 50}
     batch_norm: bool = False         # ladder
     merge: bool = True               # ladder: precision-weighted merge (False: bottom-up only)
+    n_classes: int = 10              # m2: classes of y
+    m1_run: str | None = None        # m2: a trained VAE run whose posterior means M2 models (M1+M2)
     beta: float = 1.0
     warmup_steps: int = 0
     free_bits: float = 0.0
@@ -162,6 +165,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        for a in inner[1:]:  # int | str: the first type that takes the value as it is
+            if a in (int, str) and isinstance(value, a) and not isinstance(value, bool):
+                return value
         return _coerce(value, inner[0], key)
     if origin is list:
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
@@ -329,6 +335,11 @@ def check_values(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"data.image_size must be [H, W], got {cfg.data.image_size!r}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout!r}")
+    lab = cfg.data.labels
+    if lab is not None and not ((isinstance(lab, int) and lab >= 1) or lab == "all"):
+        raise ConfigError(f"data.labels must be a number of labelled examples (at least 1) or 'all', got {lab!r}")
+    if lab is not None and cfg.model.family != "m2":
+        raise ConfigError("data.labels applies to model.family=m2 (semi-supervised training); remove it")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction!r}")
     return cfg

@@ -21,14 +21,16 @@ def build_model(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     return build_family(m, data_shape)
 
 
-def build_objective(m: ModelConfig, n_train: int | None = None) -> Objective:
+def build_objective(m: ModelConfig, n_train: int | None = None, supervision=None) -> Objective:
     """The training objective a ModelConfig describes: ``model.objective`` (elbo: beta, KL warm-up, free bits,
     L samples; beta-tcvae; factor-vae) with ``model.objective_options``; ``n_train`` (the training set size)
-    fills options that need it (beta-tcvae's dataset_size)."""
+    fills options that need it (beta-tcvae's dataset_size); ``supervision`` (``vaekit.objectives.semi_supervised.
+    Supervision``) holds the labels of a semi-supervised objective."""
     from vaekit.objectives.registry import make_objective
 
     try:
-        return make_objective(m.objective, dataclasses.asdict(m), m.objective_options, n_train=n_train)
+        return make_objective(m.objective, dataclasses.asdict(m), m.objective_options, n_train=n_train,
+                              supervision=supervision)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

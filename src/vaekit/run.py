@@ -296,7 +296,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     callbacks = list(callbacks or [])
     if info.is_main:
         callbacks += run_callbacks(cfg.train, run_dir, labels=watched.y, config=doc["config"])
-    objective = build_objective(cfg.model, n_train=len(train_x))
+    supervision, train_x = _supervision(cfg, p, train_x)
+    objective = build_objective(cfg.model, n_train=len(train_x), supervision=supervision)
     trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
                       seed=cfg.seed, transform=p.transform, doc=doc, callbacks=callbacks, dist_info=info)
     if info.is_main:
@@ -322,6 +323,41 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     return summary
 
 
+def _supervision(cfg: RunConfig, p: Prepared, train_x: torch.Tensor):
+    """(the labels a semi-supervised objective trains with, the unlabelled examples the trainer iterates over):
+    ``data.labels=N`` takes N training examples, balanced over the classes (seeded), with their labels and
+    leaves the rest unlabelled; ``all`` labels every example (the conditional VAE). (None, train_x) otherwise."""
+    from vaekit.objectives.registry import OBJECTIVES
+    from vaekit.objectives.semi_supervised import Supervision, balanced_label_subset
+
+    spec = OBJECTIVES.get(cfg.model.objective)
+    if spec is None or not spec.supervised:
+        return None, train_x
+    labels = cfg.data.labels
+    y = p.splits.train.y
+    if labels is None:
+        raise ConfigError(f"model.objective={cfg.model.objective} trains with labels: set data.labels=N (N labelled "
+                          f"training examples, balanced over the classes) or data.labels=all")
+    if y is None:
+        raise ConfigError(f"data.labels needs labelled data, but {p.splits.name!r} has no labels")
+    y = y.to(train_x.device)
+    if labels == "all":
+        keep = torch.arange(len(y), device=train_x.device)
+        rest = train_x
+    else:
+        try:
+            keep = balanced_label_subset(y.cpu(), int(labels), cfg.seed).to(train_x.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        mask = torch.ones(len(y), dtype=torch.bool, device=train_x.device)
+        mask[keep] = False
+        rest = train_x[mask]
+    val = p.splits.val
+    sup = Supervision(train_x[keep], y[keep], 0 if labels == "all" else len(rest), p.transform, cfg.seed + 6,
+                      val.y if val is not None and len(val) > 0 else None)
+    return sup, rest
+
+
 def _finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summary: dict[str, Any]) -> None:
     """With the best weights: images, test ELBO, the reconstruction probe, summary.json and the report (added
     to ``summary``)."""
@@ -337,6 +373,10 @@ def _finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summar
 
     model.eval()
     summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size, seed=cfg.seed + 5)
+    if hasattr(model, "predict") and splits.test.y is not None:  # a classifier q(y|x): M2
+        from vaekit.evaluation.metrics import classification_error
+
+        summary["test"]["error"] = classification_error(model, test_x, splits.test.y)
     if splits.train.y is not None and splits.test.y is not None and len(model.data_shape) == 3:
         from vaekit.evaluation.probe import reconstruction_knn_accuracy
 

@@ -15,7 +15,8 @@ from torch import nn
 from vaekit.objectives.bounds import elbo_terms
 from vaekit.utils import as_data_tensor, batches, evaluation_context, mean_and_stderr, model_device
 
-__all__ = ["per_example_terms", "elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means"]
+__all__ = ["per_example_terms", "elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means",
+           "classification_error"]
 
 
 def per_example_terms(
@@ -167,3 +168,15 @@ def kl_per_dimension(
     the per-variable Monte Carlo terms log q_d - log p_d, which only sum to a KL (one term can be negative);
     G = 1 for other Monte Carlo KLs. Sums to the mean KL. float64 on CPU."""
     return per_example_terms(model, x, batch_size, n_samples, seed, check=False)["kl_units"]
+
+
+def classification_error(model: nn.Module, x: Any, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Fraction of x whose ``model.predict`` (argmax q(y|x) for M2) differs from the labels y."""
+    x = as_data_tensor(x)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{x.shape[0]} examples but {y.shape[0]} labels; give one label per example")
+    wrong = 0
+    with evaluation_context(model, 0):
+        for i, xb in enumerate(batches(x, batch_size, model_device(model))):
+            wrong += int((model.predict(xb).cpu() != y[i * batch_size:(i + 1) * batch_size].cpu()).sum())
+    return wrong / x.shape[0]

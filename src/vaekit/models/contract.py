@@ -7,6 +7,10 @@ trainer, evaluator, figures and apps only ever see this contract and the objecti
 
 Lead shapes: ``n_samples=None`` draws one sample without a sample axis (lead (B,)); an integer S draws S
 samples (lead (S, B)). Each group's z is (*lead, D_g); p(x|z) has batch_shape lead.
+
+A discrete group may be summed out exactly instead of sampled (``enumerated=True``, M2's class y): its z holds
+every value, (K, B, K) one-hot rows, and every other group and p(x|z) carry that enumeration axis as their first
+batch axis, lead (*S, K, B). The objective weights by q's probabilities (the ELBO) or by p's (log p(x)).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class LatentGroup:
         offers it (IAF), which lets free bits act per dimension with a Monte Carlo KL.
     kl_dims: (B, D_g) the closed-form KL per dimension when a registered fused sampler computed it together
         with z (the Gaussian head against N(0, I) in training); None otherwise.
+    enumerated: a discrete group whose values are all in z (see the module docstring); at most one per model.
     """
 
     name: str
@@ -39,6 +44,7 @@ class LatentGroup:
     log_q: torch.Tensor | None = None
     log_q_dims: torch.Tensor | None = None
     kl_dims: torch.Tensor | None = None
+    enumerated: bool = False
 
     @property
     def dim(self) -> int:

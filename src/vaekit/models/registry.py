@@ -124,3 +124,45 @@ def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+@register_family("m2", ("latent_dim", "n_classes", "m1_run"),
+                 "M2 (Kingma et al. 2014): classifier q(y|x), style z, p(x|y,z); semi-supervised, conditional, M1+M2")
+def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.likelihoods import build_likelihood
+    from vaekit.models.m2 import M2
+
+    if m.arch != "mlp":
+        raise ConfigError("model.family=m2 is built from MLPs; use model.arch=mlp")
+    m1 = _load_m1(m.m1_run, data_shape) if m.m1_run else None
+    feat_shape = (m1.latent_dim,) if m1 is not None else tuple(data_shape)
+    try:
+        lik = build_likelihood(m.likelihood, feat_shape, **(m.likelihood_options or {}))
+        return M2(tuple(data_shape), lik, m.latent_dim, m.n_classes, list(m.hidden), act=m.act, m1=m1)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
+    """The trained VAE of an M1 run folder (its config and best weights), for M1+M2."""
+    from pathlib import Path
+
+    from vaekit.config import load_config
+    from vaekit.training.checkpoint import CheckpointError, load_checkpoint
+
+    d = Path(run_dir)
+    ckpt = d / "best.safetensors" if (d / "best.safetensors").is_file() else d / "last.safetensors"
+    if not (d / "config.yaml").is_file() or not ckpt.is_file():
+        raise ConfigError(f"model.m1_run={run_dir!r} is not a trained vaekit run (no config.yaml and checkpoint "
+                          f"there); train the M1 VAE first, e.g. `vaekit train --preset mnist-m1 --out {run_dir}`")
+    cfg = load_config(d / "config.yaml")
+    if cfg.model.family != "vae":
+        raise ConfigError(f"model.m1_run={run_dir!r} is a {cfg.model.family} run; M1+M2 needs a vae run")
+    m1 = build_family(cfg.model, data_shape)
+    tensors, _ = load_checkpoint(ckpt)
+    try:
+        m1.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        raise CheckpointError(f"model.m1_run={run_dir!r}: its checkpoint does not fit data of shape "
+                              f"{tuple(data_shape)} ({str(e).splitlines()[0]})") from None
+    return m1.eval()

@@ -97,10 +97,11 @@ def kl_dims(q: Distribution, p: Distribution) -> torch.Tensor | None:
         return None
 
 
-def group_kl(g: LatentGroup, sample_dims: int) -> tuple[torch.Tensor, bool]:
+def group_kl(g: LatentGroup, sample_dims: int, batch_dims: int = 1) -> tuple[torch.Tensor, bool]:
     """(KL per dimension (B, D_g) — or (B, 1) for a Monte Carlo KL that does not split —, is it closed-form).
 
-    Averaged over the ``sample_dims`` leading sample axes of z (a closed form at sampled parents has them too).
+    Averaged over the leading sample axes of z (a closed form at sampled parents has them too); ``batch_dims=2``
+    keeps an enumeration axis: (K, B, D_g).
     """
     if g.kl_dims is not None:
         return g.kl_dims, True
@@ -112,7 +113,7 @@ def group_kl(g: LatentGroup, sample_dims: int) -> tuple[torch.Tensor, bool]:
         else:
             log_q = g.log_q if g.log_q is not None else g.q.log_prob(g.z)
             kl = (log_q - g.p.log_prob(g.z)).unsqueeze(-1)  # (*S, B, 1)
-    while kl.dim() > 2:  # sample axes (of z, or of q and p at sampled parents)
+    while kl.dim() > 1 + batch_dims:  # sample axes (of z, or of q and p at sampled parents)
         kl = kl.mean(0)
     return kl, analytic
 

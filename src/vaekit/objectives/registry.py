@@ -18,8 +18,9 @@ class ObjectiveSpec:
     (a default's type is the option's type; None means "from the run": the training set size)."""
 
     description: str
-    build: Callable[[dict[str, Any], dict[str, Any]], Objective]
+    build: Callable[..., Objective]
     options: Mapping[str, Any]
+    supervised: bool = False  # build(model, options, supervision): trains with labels (data.labels)
 
 
 def _elbo(m: dict[str, Any], o: dict[str, Any]) -> Objective:
@@ -40,6 +41,13 @@ def _factor(m: dict[str, Any], o: dict[str, Any]) -> Objective:
                      disc_betas=o["disc_betas"], beta=m["beta"])
 
 
+def _m2(m: dict[str, Any], o: dict[str, Any], supervision: Any) -> Objective:
+    from vaekit.objectives.semi_supervised import SemiSupervisedELBO
+
+    return SemiSupervisedELBO(supervision, alpha=None if o["alpha"] == "auto" else o["alpha"],
+                              labelled_batch=o["labelled_batch"], generative=o["generative"])
+
+
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "elbo": ObjectiveSpec("negative ELBO with model.beta (β-VAE), KL warm-up, free bits", _elbo, {}),
     "beta-tcvae": ObjectiveSpec("β-TCVAE (Chen et al. 2018): model.beta weighs the minibatch-estimated total "
@@ -48,11 +56,17 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "factor-vae": ObjectiveSpec("FactorVAE (Kim & Mnih 2018): ELBO + gamma x a discriminator's TC estimate",
                                 _factor, {"gamma": 10.0, "hidden": [1000] * 6, "disc_lr": 1e-4,
                                           "disc_betas": [0.5, 0.9]}),
+    "m2": ObjectiveSpec("M2's semi-supervised bound (Kingma et al. 2014, Eq. 9): labelled bound + class-summed "
+                        "unlabelled bound + alpha x the classifier's loss (alpha: auto = 0.1 N); needs data.labels",
+                        _m2, {"alpha": "auto", "labelled_batch": 100, "generative": True}, supervised=True),
 }
 
 
 def _typed(name: str, key: str, value: Any, default: Any) -> Any:
-    if default is None:
+    if default == "auto":  # a number, or "auto" for the objective's own choice
+        ok = value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        value = float(value) if ok and value != "auto" else value
+    elif default is None:
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
     elif isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -70,7 +84,7 @@ def _typed(name: str, key: str, value: Any, default: Any) -> Any:
 
 
 def make_objective(name: str, model: dict[str, Any], options: Mapping[str, Any] | None,
-                   n_train: int | None = None) -> Objective:
+                   n_train: int | None = None, supervision: Any = None) -> Objective:
     """The objective ``name`` built from the model config's fields and its options (unknown keys are errors
     naming the closest valid one). An option whose default is None (dataset_size) takes ``n_train``."""
     if name not in OBJECTIVES:
@@ -91,4 +105,13 @@ def make_objective(name: str, model: dict[str, Any], options: Mapping[str, Any] 
     if name != "elbo" and (model["free_bits"] or model["warmup_steps"] or model["n_samples"] != 1):
         raise ValueError(f"model.free_bits, model.warmup_steps and model.n_samples apply to objective=elbo only; "
                          f"drop them for {name}")
+    if model.get("family") == "m2" and name not in ("m2", "elbo"):
+        raise ValueError(f"model.family=m2 trains with objective m2 (semi-supervised) or elbo, not {name}")
+    if spec.supervised:
+        if supervision is None:
+            raise ValueError(f"model.objective={name} needs labels: set data.labels=N (N labelled training "
+                             f"examples, balanced over the classes) or data.labels=all")
+        if model.get("family") != "m2":
+            raise ValueError(f"model.objective={name} trains the m2 family; set model.family=m2")
+        return spec.build(model, opts, supervision)
     return spec.build(model, opts)

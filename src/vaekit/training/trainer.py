@@ -31,7 +31,7 @@ from vaekit.training.checkpoint import load_checkpoint, pack_optimizer, save_che
 from vaekit.training.distributed import DistInfo, all_reduce_sum, shard
 from vaekit.training.ema import WeightAverage
 from vaekit.training.perf import GradSums, make_adam
-from vaekit.utils import atomic_write_text
+from vaekit.utils import atomic_write_text, eval_mode
 
 __all__ = ["Trainer", "TrainingError", "TrainState"]
 
@@ -313,7 +313,17 @@ class Trainer:
         out = {"val_elbo": float(t["elbo"].mean()), "val_rec": float(-t["log_px_z"].mean()),
                "val_kl": float(t["kl"].mean())}
         out["val_kl_dims"] = [round(float(v), 5) for v in t["kl_units"]]  # for the KL-over-training heat map
+        extra = getattr(self.objective, "validation_metrics", None)  # e.g. M2's validation accuracy
+        if extra is not None:
+            with eval_mode(model), torch.no_grad():
+                out.update(extra(model, self.val_x))
         return out
+
+    @property
+    def selection(self) -> str:
+        """The validation metric (higher is better) that picks 'best': the objective's ``selection`` when it
+        names one and validation reports it (M2: "val_accuracy"), else "val_elbo"."""
+        return getattr(self.objective, "selection", "val_elbo")
 
     # -- one step ------------------------------------------------------------------------------------------
     def _objective_call(self, xb: torch.Tensor, step: int):
@@ -499,7 +509,9 @@ class Trainer:
                 f"stopped at step {st.step}: {st.bad_in_row} non-finite losses or gradients in a row; "
                 f"lower train.lr, set train.grad_clip, or check the data for extreme values"
             )
-        return {"steps": st.step, "epochs": st.epoch, "best_val_elbo": st.best_val, "best_step": st.best_step,
+        best = {"best_val_elbo": st.best_val} if self.selection == "val_elbo" else {
+            "best_val_elbo": None, f"best_{self.selection}": st.best_val}
+        return {"steps": st.step, "epochs": st.epoch, **best, "best_step": st.best_step,
                 "bad_steps": st.bad_total, "stopped": st.stopped or "completed", "train_seconds": time.perf_counter() - t0}
 
     def _after_validation(self, val: dict[str, float]) -> None:
@@ -507,11 +519,13 @@ class Trainer:
         if not val:  # no validation data: the latest weights are the best we know ('last' holds them)
             st.best_step = st.step
             return
-        if val["val_elbo"] > st.best_val:
-            st.best_val, st.best_step, st.stale_vals = val["val_elbo"], st.step, 0
+        key = self.selection if self.selection in val else "val_elbo"
+        if val[key] > st.best_val:
+            st.best_val, st.best_step, st.stale_vals = val[key], st.step, 0
             self.save("best", val)
         else:
             st.stale_vals += 1
             if self.s.patience is not None and st.stale_vals >= self.s.patience:
                 st.stopped = "early stopping"
-                log.info("early stopping at step %d (best val ELBO %.3f at step %d)", st.step, st.best_val, st.best_step)
+                log.info("early stopping at step %d (best %s %.3f at step %d)", st.step, key, st.best_val,
+                         st.best_step)

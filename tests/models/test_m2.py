@@ -1,0 +1,106 @@
+"""M2 (Kingma et al. 2014): the class summed out exactly, log p(x) with y summed out against quadrature, and the
+semi-supervised loss against the paper's J^alpha written out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vaekit.config import ModelConfig
+from vaekit.likelihoods import build_likelihood
+from vaekit.models.m2 import M2
+from vaekit.models.registry import build_family
+from vaekit.objectives import elbo_terms, log_weights
+from vaekit.objectives.semi_supervised import SemiSupervisedELBO, Supervision, balanced_label_subset
+
+
+def tiny(latent_dim: int = 2, d: int = 6, k: int = 3, seed: int = 0) -> M2:
+    torch.manual_seed(seed)
+    m = M2((d,), build_likelihood("bernoulli", (d,)), latent_dim, k, [16], act="tanh")
+    with torch.no_grad():  # a classifier far from uniform, so the weighting by q(y|x) matters
+        m.classifier.net[-1].weight.mul_(8.0)
+    return m.eval()
+
+
+def data(n: int = 5, d: int = 6, seed: int = 1) -> torch.Tensor:
+    return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed)) < 0.5).float()
+
+
+def test_unlabelled_bound_is_the_q_weighted_labelled_bounds_plus_the_entropy():
+    """U(x) = sum_y q(y|x) [L(x, y) - log p(y)] - KL(q(y|x) || p(y)) (Eq. 7), each term by Monte Carlo."""
+    m, x = tiny(), data()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        u = elbo_terms(m, x, n_samples=4000).elbo  # (B,)
+        q = torch.softmax(m.class_logits(x), -1)  # (B, K)
+        per_class = torch.stack([elbo_terms(m, x, n_samples=4000, y=torch.full((5,), c)).elbo
+                                 for c in range(3)], -1)  # (B, K) bounds on log p(x | y)
+    entropy = -(q * q.log()).sum(-1)
+    want = (q * (per_class - math.log(3))).sum(-1) + entropy
+    assert torch.allclose(u, want, atol=0.05), (u, want)
+    # the enumerated KL term is exact: the y group's KL is KL(q(y|x) || uniform) = log K - H(q)
+    t = elbo_terms(m, x)
+    assert torch.allclose(t.groups["y"].squeeze(-1), math.log(3) - entropy, atol=1e-5)
+
+
+def test_log_px_with_y_summed_out_matches_quadrature():
+    """log p(x) = log sum_y p(y) int p(x|y,z) p(z) dz, by a 1-D grid over z, against the importance-sampled
+    estimate from ``log_weights`` (classes summed out inside each weight); the ELBO lies below it."""
+    m, x = tiny(latent_dim=1), data()
+    z = torch.linspace(-9, 9, 6001).unsqueeze(-1)  # (G, 1)
+    dz = float(z[1] - z[0])
+    with torch.no_grad():
+        log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).squeeze(-1)  # (G,)
+        cols = []
+        for c in range(3):
+            px = m.decoded(z.unsqueeze(1).expand(-1, 5, -1), torch.nn.functional.one_hot(torch.tensor(c), 3).float())
+            cols.append(torch.logsumexp(px.log_prob(x) + log_pz.unsqueeze(1), 0) + math.log(dz))  # (B,)
+        exact = torch.logsumexp(torch.stack(cols), 0) - math.log(3)
+        torch.manual_seed(0)
+        lw = log_weights(m, x, 4000)  # (K, B)
+        assert lw.shape == (4000, 5)
+        est = torch.logsumexp(lw, 0) - math.log(4000)
+        elbo = elbo_terms(m, x, n_samples=2000).elbo
+    assert torch.allclose(est, exact, atol=0.02), (est, exact)
+    assert bool((elbo < exact).all())
+
+
+def test_semi_supervised_loss_is_the_papers_criterion_per_example():
+    """loss = J^alpha / N with J^alpha = sum_l -L + sum_u -U + alpha mean_l(-log q(y|x)) (Eq. 9), alpha = 0.1 N."""
+    m = tiny()
+    xl, yl, xu = data(4, seed=2), torch.tensor([0, 1, 2, 1]), data(7, seed=3)
+    obj = SemiSupervisedELBO(Supervision(xl, yl, n_unlabelled=7))
+    assert obj.alpha == pytest.approx(0.1 * 11)
+    torch.manual_seed(5)
+    loss = obj(m, xu, step=0).loss
+    torch.manual_seed(5)  # the same draws in the same order: labelled batch first, then the unlabelled one
+    lab = elbo_terms(m, xl, y=yl).elbo - math.log(3)
+    unl = elbo_terms(m, xu).elbo
+    ce = torch.nn.functional.cross_entropy(m.class_logits(xl), yl, reduction="none")
+    j = -lab.sum() - unl.sum() + 0.1 * 11 * ce.mean()
+    assert float(loss) == pytest.approx(float(j) / 11, rel=1e-5)
+
+
+def test_labelled_batches_depend_on_the_step_alone_and_cover_the_classes():
+    y = torch.arange(60) % 10
+    idx = balanced_label_subset(y, 20, seed=3)
+    assert torch.bincount(y[idx], minlength=10).tolist() == [2] * 10
+    assert torch.equal(idx, balanced_label_subset(y, 20, seed=3))
+    with pytest.raises(ValueError, match="multiple of 10"):
+        balanced_label_subset(y, 15, seed=0)
+    x = torch.rand(20, 6)
+    obj = SemiSupervisedELBO(Supervision(x, y[:20], n_unlabelled=40), labelled_batch=8)
+    a, b = obj.labelled(3, torch.device("cpu")), obj.labelled(3, torch.device("cpu"))
+    assert torch.equal(a[0], b[0]) and a[0].shape == (8, 6)
+    assert not torch.equal(a[0], obj.labelled(4, torch.device("cpu"))[0])
+
+
+def test_family_builds_and_rejects_misplaced_options():
+    m = build_family(ModelConfig(family="m2", latent_dim=3, hidden=[8], n_classes=4), (1, 5, 5))
+    x = torch.rand(2, 1, 5, 5)
+    assert m.predict(x).shape == (2,) and m.sample(5).shape == (5, 1, 5, 5)
+    assert m.reconstruct(x).shape == x.shape and m.embed(x).shape == (2, 3)
+    with pytest.raises(ValueError, match="m2"):
+        build_family(ModelConfig(family="vae", n_classes=4), (4,))
