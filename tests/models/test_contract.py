@@ -27,6 +27,7 @@ FAMILIES = {
     "vae-iaf": dict(family="vae", latent_dim=3, hidden=[16], posterior="iaf",
                     posterior_options={"steps": 2, "hidden": [8], "context": 4}),
     "ladder": dict(family="ladder", latent_dims=[3, 2], hidden=[16, 8]),
+    "m2": dict(family="m2", latent_dim=3, hidden=[16], n_classes=3),  # its class y summed out exactly
 }
 
 
@@ -41,12 +42,17 @@ def _data(name: str, b: int = 3, seed: int = 0) -> torch.Tensor:
 
 
 def _brute_force_elbo(model: nn.Module, x: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, standard error) per example of log p(x|z) + sum_g [log p(z_g) - log q(z_g)] over s draws."""
+    """(mean, standard error) per example of log p(x|z) + sum_g [log p(z_g) - log q(z_g)] over s draws; a group
+    summed out exactly (M2's y) is averaged over its values with weights q(y|x) instead of sampled."""
     with torch.no_grad():
         out = model(x, s)
-        w = out.px.log_prob(x)  # (s, B)
+        w = out.px.log_prob(x)  # (s, [K,] B)
+        enum = [g for g in out.groups if g.enumerated]
         for g in out.groups:
-            w = w + g.p.log_prob(g.z) - g.q.log_prob(g.z)
+            if not g.enumerated:
+                w = w + g.p.log_prob(g.z) - g.q.log_prob(g.z)
+        for g in enum:  # every value k of y: (K, B) log p(k) - log q(k | x), weighted by q(k | x)
+            w = (g.q.probs.T * (w + g.p.log_prob(g.z) - g.q.log_prob(g.z))).sum(1)  # (s, B)
     return w.mean(0), w.std(0) / math.sqrt(s)
 
 
