@@ -99,6 +99,7 @@ class TrainConfig:
     epochs: int = 10
     steps: int | None = None         # overrides epochs when set
     time_limit: float | None = None  # seconds of training; stops cleanly at the next step
+    time_clock: str = "wall"         # what time_limit counts: wall | cpu (the process's CPU seconds, all threads)
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "constant"    # constant | cosine | exponential
@@ -335,6 +336,8 @@ def check_values(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"data.image_size must be [H, W], got {cfg.data.image_size!r}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout!r}")
+    if cfg.train.time_clock not in ("wall", "cpu"):
+        raise ConfigError(f"train.time_clock must be wall or cpu, got {cfg.train.time_clock!r}")
     lab = cfg.data.labels
     if lab is not None and not ((isinstance(lab, int) and lab >= 1) or lab == "all"):
         raise ConfigError(f"data.labels must be a number of labelled examples (at least 1) or 'all', got {lab!r}")

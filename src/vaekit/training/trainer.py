@@ -421,7 +421,7 @@ class Trainer:
     def _elapsed(self, base: float, t0: float) -> float:
         """Training seconds so far; on several processes the mean over ranks, so every rank takes the same
         time-based learning rate and stops at the same step."""
-        e = base + time.perf_counter() - t0
+        e = base + self._clock() - t0
         if self.dist.active and self.s.time_limit:
             e = all_reduce_sum([e], self.device)[0] / self.dist.world
         return e
@@ -432,9 +432,12 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         pbar = progress_bar(self.total_steps, enabled=s.progress and self.dist.is_main, initial=st.step,
                             unit="step")  # tqdm.auto or None
-        t0, base = time.perf_counter(), st.elapsed  # base: training seconds of earlier processes
+        # train.time_clock=cpu: the budget is this process's CPU seconds (all threads), fair on a shared machine
+        self._clock = time.process_time if s.time_clock == "cpu" else time.perf_counter
+        t0, base = self._clock(), st.elapsed  # base: training seconds of earlier processes
+        t_wall = time.perf_counter()
         acc: dict[str, Any] = {"loss": 0.0, "n": 0}
-        t_last, last_val, beta = t0, {}, 1.0
+        t_last, last_val, beta = t_wall, {}, 1.0
         constant_lr = s.lr_schedule == "constant"
         self.model.train()
         with GradSums(self._params if not s.grad_clip else []) as grad_sums:
@@ -512,7 +515,8 @@ class Trainer:
         best = {"best_val_elbo": st.best_val} if self.selection == "val_elbo" else {
             "best_val_elbo": None, f"best_{self.selection}": st.best_val}
         return {"steps": st.step, "epochs": st.epoch, **best, "best_step": st.best_step,
-                "bad_steps": st.bad_total, "stopped": st.stopped or "completed", "train_seconds": time.perf_counter() - t0}
+                "bad_steps": st.bad_total, "stopped": st.stopped or "completed", "train_seconds": time.perf_counter() - t_wall,
+                **({"train_cpu_seconds": st.elapsed} if s.time_clock == "cpu" else {})}
 
     def _after_validation(self, val: dict[str, float]) -> None:
         st = self.state
