@@ -119,6 +119,8 @@ def with_recorded_constants(cfg: RunConfig) -> RunConfig:
         m.likelihood_options = {**_defaults(LIKELIHOODS[m.likelihood], 1), **(m.likelihood_options or {})}
     if m.family == "vae" and m.posterior in POSTERIORS:
         m.posterior_options = {**_defaults(POSTERIORS[m.posterior], 2), **(m.posterior_options or {})}
+    if m.m1_run:  # M1+M2: the M1 run by absolute path, so the run loads from any working directory
+        m.m1_run = str(Path(m.m1_run).expanduser().resolve())
     return cfg
 
 
