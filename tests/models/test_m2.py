@@ -104,3 +104,28 @@ def test_family_builds_and_rejects_misplaced_options():
     assert m.reconstruct(x).shape == x.shape and m.embed(x).shape == (2, 3)
     with pytest.raises(ValueError, match="m2"):
         build_family(ModelConfig(family="vae", n_classes=4), (4,))
+
+
+def test_m1_plus_m2_models_the_frozen_m1_posterior_means_and_loads_back(tmp_path):
+    """M1+M2: the M2's likelihood is over M1's posterior means; M1 stays frozen; the run folder loads back."""
+    from vaekit.config import apply_overrides
+    from vaekit.registry import load_preset
+    from vaekit.run import load_run, train_run
+
+    m1_dir = tmp_path / "m1"
+    train_run(apply_overrides(load_preset("digits-quick"), ["train.steps=20", "train.progress=false",
+                                                             "model.latent_dim=4", "model.hidden=[32]"]), m1_dir)
+    _, m1, _ = load_run(m1_dir)
+    cfg = apply_overrides(load_preset("digits-quick"), [
+        "model.family=m2", "model.objective=m2", "model.warmup_steps=0", "model.free_bits=0", "model.hidden=[16]",
+        "model.latent_dim=2", "model.likelihood=gaussian-perpixel", f"model.m1_run={m1_dir}", "data.labels=50",
+        "train.steps=20", "train.progress=false"])
+    train_run(cfg, tmp_path / "m1m2")
+    _, m, _ = load_run(tmp_path / "m1m2")
+    assert m.likelihood.data_shape == (4,) and m.data_shape == (1, 8, 8)
+    x = torch.rand(3, 1, 8, 8).round()
+    assert torch.allclose(m.features(x), m1.embed(x))  # M1 unchanged by the M2 training
+    assert not any(p.requires_grad for p in m.m1.parameters())
+    assert m.sample(4).shape == (4, 1, 8, 8) and m.predict(x).shape == (3,)
+    with pytest.raises(ValueError, match="not a trained vaekit run"):
+        build_family(ModelConfig(family="m2", m1_run=str(tmp_path / "nothing")), (1, 8, 8))

@@ -56,12 +56,14 @@ class ModelOutput:
     """A model's answer for a batch: its latent groups (bottom layer first) and p(x|z) (batch_shape lead).
 
     sample_dims: 0 (one sample, lead (B,)) or 1 (lead (S, B)).
+    target: what px is a density of when it is not x itself (M1+M2: M1's posterior means of x), else None.
     """
 
     groups: list[LatentGroup]
     px: Distribution
     sample_dims: int = 0
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    target: torch.Tensor | None = None
 
 
 @runtime_checkable

@@ -90,10 +90,12 @@ class M2(nn.Module):
             g = sample_latent("z", self.posterior(self.enc_rest(h)), self.prior(), n_samples)  # z (*S, K, B, D)
             y_all = eye.unsqueeze(1).expand(-1, f.shape[0], -1)  # (K, B, K) every class for every example
             gy = LatentGroup("y", OneHotCategorical(logits=logits), self.prior_y(), y_all, enumerated=True)
-            return ModelOutput([g, gy], self.decoded(g.z, y_all, decoder_dtype), sd, {"y_logits": logits})
+            return ModelOutput([g, gy], self.decoded(g.z, y_all, decoder_dtype), sd, {"y_logits": logits},
+                               target=None if self.m1 is None else f)
         y1 = self._one_hot(y, f)  # (B, K)
         g = sample_latent("z", self.posterior(self.enc_rest(hx + self.enc_y(y1))), self.prior(), n_samples)
-        return ModelOutput([g], self.decoded(g.z, y1, decoder_dtype), sd, {"y_logits": logits})
+        return ModelOutput([g], self.decoded(g.z, y1, decoder_dtype), sd, {"y_logits": logits},
+                           target=None if self.m1 is None else f)
 
     def check_input(self, x: torch.Tensor) -> None:
         """ValueError on data that does not fit (shape, NaN/inf, likelihood support)."""

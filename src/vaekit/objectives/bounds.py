@@ -64,7 +64,7 @@ def elbo_terms(model: nn.Module, x: torch.Tensor, n_samples: int = 1, check: boo
         model.check_input(x)
     out = model(x, None if n_samples == 1 else int(n_samples), **options)
     enum = _enumerated(out.groups)
-    log_px_z = out.px.log_prob(x)  # (*S, [K,] B)
+    log_px_z = out.px.log_prob(x if out.target is None else out.target)  # (*S, [K,] B)
     if out.sample_dims:
         log_px_z = log_px_z.mean(0)  # ([K,] B)
     w = None if enum is None else enum.q.probs.transpose(0, 1)  # (K, B) q(y = k | x)
@@ -94,7 +94,7 @@ def log_weights(model: nn.Module, x: torch.Tensor, k: int, **options) -> torch.T
     """log w_k = log p(x|z_k) + sum_g [log p(z_g,k | parents) - log q(z_g,k | .)], z_k ~ q: shape (K, B)."""
     out = model(x, int(k), **options)
     enum = _enumerated(out.groups)
-    lw = out.px.log_prob(x)  # (K, [C,] B)
+    lw = out.px.log_prob(x if out.target is None else out.target)  # (K, [C,] B)
     for g in out.groups:
         lw = lw + (g.p.log_prob(g.z) if g is enum else g.p.log_prob(g.z) - group_log_q(g))
     return lw if enum is None else torch.logsumexp(lw, 1)  # the C enumerated classes summed out: (K, B)

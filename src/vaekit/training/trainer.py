@@ -116,7 +116,8 @@ class Trainer:
         self.total_steps = settings.steps if settings.steps is not None else settings.epochs * self.steps_per_epoch
         self.val_every = settings.val_every or self.steps_per_epoch
         self.ckpt_every = settings.checkpoint_every or self.val_every
-        self.opt = make_adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+        trainable = [p for p in model.parameters() if p.requires_grad]  # frozen parts (M1 inside M1+M2) stay out
+        self.opt = make_adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay,
                              fused=settings.fused_adam)
         extra = [p for p in getattr(objective, "parameters", lambda: [])() if p.requires_grad]
         if extra:  # an objective's own trainable parameters (e.g. a learned prior's), trained jointly
