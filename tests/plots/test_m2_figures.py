@@ -61,6 +61,9 @@ def test_all_draws_the_m2_figures_and_says_truly_why_it_skips_the_others(m2_run,
     assert png_size(written["class-samples"]) == (60 + 20 + 10 * 40, 60 + 45 + 8 * 40)
     with pytest.raises(ValueError, match="class-conditional M2"):
         run_figures(run_dir, ["manifold"], tmp_path)
+    from vaekit.plots.run_figures import _group_label
+
+    assert "last row: class y" in _group_label(run_dir)  # the KL heat map's rows: z dims, then KL(q(y|x) || p(y))
 
 
 def test_analogy_column_k_decodes_class_k_at_the_rows_style(m2, tmp_path, spy):

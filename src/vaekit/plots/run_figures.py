@@ -76,8 +76,11 @@ def _group_label(run_dir: Path) -> str:
     from vaekit.config import load_config
 
     cfg_path = run_dir / "config.yaml"
-    if cfg_path.is_file() and load_config(cfg_path).model.family == "ladder":
+    family = load_config(cfg_path).model.family if cfg_path.is_file() else None
+    if family == "ladder":
         return "KL group (layer 1 dims first)"
+    if family == "m2":  # the enumerated class group's KL(q(y|x) || p(y)) follows the z dimensions
+        return "KL unit (z dims; last row: class y)"
     return "latent dimension"
 
 
