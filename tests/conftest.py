@@ -29,3 +29,22 @@ def device(request) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"--device {name}: no CUDA device here")
     return dev
+
+
+M2_RUN = ["model.family=m2", "model.objective=m2", "data.labels=100", "model.warmup_steps=0", "model.free_bits=0",
+          "model.hidden=[64]", "model.latent_dim=4", "train.steps=200", "train.val_every=100", "train.threads=1",
+          "eval.batch_size=500"]
+
+
+@pytest.fixture(scope="session")
+def m2_run(tmp_path_factory):
+    """(run folder, summary) of one tiny semi-supervised M2 run on digits (200 steps, 100 labels, hidden [64]),
+    trained once per test session for the M2 figure, report, classify and evaluate tests."""
+    from vaekit.config import apply_overrides
+    from vaekit.registry import load_preset
+    from vaekit.run import train_run
+
+    run_dir = tmp_path_factory.mktemp("m2") / "run"
+    cfg = apply_overrides(load_preset("digits-quick"), M2_RUN)
+    cfg.train.progress = False
+    return run_dir, train_run(cfg, run_dir)

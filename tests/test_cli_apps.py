@@ -170,6 +170,7 @@ def test_bad_inputs_give_one_line_and_exit_2(runs, tmp_path, capsys):
     _bad(capsys, "classify", runs["c0"], match="one run folder per class (at least two)")
     _bad(capsys, "classify", runs["c0"], runs["c0"], match="several runs model class 0")
     _bad(capsys, "classify", runs["c0"], runs["c1"], "--score", "bpd", match="--score must be one of loglik, elbo")
+    _bad(capsys, "classify", runs["c0"], runs["c1"], "--score", "q", match="--score q is an M2 run's own classifier")
     _bad(capsys, "anomaly", runs["c0"], "-o", tmp_path / "a.csv", "--fpr", "1.5", match="--fpr must be in (0, 1)")
     _bad(capsys, "anomaly", runs["c0"], "-o", tmp_path / "a.csv", "--scores", "nll", match="unknown score 'nll'")
     _bad(capsys, "refine", runs["all"], "--steps", "-3", match="steps must be a non-negative integer")

@@ -267,7 +267,10 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                          "use --split test")
     from vaekit.data import subset_index
 
-    x = x[subset_index(len(x), a.limit, a.first)]
+    idx = subset_index(len(x), a.limit, a.first)
+    x = x[idx]
+    y = getattr(splits, a.split).y
+    y = y[idx] if y is not None else None
     model.check_input(x)
     k = a.iw_samples if a.iw_samples is not None else cfg.eval.iw_samples
     if k < 1:
@@ -293,6 +296,10 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         raise ValueError(f"the model of {str(a.run_dir)!r} gives a non-finite ELBO or log p(x) on these data (ELBO "
                          f"{res['elbo']}, log p(x) {res['log_px']}): the run diverged; retrain it with a lower "
                          f"train.lr or with train.grad_clip")
+    if callable(getattr(model, "predict", None)) and y is not None:  # a classifier q(y|x): M2
+        from vaekit.evaluation.metrics import classification_error
+
+        res["error"] = classification_error(model, x, y)
     dequantized = bool(cfg.data.dequantize and splits.n_levels)
     if dequantized:  # log P(discrete x) >= E_u log p(x + u) - D log(levels): the dequantisation bound
         res["log_px_discrete"] = res["log_px"] - x[0].numel() * math.log(splits.n_levels)
@@ -311,6 +318,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if res.get("bits_per_dim") is not None:
         print(f"  bits/dim          {res['bits_per_dim']:.4f}")
     print(f"  active units      {res['active_units']} / {model.latent_dim}")
+    if "error" in res:
+        print(f"  error of q(y|x)   {100 * res['error']:.2f} % (argmax q(y|x) against the labels)")
     print(f"  time              {res['seconds']:.1f} s")
     return 0
 

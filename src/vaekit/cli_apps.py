@@ -134,22 +134,32 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vaekit.apps import CLASS_SCORES, classification_report, load_class_runs, load_inputs, write_csv
+    from vaekit.apps import (CLASS_SCORES, LATENT_CLASS_SCORES, ClassLatentClassifier, classification_report,
+                             load_classifier_runs, load_inputs, write_csv)
 
     if a.output:
         _suffix(a.output, (".csv",), "-o")
-    if a.score not in CLASS_SCORES:
-        raise ValueError(f"--score must be one of {', '.join(CLASS_SCORES)}")
+    if a.score is not None and a.score not in set(CLASS_SCORES) | set(LATENT_CLASS_SCORES):
+        raise ValueError(f"--score must be one of {', '.join(CLASS_SCORES)} (one run per class) or "
+                         f"{', '.join(LATENT_CLASS_SCORES)} (an M2 run)")
     _threads(a)
-    clf, cfgs, docs = load_class_runs(a.run_dirs, a.checkpoint, a.device)
+    clf, cfgs, docs = load_classifier_runs(a.run_dirs, a.checkpoint, a.device)
+    latent = isinstance(clf, ClassLatentClassifier)
+    score = a.score or ("q" if latent else "loglik")
+    if not latent and score not in CLASS_SCORES:
+        raise ValueError(f"--score {score} is an M2 run's own classifier q(y|x); with one run per class use "
+                         f"{' or '.join(CLASS_SCORES)}")
     if a.uniform_prior:
         clf.log_prior = torch.full_like(clf.log_prior, -float(np.log(len(clf.classes))))
     d = load_inputs(cfgs[0], docs[0], a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first,
                     evaluated=True)
-    ll = clf.log_likelihoods(d.x, a.score, k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)  # (N, C)
-    post = clf.log_posterior(ll)
+    kw = dict(k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)
+    if latent:
+        post = clf.log_posterior(d.x, score, **kw)  # (N, C) log q(y|x), or Bayes' rule on log p(x|y)
+    else:
+        post = clf.log_posterior(clf.log_likelihoods(d.x, score, **kw))  # (N, C)
     pred = torch.tensor(clf.classes)[post.argmax(1)]
-    res: dict[str, Any] = {"n": len(d.x), "classes": clf.classes, "score": a.score, "k": a.iw_samples,
+    res: dict[str, Any] = {"n": len(d.x), "classes": clf.classes, "score": score, "k": a.iw_samples,
                            "log_prior": clf.log_prior.tolist()}
     if d.y is not None:
         res.update(classification_report(pred, d.y, clf.classes))
@@ -160,16 +170,35 @@ def _cmd_classify(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(res))
         return 0
-    how = f"importance-sampled log p(x|c), K = {a.iw_samples}" if a.score == "loglik" else "ELBO"
-    print(f"generative classifier over classes {clf.classes} on {d.source} (n = {len(d.x)}), {how}")
+    how = {"loglik": f"importance-sampled log p(x|c), K = {a.iw_samples}", "elbo": "ELBO"}
+    if latent:
+        by = {"elbo": f"by the ELBO ({a.elbo_samples} samples)", "loglik": f"importance-sampled, K = {a.iw_samples}"}
+        rule = ("argmax q(y|x), its inference network" if score == "q" else
+                f"the generative rule argmax_y log p(x|y) + log p(y), log p(x|y) {by.get(score)}")
+        print(f"M2 classifier over classes {clf.classes[0]}..{clf.classes[-1]} of {a.run_dirs[0]} on {d.source} "
+              f"(n = {len(d.x)}), {rule}")
+    else:
+        print(f"generative classifier over classes {clf.classes} on {d.source} (n = {len(d.x)}), {how[score]}")
     if res.get("accuracy") is not None:
-        print(f"  accuracy {res['accuracy']:.4f} on {res['n_scored']} labelled examples of these classes")
+        err = f" (error {100 * res['error']:.2f} %)" if latent else ""
+        print(f"  accuracy {res['accuracy']:.4f}{err} on {res['n_scored']} labelled examples of these classes")
         print("  per class: " + "  ".join(f"{c}: {v:.3f}" for c, v in res["per_class"].items()))
+        if latent:
+            print(_confusion_text(res["confusion"], clf.classes))
     else:
         print("  (no labels of these classes in the data: accuracy not computed)")
     if a.output:
         print(f"wrote predictions and log p(class|x) to {a.output}")
     return 0
+
+
+def _confusion_text(confusion: list[list[int]], classes: list[int]) -> str:
+    """The confusion matrix as indented text: rows the true class, columns the predicted one."""
+    w = max(4, max(len(str(v)) for row in confusion for v in row) + 1, max(len(str(c)) for c in classes) + 1)
+    lines = ["  confusion matrix (rows: true class, columns: predicted class)",
+             "  " + " " * (w + 1) + "".join(f"{c:>{w}}" for c in classes)]
+    lines += [f"  {c:>{w}} " + "".join(f"{v:>{w}}" for v in row) for c, row in zip(classes, confusion)]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------- inpaint
@@ -296,11 +325,14 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
     an.add_argument("--error-maps", default=None, help="also save per-pixel squared errors (N, *shape) to FILE.npy")
     an.add_argument("--json", action="store_true")
 
-    c = sub.add_parser("classify", help="generative classifier from one run per class (data.classes=[k])")
+    c = sub.add_parser("classify", help="generative classifier from one run per class (data.classes=[k]), or an M2 "
+                       "run's own classifier")
     c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     add_device_argument(c)
     _common(c)
-    c.add_argument("--score", default="loglik", help="loglik (importance-sampled, K samples) or elbo")
+    c.add_argument("--score", default=None, help="one run per class: loglik (importance-sampled, K samples; default) "
+                   "or elbo; an M2 run: q (argmax q(y|x); default), or the generative rule argmax_y log p(x|y) + "
+                   "log p(y) with log p(x|y) by elbo or loglik")
     c.add_argument("-k", "--iw-samples", type=int, default=100)
     c.add_argument("--elbo-samples", type=int, default=10)
     c.add_argument("--uniform-prior", action="store_true", help="p(class) uniform instead of training frequencies")

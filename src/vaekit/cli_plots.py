@@ -9,8 +9,8 @@ from vaekit.cli_common import add_device_argument
 
 __all__ = ["register"]
 
-KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "curves", "kl",
-         "latent-gif", "all")  # kept in step with vaekit.plots.run_figures.KINDS (a test checks)
+KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "analogies",
+         "class-samples", "curves", "kl", "latent-gif", "all")  # kept in step with vaekit.plots.run_figures.KINDS (a test checks)
 
 
 def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.Namespace], int]]:

@@ -1,4 +1,5 @@
-"""Generative classifier: Bayes' rule with exact class likelihoods (pPCA), the prior, and bad input."""
+"""Generative classifier: Bayes' rule with exact class likelihoods (pPCA), the prior, and bad input; an M2's own
+classifier q(y|x) and its generative rule against log p(x|y) by quadrature."""
 
 from __future__ import annotations
 
@@ -71,5 +72,37 @@ def test_classification_report():
 
     pred, y = torch.tensor([0, 1, 1, 3, 3]), torch.tensor([0, 1, 0, 3, 5])  # label 5 is not a modelled class
     r = classification_report(pred, y, [0, 1, 3])
-    assert r == {"accuracy": 0.75, "n_scored": 4, "per_class": {0: 0.5, 1: 1.0, 3: 1.0}}
+    assert r == {"accuracy": 0.75, "error": 0.25, "n_scored": 4, "per_class": {0: 0.5, 1: 1.0, 3: 1.0},
+                 "confusion": [[1, 1, 0], [0, 1, 0], [0, 0, 1]]}  # rows: true 0, 1, 3; columns: predicted
     assert classification_report(pred, torch.full((5,), 7), [0, 1])["accuracy"] is None
+
+
+def test_a_class_latent_model_classifies_by_q_or_by_bayes_rule_on_log_p_x_given_y(tiny_vae):
+    from tests.models.test_m2 import data, tiny
+    from vaekit.apps import ClassLatentClassifier, has_class_latent
+
+    m, x = tiny(latent_dim=1), data(6)
+    clf = ClassLatentClassifier(m)
+    assert has_class_latent(m) and clf.classes == [0, 1, 2]
+    assert torch.allclose(clf.log_prior, torch.full((3,), -math.log(3), dtype=torch.float64))
+    q = clf.log_posterior(x, "q", batch_size=4)  # batches of 4 and 2
+    assert torch.allclose(q, torch.log_softmax(m.class_logits(x).double(), -1), atol=1e-6)
+    assert torch.equal(clf.predict(x), m.predict(x))
+    # log p(x|y) = log int p(x|y,z) N(z; 0, 1) dz on a grid over the 1-D z, against the importance-sampled estimate
+    z = torch.linspace(-9, 9, 6001).unsqueeze(-1)  # (G, 1)
+    with torch.no_grad():
+        log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).squeeze(-1)  # (G,)
+        exact = torch.stack([torch.logsumexp(m.decoded(z.unsqueeze(1).expand(-1, 6, -1), torch.nn.functional.one_hot(
+            torch.tensor(c), 3).float()).log_prob(x) + log_pz.unsqueeze(1), 0) for c in range(3)], 1)
+    exact = exact + math.log(float(z[1] - z[0]))  # (N, 3)
+    ll = clf.log_likelihoods(x, "loglik", k=3000)
+    assert torch.allclose(ll, exact.double(), atol=0.03), (ll, exact)
+    post = clf.log_posterior(x, "loglik", k=3000)
+    want = exact.double() - math.log(3)
+    assert torch.allclose(post, want - want.logsumexp(1, keepdim=True), atol=0.05)
+    elbo = clf.log_likelihoods(x, "elbo", elbo_samples=200)
+    assert bool((elbo < exact + 0.05).all())  # a lower bound on each log p(x|y)
+    with pytest.raises(ValueError, match="unknown classifier score 'bits'; choose from q, elbo, loglik"):
+        clf.log_posterior(x, "bits")
+    with pytest.raises(ValueError, match="a VAE has no class latent y"):
+        ClassLatentClassifier(tiny_vae)

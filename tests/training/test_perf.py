@@ -30,6 +30,14 @@ def test_grad_sums_see_every_gradient_and_go_away():
     assert gs.parts == []  # hooks removed on exit
 
 
+def test_grad_sums_skip_frozen_parameters():
+    """A frozen parameter (M1+M2's M1, which sits in the optimizer's parameters) has no gradient to sum."""
+    lin, frozen = torch.nn.Linear(4, 3), torch.nn.Linear(4, 4).requires_grad_(False)
+    with GradSums(list(frozen.parameters()) + list(lin.parameters())) as gs:
+        lin(frozen(torch.ones(2, 4))).sum().backward()
+        assert torch.allclose(gs.total(), sum(p.grad.sum() for p in lin.parameters()))
+
+
 def test_start_up_tuning_flushes_denormals_in_worker_threads():
     """vaekit.tuning set before the first parallel op: subnormals become zero in every intra-op thread."""
     code = (

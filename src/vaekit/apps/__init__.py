@@ -11,7 +11,9 @@ Each module cites the paper it follows; ``vaekit.cli_apps`` wires them to `vaeki
 
 from vaekit.apps.anomaly import (SCORES, anomaly_labels, anomaly_scores, auprc, auroc, calibrate_threshold,
                                  reconstruction_error, threshold_report)
-from vaekit.apps.classify import CLASS_SCORES, GenerativeClassifier, accuracy, classification_report, load_class_runs
+from vaekit.apps.classify import (CLASS_SCORES, LATENT_CLASS_SCORES, ClassLatentClassifier, GenerativeClassifier,
+                                  accuracy, classification_report, has_class_latent, load_class_runs,
+                                  load_classifier_runs)
 from vaekit.apps.embed import EMBED_KINDS, VAEEmbedding, embed
 from vaekit.apps.inpaint import (INPAINT_METHODS, MASK_NAMES, denoise, inpaint, load_mask, map_latent, masked_mse,
                                  named_mask)
@@ -21,7 +23,8 @@ from vaekit.apps.refine import RefineResult, elbo_with_noise, refine
 __all__ = [
     "SCORES", "anomaly_scores", "reconstruction_error", "calibrate_threshold", "auroc", "auprc", "anomaly_labels",
     "threshold_report",
-    "CLASS_SCORES", "GenerativeClassifier", "load_class_runs", "accuracy", "classification_report",
+    "CLASS_SCORES", "LATENT_CLASS_SCORES", "GenerativeClassifier", "ClassLatentClassifier", "has_class_latent",
+    "load_class_runs", "load_classifier_runs", "accuracy", "classification_report",
     "EMBED_KINDS", "embed", "VAEEmbedding",
     "INPAINT_METHODS", "MASK_NAMES", "named_mask", "load_mask", "inpaint", "denoise", "map_latent", "masked_mse",
     "AppData", "load_inputs", "train_mean", "write_csv",

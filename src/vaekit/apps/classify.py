@@ -5,6 +5,11 @@ Discriminative vs. Generative Classifiers"): p(c|x) = p(x|c) p(c) / sum_c' p(x|c
 log p(x|c) is the importance-sampled estimate of Burda et al. 2016, Eq. 8 (K samples; a lower bound in
 expectation whose bias shrinks with K) or, cheaper, the ELBO (Kingma & Welling 2014, Eq. 3); log p(c) is the
 class frequency in the training data.
+
+A model with a class latent y (M2: Kingma, Rezende, Mohamed & Welling 2014, "Semi-Supervised Learning with Deep
+Generative Models") classifies on its own (``ClassLatentClassifier``): by its inference network, argmax_y q(y|x)
+(their Sec. 3.1.2, the classifier whose error they report), or by the generative rule argmax_y log p(x|y) + log p(y),
+log p(x|y) from the labelled bound L(x, y) (their Eq. 6) or importance-sampled with y observed.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from torch import nn
 
 from vaekit.apps._common import as_data_tensor, per_example_elbo
 
-__all__ = ["CLASS_SCORES", "GenerativeClassifier", "load_class_runs", "accuracy", "classification_report"]
+__all__ = ["CLASS_SCORES", "LATENT_CLASS_SCORES", "GenerativeClassifier", "ClassLatentClassifier", "has_class_latent",
+           "load_class_runs", "load_classifier_runs", "accuracy", "classification_report"]
 
-CLASS_SCORES = ("loglik", "elbo")
+CLASS_SCORES = ("loglik", "elbo")  # one run per class
+LATENT_CLASS_SCORES = ("q", "elbo", "loglik")  # one model with a class latent (M2): q(y|x), or the generative rule
 
 
 class GenerativeClassifier:
@@ -78,6 +85,96 @@ class GenerativeClassifier:
         return torch.tensor(self.classes, dtype=torch.int64)[joint.argmax(1)]
 
 
+def has_class_latent(model: nn.Module) -> bool:
+    """Whether ``model`` has a class latent y with its own classifier q(y|x): ``class_logits(x)`` and ``n_classes``
+    (M2)."""
+    return callable(getattr(model, "class_logits", None)) and isinstance(getattr(model, "n_classes", None), int)
+
+
+class ClassLatentClassifier:
+    """Classes 0..K-1 of one model with a class latent y (M2); ``log_prior`` is its p(y) (uniform for M2).
+
+    ``log_posterior(x, "q")`` is log q(y|x), the model's inference network; "elbo" and "loglik" apply Bayes' rule
+    to log p(x|y) + log p(y), log p(x|y) bounded by the labelled ELBO L(x, y) (Kingma et al. 2014, Eq. 6) or
+    importance-sampled with y observed (Burda et al. 2016, Eq. 8)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        if not has_class_latent(model):
+            raise ValueError(f"a {type(model).__name__} has no class latent y with a classifier q(y|x) "
+                             f"(model.family=m2 has one)")
+        self.model = model
+        self.classes = list(range(int(model.n_classes)))
+        prior = model.prior_y().logits if callable(getattr(model, "prior_y", None)) else None
+        k = len(self.classes)
+        self.log_prior = (torch.full((k,), -math.log(k), dtype=torch.float64) if prior is None
+                          else torch.log_softmax(prior.detach().double().cpu(), -1))  # (K,) log p(y)
+
+    def log_likelihoods(self, x: Any, score: str = "elbo", k: int = 100, elbo_samples: int = 10, seed: int = 0,
+                        batch_size: int = 100) -> torch.Tensor:
+        """(N, K) float64 log p(x | y) per class: the labelled ELBO with ``elbo_samples`` samples ("elbo") or
+        importance-sampled with ``k`` samples ("loglik"), y observed, ``batch_size`` points per call."""
+        from vaekit.objectives import elbo_terms, log_weights
+        from vaekit.utils import batches, evaluation_context, model_device
+
+        if score not in ("elbo", "loglik"):
+            raise ValueError(f"unknown generative score {score!r}; choose elbo or loglik")
+        x = as_data_tensor(x)
+        self.model.check_input(x)
+        rows = []
+        with evaluation_context(self.model, seed):
+            for xb in batches(x, batch_size, model_device(self.model)):
+                cols = []
+                for c in self.classes:
+                    yb = torch.full((xb.shape[0],), c, dtype=torch.int64, device=xb.device)  # (B,)
+                    if score == "elbo":
+                        cols.append(elbo_terms(self.model, xb, elbo_samples, check=False, y=yb).elbo)  # (B,)
+                    else:
+                        lw = log_weights(self.model, xb, k, y=yb)  # (K, B)
+                        cols.append(torch.logsumexp(lw.double(), 0) - math.log(k))  # (B,)
+                rows.append(torch.stack(cols, 1).double().cpu())  # (B, C)
+        return torch.cat(rows)
+
+    def log_posterior(self, x: Any, score: str = "q", batch_size: int = 100, **kwargs: Any) -> torch.Tensor:
+        """(N, K) float64 log p(y | x): log q(y|x) ("q") or Bayes' rule on ``log_likelihoods`` (keyword
+        arguments as there)."""
+        from vaekit.utils import batches, evaluation_context, model_device
+
+        if score not in LATENT_CLASS_SCORES:
+            raise ValueError(f"unknown classifier score {score!r}; choose from {', '.join(LATENT_CLASS_SCORES)}")
+        if score != "q":
+            joint = self.log_likelihoods(x, score, batch_size=batch_size, **kwargs) + self.log_prior  # (N, K)
+            return joint - torch.logsumexp(joint, 1, keepdim=True)
+        x = as_data_tensor(x)
+        self.model.check_input(x)
+        with evaluation_context(self.model):
+            return torch.cat([torch.log_softmax(self.model.class_logits(xb).double(), -1).cpu()
+                              for xb in batches(x, batch_size, model_device(self.model))])
+
+    def predict(self, x: Any, score: str = "q", **kwargs: Any) -> torch.Tensor:
+        """(N,) int64 argmax_y of ``log_posterior``."""
+        return self.log_posterior(x, score, **kwargs).argmax(1)
+
+
+def load_classifier_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best", device: str | None = None
+                         ) -> tuple[GenerativeClassifier | ClassLatentClassifier, list[Any], list[dict[str, Any]]]:
+    """What `vaekit classify` classifies with: one run of a model with a class latent (M2) gives a
+    ``ClassLatentClassifier``; one run per class (``data.classes=[k]``) a ``GenerativeClassifier``, as in
+    ``load_class_runs``. Returns (classifier, configs, docs)."""
+    from vaekit.run import load_run
+
+    if not run_dirs:
+        raise ValueError("classify needs a run folder")
+    loaded = [(d, *load_run(d, checkpoint, device)) for d in run_dirs]
+    latent = [str(d) for d, _, model, _ in loaded if has_class_latent(model)]
+    if latent and len(loaded) > 1:
+        raise ValueError(f"run {latent[0]!r} has its own classifier q(y|x) (an M2 run): give it alone, not with "
+                         f"other runs (several runs are one run per class, each trained with data.classes=[k])")
+    if latent:
+        _, cfg, model, doc = loaded[0]
+        return ClassLatentClassifier(model), [cfg], [doc]
+    return _class_runs(loaded)
+
+
 def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best", device: str | None = None
                     ) -> tuple[GenerativeClassifier, list[Any], list[dict[str, Any]]]:
     """A GenerativeClassifier from run folders trained with ``data.classes=[k]`` (one class each); the prior is
@@ -85,11 +182,18 @@ def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best", de
     from vaekit.run import load_run
 
     if len(run_dirs) < 2:
+        _class_runs([])  # the error for too few runs
+    return _class_runs([(d, *load_run(d, checkpoint, device)) for d in run_dirs])
+
+
+def _class_runs(loaded: Sequence[tuple[Any, Any, nn.Module, dict[str, Any]]]
+                ) -> tuple[GenerativeClassifier, list[Any], list[dict[str, Any]]]:
+    """``load_class_runs`` on (run_dir, config, model, doc) of runs already loaded."""
+    if len(loaded) < 2:
         raise ValueError("classify needs one run folder per class (at least two), each trained with "
-                         "data.classes=[k]")
+                         "data.classes=[k], or a single M2 run (model.family=m2)")
     models, classes, counts, cfgs, docs = [], [], [], [], []
-    for d in run_dirs:
-        cfg, model, doc = load_run(d, checkpoint, device)
+    for d, cfg, model, doc in loaded:
         cls = cfg.data.classes
         if not cls:
             raise ValueError(f"run {str(d)!r} was trained without data.classes, so it models no single class "
@@ -118,8 +222,14 @@ def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def classification_report(pred: torch.Tensor, y: torch.Tensor, classes: Sequence[int]) -> dict[str, Any]:
-    """accuracy over the examples whose label is one of ``classes`` (None if there are none), n_scored (their
-    number) and per_class {class: accuracy on that class's examples}."""
-    known = torch.isin(y, torch.tensor(list(classes)))
-    return {"accuracy": accuracy(pred[known], y[known]) if known.any() else None, "n_scored": int(known.sum()),
-            "per_class": {int(c): accuracy(pred[y == c], y[y == c]) for c in classes if (y == c).any()}}
+    """accuracy over the examples whose label is one of ``classes`` (None if there are none), error (1 - accuracy),
+    n_scored (their number), per_class {class: accuracy on that class's examples} and confusion: counts
+    [i][j] of examples of class classes[i] predicted as classes[j] (rows: true class; labels outside ``classes``
+    and predictions outside them are not counted)."""
+    cls = [int(c) for c in classes]
+    known = torch.isin(y, torch.tensor(cls))
+    acc = accuracy(pred[known], y[known]) if known.any() else None
+    confusion = [[int(((y == a) & (pred == b)).sum()) for b in cls] for a in cls]
+    return {"accuracy": acc, "error": None if acc is None else 1.0 - acc, "n_scored": int(known.sum()),
+            "per_class": {c: accuracy(pred[y == c], y[y == c]) for c in cls if (y == c).any()},
+            "confusion": confusion}

@@ -1,5 +1,7 @@
 """Figures of a trained model's decoder and encoder: reconstructions, prior samples, latent traversals,
-interpolations and the decoded 2-D manifold (Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Fig. 4).
+interpolations and the decoded 2-D manifold (Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Fig. 4),
+and for a class-conditional model (M2) analogies and class-conditional samples (Kingma, Rezende, Mohamed &
+Welling 2014, "Semi-Supervised Learning with Deep Generative Models", Fig. 1 and 5).
 
 Every function writes one PNG of a pixel size fixed by its arguments (documented per function, ``dpi`` pixels per
 inch of text) and returns its path; random draws use a forked RNG seeded with ``seed``, so a figure is a
@@ -21,17 +23,36 @@ from vaekit.plots._fig import FONT, axes_px, cell_px, grid_panel, images_only, n
 
 __all__ = ["plot_reconstructions", "plot_samples", "plot_traversals", "plot_interpolation", "plot_manifold",
            "kl_per_dim", "kl_order", "require_single_latent", "traversal_latents", "manifold_values",
-           "manifold_latents", "images_only", "TOP", "SIDE"]
+           "manifold_latents", "images_only", "require_class_conditional", "plot_analogies", "plot_class_samples",
+           "TOP", "SIDE"]
 
 TOP, SIDE = 60, 20  # pixels above the panels (titles) and at the figure's edges
 
 
+def _class_conditional(model: Any) -> bool:
+    """Whether the model decodes a class as well as z: ``n_classes`` and ``generate(z, y)`` (M2)."""
+    return isinstance(getattr(model, "n_classes", None), int) and callable(getattr(model, "generate", None))
+
+
 def require_single_latent(model: Any, what: str) -> None:
-    """ValueError unless z has the N(0, I) prior that traversal/interpolation/manifold values refer to."""
-    if not callable(getattr(model, "encode", None)):  # a one-latent VAE: q(z|x) from one encoder
-        raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a "
-                         f"{type(model).__name__} (its z_1 has a learned conditional prior); use reconstructions, "
-                         f"samples, latent-map, curves or kl")
+    """ValueError unless z has the N(0, I) prior that traversal/interpolation/manifold values refer to, and z alone
+    fixes the decoded image (a one-latent VAE, which has ``encode``)."""
+    if callable(getattr(model, "encode", None)):  # a one-latent VAE: q(z|x) from one encoder
+        return
+    if _class_conditional(model):
+        raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a class-conditional "
+                         f"{type(model).__name__} (its decoder also takes the class y); see the analogies and "
+                         f"class-samples figures")
+    raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a "
+                     f"{type(model).__name__} (its z_1 has a learned conditional prior); use reconstructions, "
+                     f"samples, latent-map, curves or kl")
+
+
+def require_class_conditional(model: Any, what: str) -> None:
+    """ValueError unless the model decodes a class y as well as z: ``n_classes`` and ``generate(z, y)`` (M2)."""
+    if not _class_conditional(model):
+        raise ValueError(f"{what} needs a class-conditional model (model.family=m2, with generate(z, y)); this is a "
+                         f"{type(model).__name__}, whose decoder takes no class")
 
 
 @torch.no_grad()
@@ -246,4 +267,77 @@ def plot_manifold(model: Any, path: str | Path, n: int = 15, grid: str = "linear
         rest = "" if d == 2 else (", other dims 0" if base is None else ", other dims fixed")
         ax.set_title(f"grid {how}{rest}", fontsize=9)
         _title(fig, f"Decoded manifold over (z{dims[0]}, z{dims[1]})" + (f": {dims_note}" if dims_note else ""))
+        return save_png(fig, path)
+
+
+def plot_analogies(model: Any, x: torch.Tensor, path: str | Path, y: torch.Tensor | None = None,
+                   dpi: int = 100) -> Path:
+    """Analogies (Kingma et al. 2014, Fig. 1 and 5): row r shows the input x_r, then for each class k = 0..K-1
+    the decoder mean ``model.generate(z_r, k)`` at x_r's style z_r = E_q[z | x_r, y_r] (``model.style``): the
+    style held fixed, the class varied. y: (R,) the classes y_r the style is inferred at (None: argmax q(y|x)).
+
+    Size: width 60 + SIDE + (K+1)*cw, height TOP + 45 + R*ch pixels (R inputs, K classes)."""
+    from matplotlib import rc_context
+
+    require_class_conditional(model, "an analogies figure")
+    images_only(model, "an analogies figure")
+    if x.dim() < 2 or x.shape[0] < 1:
+        raise ValueError(f"an analogies figure needs a batch of inputs, got shape {tuple(x.shape)}")
+    if y is not None and tuple(y.shape) != (x.shape[0],):
+        raise ValueError(f"need one class per input ({x.shape[0]}), got labels of shape {tuple(y.shape)}")
+    k, r, shape = model.n_classes, x.shape[0], tuple(model.data_shape)
+    dev = next(model.parameters()).device
+    with eval_mode(model):
+        xd = x.to(dev)
+        yr = model.predict(xd) if y is None else y.to(dev).long()  # (R,)
+        z = model.style(xd, yr)  # (R, D)
+        cls = torch.arange(k, device=dev).repeat(r)  # (R*K,) 0..K-1 per row
+        gen = model.generate(z.repeat_interleave(k, 0), cls).reshape(r, k, *shape).cpu()  # (R, K, C, H, W)
+    imgs = torch.cat([x.cpu().reshape(r, 1, *shape).to(gen.dtype), gen], 1).reshape(-1, *shape)  # (R*(K+1), ...)
+    ch, cw = cell_px(shape)
+    pw, ph = (k + 1) * cw, r * ch
+    where = "the class q(y|x) predicts" if y is None else "each input's label"
+    with rc_context(FONT):
+        fig = new_figure(60 + SIDE + pw, TOP + 45 + ph, dpi)
+        ax = axes_px(fig, 60, 45, pw, ph)
+        grid_panel(ax, imgs, k + 1, col_labels=["input"] + [str(c) for c in range(k)],
+                   row_labels=[f"y={int(c)}" for c in yr.tolist()])
+        ax.set_xlabel("class y given to the decoder (the style z fixed per row)")
+        ax.set_title(f"style z = E_q[z | x, y] at {where}", fontsize=9)
+        _title(fig, "Analogies: each input's style with every class")
+        return save_png(fig, path)
+
+
+def plot_class_samples(model: Any, path: str | Path, n: int = 8, temperature: float = 1.0, seed: int = 0,
+                       dpi: int = 100) -> Path:
+    """Class-conditional samples: row i decodes one draw z_i ~ N(0, T^2 I) with each class k = 0..K-1 (one column
+    per class), the decoder mean ``model.generate(z_i, k)``: a row is one style across the classes.
+
+    Size: width 60 + SIDE + K*cw, height TOP + 45 + n*ch pixels."""
+    from matplotlib import rc_context
+
+    require_class_conditional(model, "a class-samples figure")
+    images_only(model, "a class-samples figure")
+    if n < 1:
+        raise ValueError(f"a class-samples figure needs at least one row, got n={n}")
+    if not temperature > 0:
+        raise ValueError(f"the temperature must be a positive number, got {temperature}")
+    k, shape = model.n_classes, tuple(model.data_shape)
+    dev = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        z = float(temperature) * torch.randn(n, model.latent_dim)  # (n, D) on the CPU: the same draws everywhere
+    with eval_mode(model):
+        cls = torch.arange(k, device=dev).repeat(n)  # (n*K,)
+        imgs = model.generate(z.to(dev).repeat_interleave(k, 0), cls).cpu()  # (n*K, C, H, W), row-major
+    ch, cw = cell_px(shape)
+    pw, ph = k * cw, n * ch
+    with rc_context(FONT):
+        fig = new_figure(60 + SIDE + pw, TOP + 45 + ph, dpi)
+        ax = axes_px(fig, 60, 45, pw, ph)
+        grid_panel(ax, imgs, k, col_labels=[str(c) for c in range(k)],
+                   row_labels=[f"z{i + 1}" for i in range(n)])
+        ax.set_xlabel("class y given to the decoder")
+        ax.set_title(f"one z ~ N(0, T² I) per row (T = {temperature:g}), one class per column", fontsize=9)
+        _title(fig, "Class-conditional samples")
         return save_png(fig, path)

@@ -37,6 +37,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _percent(v: Any) -> str | None:
+    return f"{100 * v:.2f} %" if isinstance(v, (int, float)) else None
+
+
 def metrics_rows(run_dir: str | Path) -> list[tuple[str, str]]:
     """(name, value) rows from summary.json and the last metrics.jsonl record; nats per example."""
     from vaekit.plots.curves import load_metrics
@@ -49,12 +53,15 @@ def metrics_rows(run_dir: str | Path) -> list[tuple[str, str]]:
         s = read_json(sp)
         rows += [("training steps", s.get("steps")), ("epochs", s.get("epochs")), ("ended by", s.get("stopped")),
                  ("training time (s)", s.get("train_seconds")), ("best validation ELBO (nats)", s.get("best_val_elbo")),
+                 ("best validation accuracy of q(y|x)", _percent(s.get("best_val_accuracy"))),
                  ("best step", s.get("best_step")), ("non-finite steps skipped", s.get("bad_steps"))]
         t = s.get("test") or {}
         if "elbo" in t:
             rows += [(f"test ELBO (nats, n = {t.get('n')})", f"{_fmt(t['elbo'])} ± {_fmt(t.get('elbo_stderr', float('nan')))}"),
                      ("test −log p(x|z) (nats)", -t["log_px_z"] if "log_px_z" in t else None),
                      ("test KL (nats)", t.get("kl"))]
+        if "error" in t:  # a model with a classifier q(y|x) (M2)
+            rows.append((f"test classification error of q(y|x) (n = {t.get('n')})", _percent(t["error"])))
         if "knn_recon_accuracy" in t:
             rows.append((f"test reconstructions a {t.get('k')}-NN on training inputs labels correctly",
                          f"{100 * t['knn_recon_accuracy']:.1f} % (test inputs themselves: "

@@ -2,8 +2,9 @@
 
 Figures are written to ``run_dir/figures/`` (or ``out_dir``). Data figures use the run's test split with the
 fixed binarisation/dequantisation evaluation uses (seed + 4), so they show what the model was measured on.
-Asking for one kind that does not apply (a traversal of a Ladder VAE, images of tabular data, a KL heat map of a
-run without validation) raises ValueError; ``all`` skips those and says why.
+Asking for one kind that does not apply (a traversal of a Ladder VAE or an M2, analogies of a model with no class
+input, images of tabular data, a KL heat map of a run without validation) raises ValueError; ``all`` skips those and
+says why.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ __all__ = ["KINDS", "CAPTIONS", "NEEDS_MODEL", "NEEDS_DATA", "make_figures"]
 
 log = logging.getLogger("vaekit.plots")
 
-KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "curves", "kl",
-         "latent-gif")
-NEEDS_MODEL = {"reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold"}
-NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold"}
+KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "analogies",
+         "class-samples", "curves", "kl", "latent-gif")
+NEEDS_MODEL = {"reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "analogies",
+               "class-samples"}
+NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold", "analogies"}
 
 CAPTIONS = {
     "reconstructions": "Test inputs (left) and their reconstructions, the decoder mean at the posterior mean (right).",
@@ -33,6 +35,10 @@ CAPTIONS = {
     "latent-map": "Posterior means of test points, coloured by label (2-D, or the view stated on the plot).",
     "manifold": "Decoder means over an evenly spaced grid of two latent dimensions in [−3, 3].",
     "manifold-ppf": "The same over the inverse-normal-CDF grid (equal prior mass per cell; Kingma & Welling 2014, Fig. 4).",
+    "analogies": "Analogies (Kingma et al. 2014, Fig. 1): each row is a test input (first column) and its style "
+                 "z = E_q[z | x, y] at its label (at the predicted class for unlabelled data), decoded with every class y (one column per class).",
+    "class-samples": "Class-conditional samples: each row decodes one draw z ~ N(0, I) with every class y (one column "
+                     "per class), so a row shows one style across the classes.",
     "curves": "Training and validation loss, reconstruction term and KL (nats per example) over training steps.",
     "kl": "Validation KL per latent dimension over training: dark rows are collapsed dimensions.",
     "latent-gif": "The 2-D latent map of a fixed set of validation points at the snapshots taken during training.",
@@ -54,12 +60,27 @@ def _pairs(x: torch.Tensor, y: torch.Tensor | None, p: int = 6) -> tuple[torch.T
     return x[0:2 * p:2], x[1:2 * p:2], [f"{2 * k} → {2 * k + 1}" for k in range(p)]
 
 
+def _one_per_class(x: torch.Tensor, y: torch.Tensor | None, n: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rows of the analogies figure: with labels, the first example of each class in class order (at most n);
+    else the first n examples (their classes then come from q(y|x))."""
+    if y is None:
+        return x[:n], None
+    firsts: dict[int, int] = {}
+    for i, c in enumerate(y[:5000].tolist()):
+        firsts.setdefault(int(c), i)
+    idx = [firsts[c] for c in sorted(firsts)[:n]]
+    return x[idx], y[idx]
+
+
 def _group_label(run_dir: Path) -> str:
     from vaekit.config import load_config
 
     cfg_path = run_dir / "config.yaml"
-    if cfg_path.is_file() and load_config(cfg_path).model.family == "ladder":
+    family = load_config(cfg_path).model.family if cfg_path.is_file() else None
+    if family == "ladder":
         return "KL group (layer 1 dims first)"
+    if family == "m2":  # the enumerated class group's KL(q(y|x) || p(y)) follows the z dimensions
+        return "KL unit (z dims; last row: class y)"
     return "latent dimension"
 
 
@@ -158,6 +179,11 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
                     note = "" if model.latent_dim == 2 else f"the 2 of {model.latent_dim} dims with the largest KL"
                     written[name] = figures.plot_manifold(model, out / f"{name}.png", grid=g, dims=informative_dims(),
                                                           dims_note=note)
+            elif kind == "analogies":
+                xs, ys = _one_per_class(x, y)
+                written[kind] = figures.plot_analogies(model, xs, out / "analogies.png", y=ys)
+            elif kind == "class-samples":
+                written[kind] = figures.plot_class_samples(model, out / "class-samples.png", seed=seed)
             elif kind == "curves":
                 written[kind] = curves.plot_curves(recs, out / "curves.png")
             elif kind == "kl":

@@ -29,7 +29,8 @@ class GradSums:
 
     def __init__(self, params: list[torch.nn.Parameter]) -> None:
         self.parts: list[torch.Tensor] = []
-        self.handles = [p.register_post_accumulate_grad_hook(self._add) for p in params]
+        # a frozen parameter (M1+M2's M1) gets no gradient, and torch refuses a hook on it
+        self.handles = [p.register_post_accumulate_grad_hook(self._add) for p in params if p.requires_grad]
 
     def _add(self, p: torch.Tensor) -> None:
         self.parts.append(p.grad.sum())
