@@ -129,3 +129,41 @@ def test_m1_plus_m2_models_the_frozen_m1_posterior_means_and_loads_back(tmp_path
     assert m.sample(4).shape == (4, 1, 8, 8) and m.predict(x).shape == (3,)
     with pytest.raises(ValueError, match="not a trained vaekit run"):
         build_family(ModelConfig(family="m2", m1_run=str(tmp_path / "nothing")), (1, 8, 8))
+
+
+def test_semi_supervised_training_resumes_exactly_and_the_all_labelled_case_skips_the_unlabelled_term(tmp_path):
+    """The labelled batches are a function of (seed, step): a run killed at step 6 and resumed ends with the
+    weights of the uninterrupted run. With every label known (the conditional VAE) U(x) is not computed."""
+    from vaekit.config import TrainConfig
+    from vaekit.training import Trainer
+
+    x, y = data(40, seed=4), torch.arange(40) % 3
+    s = TrainConfig(steps=12, batch_size=8, lr=0.01, progress=False, val_every=3, checkpoint_every=3)
+
+    def run(model, run_dir, callbacks=()):
+        obj = SemiSupervisedELBO(Supervision(x[:9], y[:9], n_unlabelled=31, seed=2), labelled_batch=4)
+        return Trainer(model.train(), obj, x[9:], None, settings=s, run_dir=run_dir, seed=0,
+                       callbacks=list(callbacks))
+
+    full = run(tiny(), tmp_path / "full")
+    full.fit()
+
+    class Stop(Exception):
+        pass
+
+    def kill(t, r):
+        if r["step"] == 6:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(tiny(), tmp_path / "part", [kill]).fit()
+    resumed = run(tiny(seed=9), tmp_path / "part")
+    resumed.restore(tmp_path / "part" / "last.safetensors")
+    resumed.fit()
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+    conditional = SemiSupervisedELBO(Supervision(x, y, n_unlabelled=0))
+    assert conditional.w_u == 0.0 and conditional.w_l == 1.0
+    res = conditional(tiny(), torch.full((2, 6), float("nan")), step=0)  # the trainer's batch is not used
+    assert torch.isfinite(res.loss)
