@@ -5,8 +5,9 @@ Inference model (Eq. 4): q(y | x) = Cat(classifier(x)), q(z | x, y) = N(mu(x, y)
 For an unlabelled batch the class is a latent group summed out exactly (``LatentGroup.enumerated``): z and p(x|y,z)
 are computed for every class at once, lead (*S, K, B), and ``vaekit.objectives`` weighs them by q(y|x) (Eq. 7).
 For a labelled batch (``y=`` given) y is observed: one group z and p(x | y, z) (the conditional VAE when every
-label is known). M1+M2 (their Sec. 3.2, "stacked"): with ``m1`` (a trained, frozen VAE) M2 models the M1 posterior
-means of x instead of x; sample and reconstruct decode back through M1's decoder.
+label is known). M1+M2 (their Sec. 3.2, "stacked"): with ``m1`` (a trained, frozen VAE) M2 models M1's latent z1
+of x instead of x (drawn from q(z1|x) in training, its mean in evaluation); sample and reconstruct decode back
+through M1's decoder.
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ class M2(nn.Module):
 
     # -- building blocks ---------------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """What M2 models: x itself, or M1's posterior mean E_q[z1 | x] (B, D1) for M1+M2."""
+        """What M2 models: x itself, or for M1+M2 M1's latent z1 (B, D1): a draw from q(z1 | x) in training (as
+        in the paper; the posterior means of M1's inactive units are constant, a degenerate density for p(z1|y,z2)
+        to chase) and the posterior mean E_q[z1 | x] in evaluation."""
         if self.m1 is None:
             return x
         with torch.no_grad():
-            return self.m1.embed(x)
+            return self.m1.encode(x).rsample() if self.training else self.m1.embed(x)
 
     def prior_y(self) -> OneHotCategorical:
         """p(y): uniform over the K classes."""
