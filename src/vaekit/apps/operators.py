@@ -18,7 +18,9 @@ every downsample and blur.
 
 The observation log-likelihood (``Observation.log_likelihood``) is, for the decoder mean x_hat = E[x | z],
 sum over observed entries i of log N(y_i; A(x_hat)_i, sigma^2) with sigma the noise's standard deviation or,
-for a noiseless spec, ``DEFAULT_SIGMA`` (the decoder's own pixel noise is not propagated through A: the
+for a noiseless spec, ``DEFAULT_SIGMA`` = 0.02 (chosen on 200 MNIST validation digits, x4 super-resolution with
+the 784-400-20 model: sigma 0.2, 0.1, 0.05, 0.02, 0.01 gave PSNR 16.8, 18.0, 18.7, 19.1, 19.1 dB; blur 1.5 was
+as flat below 0.05) (the decoder's own pixel noise is not propagated through A: the
 decoder mean is treated as the image, as in Bora et al. 2017, "Compressed Sensing using Generative Models").
 A noiseless chain of masks and identities uses the decoder's own log p(x_i | z) on the observed pixels instead
 (``likelihood="auto"``): exactly what ``vaekit.apps.inpaint`` and ``denoise`` optimise.
@@ -38,7 +40,7 @@ from vaekit.apps._common import pixel_log_prob
 __all__ = ["DEFAULT_SIGMA", "OPERATOR_NAMES", "Operator", "Identity", "Downsample", "Blur", "Mask", "Noise",
            "Observation", "parse_operator", "gaussian_kernel"]
 
-DEFAULT_SIGMA = 0.05  # likelihood scale of a noiseless observation (images in [0, 1]); see README, Restoration
+DEFAULT_SIGMA = 0.02  # likelihood scale of a noiseless observation (images in [0, 1]); chosen on MNIST validation digits
 OPERATOR_NAMES = ("downsample", "blur", "mask", "noise", "identity")
 _SPEC_HELP = "downsample:K, blur:SIGMA, mask:NAME|random:P|FILE, noise:SIGMA, identity, chained with +"
 
