@@ -84,11 +84,14 @@ def _cmd_restore(a: argparse.Namespace) -> int:
     from vaekit.apps.operators import parse_operator
     from vaekit.apps.restore import restore
     from vaekit.apps.restore_baselines import _require_skimage, baselines, image_metrics
+    from vaekit.utils import check_output_path
 
     if a.output:
         _suffix(a.output, (".npy", ".npz"), "-o")
+        check_output_path(a.output)  # before any work: a path that cannot be written fails at once
     if a.figure:
         _suffix(a.figure, (".png",), "--figure")
+        check_output_path(a.figure)
     _require_skimage("vaekit restore (PSNR and SSIM)")
     cfg, model, doc = _start(a)
     shape = tuple(doc["data"]["shape"])
