@@ -118,6 +118,14 @@ def test_a_noiseless_mask_is_inpaint_and_the_identity_is_denoise(tiny_vae, digit
     assert torch.allclose(restore(tiny_vae, x, obs, steps=30).restored, denoise(tiny_vae, x, steps=30), atol=1e-6)
 
 
+def test_observed_pixels_are_kept_only_where_y_holds_them(tiny_vae, digits_x):
+    x = digits_x[:5]
+    for spec, kept in (("mask:top", True), ("mask:top+noise:0.1", False), ("blur:1+mask:top", False)):
+        obs = parse_operator(spec, (1, 8, 8), n=5)
+        r = restore(tiny_vae, obs.observe(x, torch.Generator().manual_seed(0)), obs, steps=3)
+        assert torch.equal(r.restored[:, :, 4:], x[:, :, 4:]) == kept, spec
+
+
 def test_sampling_a_neural_vae(tiny_vae, digits_x):
     x = digits_x[:12]
     obs = parse_operator("downsample:2+noise:0.1", (1, 8, 8))

@@ -4,7 +4,7 @@ problem y = A(x) + noise (operators: ``vaekit.apps.operators``).
 - MAP: z* = argmax_z log p(y | A(E[x|z])) + log p(z) by Adam (``vaekit.apps.latent.map_estimate``), started
   from the encoder's posterior mean of the pseudo-input ``observation.start(y)`` (``init="encoder"``) or from
   the prior's mode z = 0 (``init="prior"``); ``restarts - 1`` further starts drawn from the prior, the best
-  log-posterior kept per example. The restoration is E[x | z*] (observed pixels kept for a noiseless mask).
+  log-posterior kept per example. The restoration is E[x | z*] (observed pixels kept where y holds them exactly: a noiseless mask alone).
   Bora et al. 2017, "Compressed Sensing using Generative Models"; the same objective as ``inpaint``.
 - Samples: sampling-importance-resampling from the Laplace approximation N(z*, H^-1) of p(z | y)
   (``vaekit.apps.latent``), the decoder means of S draws; their per-pixel spread shows what y leaves open, and
@@ -72,7 +72,8 @@ def _restore_batch(model: nn.Module, y: torch.Tensor, obs: Observation, *, steps
         lj = log_joint(z)  # (R, B)
         best = lj.argmax(0)  # (B,)
         z, lj = z[best, torch.arange(B)], lj.max(0).values  # (B, D), (B,)
-        keep = obs.mask.missing.to(y.device) if (obs.mask is not None and obs.sigma is None) else None
+        clamp = obs.mask is not None and obs.sigma is None and obs.selects_pixels  # y holds exact pixels of x
+        keep = obs.mask.missing.to(y.device) if clamp else None
 
         def image(zz: torch.Tensor) -> torch.Tensor:  # (*lead, B, D) -> (*lead, B, *data_shape)
             x = model.decode(zz).mean
