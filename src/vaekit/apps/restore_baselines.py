@@ -5,7 +5,9 @@ Baselines, by the task the observation poses (``Observation.kind``); masked valu
   channel in 32-bit float mode);
 - deblurring: Richardson-Lucy deconvolution (30 iterations) and an unsupervised Wiener filter (its
   regularisation estimated from the image by Gibbs sampling, Orieux et al. 2010), both scikit-image's, with the
-  operator's Gaussian kernel as the point-spread function;
+  operator's Gaussian kernel as the point-spread function, on y padded by replicating its edges (the blur's own
+  boundary; without it the zero / periodic boundaries of those functions cost Frey Face's bright borders
+  about 13 dB (Richardson-Lucy) and 6 dB (Wiener)), cropped back after;
 - inpainting: the mean fill (the missing pixels set to the training mean image);
 - denoising: the observation itself.
 Every baseline is clipped to [0, 1]. Metrics: PSNR and SSIM per image (scikit-image's
@@ -49,13 +51,15 @@ def _deconvolve(y: np.ndarray, psf: np.ndarray, method: str, seed: int) -> np.nd
 
     out = np.empty_like(y)
     rng = np.random.default_rng(seed)
+    p = psf.shape[0] - 1  # edges replicated by twice the kernel's radius, as the blur saw them, cropped after
     for i in range(y.shape[0]):
         for c in range(y.shape[1]):
-            img = y[i, c].astype(np.float64)
+            img = np.pad(y[i, c].astype(np.float64), p, mode="edge")
             if method == "richardson_lucy":
-                out[i, c] = richardson_lucy(np.clip(img, 0, None), psf, num_iter=30, clip=False)
+                d = richardson_lucy(np.clip(img, 0, None), psf, num_iter=30, clip=False)
             else:
-                out[i, c] = unsupervised_wiener(img, psf, clip=False, rng=rng)[0]
+                d = unsupervised_wiener(img, psf, clip=False, rng=rng)[0]
+            out[i, c] = d[p:-p, p:-p] if p else d
     return out
 
 
