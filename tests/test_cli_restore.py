@@ -72,6 +72,13 @@ def test_every_task_has_its_baselines(run_dir, tmp_path, capsys, spec, names):
     assert np.load(tmp_path / "r.npy").shape == (6, 1, 8, 8)
 
 
+def test_an_exact_baseline_gives_strict_json(run_dir, capsys):
+    code, out, err = run(capsys, "restore", run_dir, "--operator", "identity", "--first", "4", *FAST, "--json")
+    assert code == 0 and "Warning" not in err
+    res = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert res["methods"]["observed"]["psnr"] is None and res["methods"]["observed"]["ssim"] == 1.0
+
+
 def test_bad_restore_input_gives_one_line_and_exit_2(run_dir, tmp_path, capsys):
     keep = tmp_path / "keep.npy"
     np.save(keep, np.arange(3))

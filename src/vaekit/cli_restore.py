@@ -77,6 +77,14 @@ def _save(path: str, res: Any, y: Any) -> None:
     atomic_write(path, w)
 
 
+def _finite(v: Any) -> Any:
+    import math
+
+    if isinstance(v, dict):
+        return {k: _finite(u) for k, u in v.items()}
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
 def _cmd_restore(a: argparse.Namespace) -> int:
     import torch
 
@@ -118,8 +126,8 @@ def _cmd_restore(a: argparse.Namespace) -> int:
     if a.output:
         _save(a.output, res, y)
     rows = _figure(a.figure, obs, y, d.x, res, base) if a.figure else None
-    if a.json:
-        print(json.dumps(doc_out))
+    if a.json:  # strict JSON: an infinite PSNR (an exact restoration, e.g. the identity's input) becomes null
+        print(json.dumps(_finite(doc_out), allow_nan=False))
         return 0
     print(f"{obs.kind} of {len(d.x)} images of {d.source}: y = {obs.spec}, {shape} -> {obs.obs_shape}; "
           f"{a.steps} Adam steps, {a.restarts} start(s) from the {a.init}, {res.seconds:.1f} s")

@@ -96,14 +96,15 @@ def psnr_ssim(pred: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.
         raise ValueError(f"PSNR/SSIM need two image batches (N, C, H, W) of one shape, got {p.shape} and {t.shape}")
     side = min(p.shape[-2:])
     win = 7 if side >= 7 else (side if side % 2 else side - 1)
-    psnr = np.array([peak_signal_noise_ratio(ti, pi, data_range=1.0) for pi, ti in zip(p, t)])
+    with np.errstate(divide="ignore"):  # an exact restoration: PSNR inf
+        psnr = np.array([peak_signal_noise_ratio(ti, pi, data_range=1.0) for pi, ti in zip(p, t)])
     ssim = np.array([structural_similarity(ti, pi, data_range=1.0, channel_axis=0, win_size=win)
                      for pi, ti in zip(p, t)])
     return psnr, ssim
 
 
 def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR and SSIM over images with their standard errors."""
+    """Mean PSNR and SSIM over images with their standard errors (PSNR inf when some image is exact)."""
     psnr, ssim = psnr_ssim(pred, target)
     (pm, ps), (sm, ss) = mean_and_stderr(torch.from_numpy(psnr)), mean_and_stderr(torch.from_numpy(ssim))
     return {"psnr": pm, "psnr_stderr": ps, "ssim": sm, "ssim_stderr": ss}
