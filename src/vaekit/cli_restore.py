@@ -165,7 +165,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
                    help="first start: the encoder's mean of the pseudo-input, or the prior's mode z = 0")
     r.add_argument("--likelihood", default="auto", choices=["auto", "gaussian", "decoder"],
                    help="log p(y|z): Gaussian around A(decoder mean) (sigma: the noise's, else 0.02), the decoder's "
-                   "own (masks only); auto: decoder for a noiseless mask, else gaussian")
+                   "own (masks only); auto: decoder for a noiseless mask or identity, else gaussian")
     r.add_argument("-o", "--output", default=None, help="FILE.npy (restorations) or FILE.npz (restored, observed, z, "
                    "samples, posterior_mean, ess)")
     r.add_argument("--figure", default=None, help="PNG: observed, baselines, VAE, samples, their spread, original "
