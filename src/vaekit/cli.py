@@ -22,7 +22,7 @@ __all__ = ["main"]
 # modules that add sub-commands: each has register(subparsers) -> {command: handler(args) -> exit code};
 # heavy imports stay inside the handlers so `vaekit --help` is fast
 _EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps", "vaekit.cli_compare", "vaekit.cli_serve",
-               "vaekit.cli_disentangle")
+               "vaekit.cli_disentangle", "vaekit.cli_restore")
 _HANDLERS: dict = {}
 
 EPILOG_KEYS = (

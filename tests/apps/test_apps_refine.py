@@ -82,3 +82,21 @@ def test_bad_input_messages(tiny_vae, digits_x):
         refine(tiny_vae, digits_x[:3], lr=0.0)
     with pytest.raises(ValueError, match="does not fit a model built for"):
         refine(tiny_vae, digits_x[:3].reshape(3, 64))
+
+
+def test_mean_field_from_the_prior_starts_worse_and_reaches_the_exact_posterior(ppca):
+    model, x = ppca.vae(), ppca.sample(40)  # the exact encoder: amortised = the optimum
+    res = refine(model, x, steps=300, lr=0.1, n_samples=32, eval_samples=200, seed=0, init="prior")
+    start, exact = _exact_elbo(ppca, x, torch.zeros(40, 3, dtype=x.dtype), torch.ones(40, 3, dtype=x.dtype)), ppca.log_px(x)
+    # the start is q = p(z), whose 200-draw ELBO is noisy per point (its draws lie far from the posterior)
+    assert abs(float((res.elbo_start - start).mean())) < 1.0 and (res.elbo_start < res.elbo_amortised - 1).all()
+    assert (res.elbo_refined > res.elbo_start).all() and int(res.kept_amortised.sum()) == 0
+    assert (_exact_elbo(ppca, x, res.loc, res.scale) - exact).abs().max() < 0.02  # the same optimum, from afar
+    assert (res.loc - (x @ ppca.A.T + ppca.c)).abs().max() < 0.05
+    s = res.summary()
+    assert s["init"] == "prior" and s["seconds"] > 0 and s["seconds_amortised"] > 0
+    assert s["elbo_start"] < s["elbo_amortised"] and abs(s["gap"]) < 0.05  # amortised is exact here: no gap left
+    none = refine(model, x, steps=0, init="prior")
+    assert torch.equal(none.elbo_refined, none.elbo_start) and (none.elbo_refined < none.elbo_amortised).all()
+    with pytest.raises(ValueError, match="init must be one of encoder, prior"):
+        refine(model, x, init="zero")

@@ -117,20 +117,17 @@ def _check_mask(missing: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def map_latent(model: nn.Module, x: torch.Tensor, observed: torch.Tensor, z0: torch.Tensor, steps: int = 300,
                lr: float = 0.05) -> torch.Tensor:
     """(B, D) argmax_z sum_i observed_i log p(x_i | z) + log p(z) from z0 by Adam (learning rate cosine-decayed
-    to zero over ``steps``); each example's z is optimised independently (its own Adam moments)."""
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    z = z0.detach().clone().requires_grad_(True)  # (B, D)
-    opt = torch.optim.Adam([z], lr=lr)
+    to zero over ``steps``); each example's z is optimised independently (its own Adam moments). The optimiser is
+    ``vaekit.apps.latent.map_estimate``, the one `vaekit restore` uses for every observation operator."""
+    from vaekit.apps.latent import map_estimate
+
     prior = model.prior()
     w = observed.to(x.dtype)
-    for t in range(int(steps)):
-        for g in opt.param_groups:
-            g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
-        lp = (pixel_log_prob(model.decode(z), x) * w).flatten(1).sum(1) + prior.log_prob(z)  # (B,)
-        (z.grad,) = torch.autograd.grad(-lp.sum(), [z])  # only z's gradient: the model's weights stay untouched
-        opt.step()
-    return z.detach()
+
+    def log_joint(z: torch.Tensor) -> torch.Tensor:  # (B,)
+        return (pixel_log_prob(model.decode(z), x) * w).flatten(1).sum(1) + prior.log_prob(z)
+
+    return map_estimate(log_joint, z0, steps, lr)
 
 
 def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize", fill: Any = 0.5,
