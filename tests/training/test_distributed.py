@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -54,10 +55,11 @@ def test_shards_are_disjoint_cover_the_batch_and_follow_a_new_permutation_each_e
     assert not torch.equal(first, tr.perm)  # epoch 2 has its own permutation (every rank draws the same)
 
 
-STEP_SCRIPT = r'''
+SCRIPT = r'''
 import sys, torch
 from vaekit.config import TrainConfig
-from vaekit.models.build import build_vae
+from vaekit.evaluation import estimate_log_likelihood
+from vaekit.models import build_vae
 from vaekit.models.contract import LatentGroup, ModelOutput
 from vaekit.models.vae import VAE
 from vaekit.objectives import ELBO
@@ -74,40 +76,70 @@ class MeanVAE(VAE):
         return ModelOutput([g], self.decoded(g.z), 0)
 
 
-def model():
+def three_steps(info):
+    """Gradients and weights after three steps on batches of 14, 14 and 2 (the last one split 1 + 1), float64."""
     torch.manual_seed(0)
     m = build_vae((12,), latent_dim=3, hidden=(16,)).double()
-    return MeanVAE(m.encoder, m.posterior, m.decoder, m.likelihood, m.prior)
+    model = MeanVAE(m.encoder, m.posterior, m.decoder, m.likelihood, m.prior)
+    x = (torch.rand(30, 12, generator=torch.Generator().manual_seed(1)) < 0.4).double()
+    tr = Trainer(model, ELBO(), x, None, settings=TrainConfig(batch_size=14, progress=False), run_dir=None,
+                 dist_info=info)
+    grads = []
+    for step in range(3):
+        xb = tr._next_batch()
+        tr.train_step(xb)
+        grads.append(torch.cat([p.grad.flatten() for p in tr.model.parameters()]))
+        tr.state.batch += 1
+    return {"grads": grads, "params": [p.detach() for p in tr.model.parameters()]}
 
 
-x = (torch.rand(30, 12, generator=torch.Generator().manual_seed(1)) < 0.4).double()
-info = init_from_env(torch.device("cpu"))
-tr = Trainer(model(), ELBO(), x, None, settings=TrainConfig(batch_size=14, progress=False), run_dir=None,
-             dist_info=info)
-grads = []
-for step in range(3):  # batches of 14, 14 and 2 (the last one split 1 + 1)
-    xb = tr._next_batch()
-    tr.train_step(xb)
-    grads.append(torch.cat([p.grad.flatten() for p in tr.model.parameters()]))
-    tr.state.batch += 1
-if info.rank == 0:
-    torch.save({"grads": grads, "params": [p.detach() for p in tr.model.parameters()]}, sys.argv[1])
+def sharded_log_px(info):
+    """Per-example log p(x) of 7 points (K = 64), the importance sampling split across the ranks (4 + 3 points)."""
+    torch.manual_seed(0)
+    m = build_vae((12,), latent_dim=3, hidden=(16,))
+    x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    return estimate_log_likelihood(m, x, k=64, seed=5, shard=info).per_example
+
+
+if __name__ == "__main__":  # under torchrun: both computations in one launch; rank 0 saves them
+    info = init_from_env(torch.device("cpu"))
+    res = {**three_steps(info), "per_example": sharded_log_px(info)}
+    if info.rank == 0:
+        torch.save(res, sys.argv[1])
 '''
 
 
-def test_two_rank_step_equals_one_process_on_the_global_batch(tmp_path):
-    script = tmp_path / "step.py"
-    script.write_text(STEP_SCRIPT)
-    r = _torchrun([str(script), str(tmp_path / "two.pt")])
+@pytest.fixture(scope="module")
+def one_and_two_ranks(tmp_path_factory) -> tuple[dict, dict]:
+    """SCRIPT's results on two gloo ranks (one torchrun launch serves both tests below) and, as the
+    single-process reference, the same functions run in this process on one thread (no process group)."""
+    from vaekit.process_state import preserve_process_state
+
+    d = tmp_path_factory.mktemp("ddp")
+    script = d / "ddp.py"
+    script.write_text(SCRIPT)
+    r = _torchrun([str(script), str(d / "two.pt")])
     assert r.returncode == 0, r.stderr[:2000]
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=ENV, capture_output=True,
-                         text=True, timeout=120)
-    assert one.returncode == 0, one.stderr[-2000:]
-    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    with preserve_process_state():
+        torch.set_num_threads(1)
+        fns = runpy.run_path(str(script))  # not as __main__: the functions only
+        one = {**fns["three_steps"](DistInfo()), "per_example": fns["sharded_log_px"](DistInfo())}
+    return one, torch.load(d / "two.pt")
+
+
+def test_two_rank_step_equals_one_process_on_the_global_batch(one_and_two_ranks):
+    a, b = one_and_two_ranks
+    assert len(a["grads"]) == len(b["grads"]) == 3
     for g1, g2 in zip(a["grads"], b["grads"]):  # float64: the averaged gradient equals the global-batch one
         torch.testing.assert_close(g2, g1, rtol=1e-10, atol=1e-12)
     for p1, p2 in zip(a["params"], b["params"]):
         torch.testing.assert_close(p2, p1, rtol=1e-10, atol=1e-12)
+
+
+def test_sharded_evaluation_equals_the_single_process_one_per_example(one_and_two_ranks):
+    a, b = (res["per_example"] for res in one_and_two_ranks)
+    assert a.shape == b.shape == (7,)  # 4 + 3 points, no padded duplicates
+    assert float((a - b).abs().max()) <= 1e-5
 
 
 def _kill_tree(pid: int) -> None:
@@ -140,24 +172,27 @@ def _train(out: Path, *extra: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, capsys):
     from vaekit.training import load_checkpoint
 
+    # the uninterrupted run and the one to kill are independent: both launches start at once (their start-ups,
+    # mostly imports, overlap instead of queueing)
     full = _train(tmp_path / "full")
-    out, err = full.communicate(timeout=300)
-    assert full.returncode == 0, err[-2000:]
-    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and len({json.loads(ln)["step"] for ln in lines}) == 6  # one record per step, not two
     part = _train(tmp_path / "part", "train.time_limit=10000")
     ckpt = tmp_path / "part" / "last.json"
     deadline = time.time() + 240
-    while time.time() < deadline and not (ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 40):
+    while time.time() < deadline and part.poll() is None and not (
+            ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 40):
         time.sleep(0.05)
     _kill_tree(part.pid)  # kill -9 of the launcher and both ranks
     part.wait()
     time.sleep(0.5)
     step = json.loads(ckpt.read_text())["step"]
     assert 40 <= step < 120
+    out, err = full.communicate(timeout=300)
+    assert full.returncode == 0, err[-2000:]
+    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and len({json.loads(ln)["step"] for ln in lines}) == 6  # one record per step, not two
     r = _torchrun(["-m", "vaekit", "train", "--resume", str(tmp_path / "part"), "--quiet",
                    "train.time_limit=10000"])
     assert r.returncode == 0, r.stderr[:2000]
@@ -167,39 +202,15 @@ def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_
     for k in a:
         if k.startswith("model."):
             assert torch.equal(a[k], b[k]), k
-    # another world size is refused with a clear message
-    one = subprocess.run([sys.executable, "-m", "vaekit", "train", "--resume", str(tmp_path / "part"),
-                          "train.steps=140"], env=ENV, capture_output=True, text=True, timeout=120)
-    assert one.returncode == 2 and "trained with 2 process(es)" in one.stderr
+    # another world size (this one process, the CLI run in-process) is refused with a clear message
+    from vaekit.cli import main
+    from vaekit.process_state import preserve_process_state
 
-
-EVAL_SCRIPT = r'''
-import sys, torch
-from vaekit.models import build_vae
-from vaekit.evaluation import estimate_log_likelihood
-from vaekit.training.distributed import init_from_env
-
-torch.manual_seed(0)
-m = build_vae((12,), latent_dim=3, hidden=(16,))
-x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
-info = init_from_env(torch.device("cpu"))
-res = estimate_log_likelihood(m, x, k=64, seed=5, shard=info)
-if info.rank == 0:
-    torch.save(res.per_example, sys.argv[1])
-'''
-
-
-def test_sharded_evaluation_equals_the_single_process_one_per_example(tmp_path):
-    script = tmp_path / "ev.py"
-    script.write_text(EVAL_SCRIPT)
-    r = _torchrun([str(script), str(tmp_path / "two.pt")])
-    assert r.returncode == 0, r.stderr[:2000]
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=ENV, capture_output=True,
-                         text=True, timeout=120)
-    assert one.returncode == 0, one.stderr[-2000:]
-    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    assert a.shape == b.shape == (7,)  # 4 + 3 points, no padded duplicates
-    assert float((a - b).abs().max()) <= 1e-5
+    capsys.readouterr()
+    with preserve_process_state():
+        code = main(["train", "--resume", str(tmp_path / "part"), "train.steps=140"])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained with 2 process(es)" in err, err
 
 
 def test_a_failed_rendezvous_is_a_one_line_error(tmp_path):
