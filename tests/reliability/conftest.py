@@ -94,11 +94,20 @@ def _process_state_restored():
 
 
 @pytest.fixture(scope="package")
-def trained(tmp_path_factory) -> Path:
-    """A tiny trained run on the bundled digits (read-only for the tests: copy it to change it)."""
+def trained_out(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny trained run on the bundled digits (read-only for the tests: copy it to change it) and what
+    `vaekit train` printed."""
+    import io
+
     from vaekit.process_state import preserve_process_state
 
     run_dir = tmp_path_factory.mktemp("rel") / "run"
-    with preserve_process_state():
+    buf = io.StringIO()
+    with preserve_process_state(), contextlib.redirect_stdout(buf):
         assert main(["train", "--quiet", "--out", str(run_dir), *QUICK]) == 0
-    return run_dir
+    return run_dir, buf.getvalue()
+
+
+@pytest.fixture(scope="package")
+def trained(trained_out) -> Path:
+    return trained_out[0]
