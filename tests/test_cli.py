@@ -60,6 +60,32 @@ def test_evaluate_sample_reconstruct(trained, tmp_path, capsys):
     assert code == 0 and (tmp_path / "r.png").is_file()
 
 
+def test_evaluate_precision_options(trained, capsys):
+    """--precision fp32|bf16|fp16 (--bf16 the older spelling of bf16): bf16 close to fp32 on the same samples;
+    fp16 on a CPU without native fp16 is one line and exit 2; an unknown name is argparse's error."""
+    from vaekit.evaluation import cpu_supports_fp16
+
+    def ev(*extra):
+        code, out, err = run(capsys, "evaluate", str(trained), "--iw-samples", "10", "--limit", "40", "--json",
+                             *extra)
+        assert code == 0, err
+        return json.loads(out)
+
+    fp32, bf16, alias = ev(), ev("--precision", "bf16"), ev("--bf16")
+    assert fp32["precision"] == "fp32" and bf16["precision"] == "bf16" and bf16["bf16"] is True
+    assert alias == {**bf16, "seconds": alias["seconds"]}  # --bf16 is --precision bf16
+    assert 0 < abs(bf16["log_px"] - fp32["log_px"]) < 0.2 and bf16["elbo"] == fp32["elbo"]  # only the IW decoder
+    code, out, _ = run(capsys, "evaluate", str(trained), "--iw-samples", "5", "--limit", "10", "--bf16")
+    assert code == 0 and "bf16 decoder" in out
+    if cpu_supports_fp16():
+        assert abs(ev("--precision", "fp16")["log_px"] - fp32["log_px"]) < 0.2
+    else:
+        _bad(capsys, "evaluate", str(trained), "--precision", "fp16", match="precision fp16 needs a GPU")
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(trained), "--precision", "fp8"])
+    assert e.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
 def test_resume_continues_a_run(trained, tmp_path, capsys):
     import shutil
 
