@@ -93,12 +93,12 @@ def _refine_batch(model: nn.Module, x: torch.Tensor, steps: int, lr: float, n_sa
     for t in range(steps):
         for grp in opt.param_groups:  # cosine decay to zero: the last iterates settle near the optimum
             grp["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
-        eps = torch.randn((n_samples, *shape), generator=g, dtype=loc0.dtype).to(loc0.device)  # (L, B, D)
+        eps = torch.randn((n_samples, *shape), generator=g, dtype=loc0.dtype, device=loc0.device)  # (L, B, D)
         elbo = elbo_with_noise(model, x, loc, ls, eps)  # (B,)
         loc.grad, ls.grad = torch.autograd.grad(-elbo.sum(), [loc, ls])  # each point's own ELBO
         opt.step()
     with torch.no_grad():
-        eps = torch.randn((eval_samples, *shape), generator=g, dtype=loc0.dtype).to(loc0.device)  # (S, B, D)
+        eps = torch.randn((eval_samples, *shape), generator=g, dtype=loc0.dtype, device=loc0.device)  # (S, B, D)
         e0 = elbo_with_noise(model, x, loc0, ls0, eps)  # (B,)
         e1 = elbo_with_noise(model, x, loc.detach(), ls.detach(), eps)  # (B,)
     keep = ~(e1 >= e0)  # NaN-safe: keep the amortised posterior unless refinement helped
@@ -121,7 +121,7 @@ def refine(model: nn.Module, x: Any, steps: int = 100, lr: float = 0.05, n_sampl
         raise ValueError(f"lr must be positive, got {lr!r}")
     x = as_data_tensor(x)
     model.check_input(x)
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator(device=model_device(model)).manual_seed(int(seed))  # noise drawn where the model runs
     parts = []
     with eval_mode(model):
         dev = model_device(model)
