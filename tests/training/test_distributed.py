@@ -55,6 +55,22 @@ def test_shards_are_disjoint_cover_the_batch_and_follow_a_new_permutation_each_e
     assert not torch.equal(first, tr.perm)  # epoch 2 has its own permutation (every rank draws the same)
 
 
+def test_only_rank_0_rewrites_the_metrics_on_resume(tmp_path):
+    """A resumed run's records after its checkpoint are dropped by rank 0 alone: a second rank rewriting
+    metrics.jsonl too raced rank 0's removal of stale temporary files (a resume failing with 'no such file')."""
+    from types import SimpleNamespace
+
+    from vaekit.training import Trainer
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 10}\n{"step": 20}\n')
+    before = path.stat().st_ino
+    Trainer._truncate_metrics(SimpleNamespace(run_dir=tmp_path, dist=DistInfo(1, 2, 1)), 10)
+    assert path.read_text() == '{"step": 10}\n{"step": 20}\n' and path.stat().st_ino == before  # not rewritten
+    Trainer._truncate_metrics(SimpleNamespace(run_dir=tmp_path, dist=DistInfo(0, 2, 0)), 10)
+    assert path.read_text() == '{"step": 10}\n'
+
+
 SCRIPT = r'''
 import sys, torch
 from vaekit.config import TrainConfig
