@@ -20,7 +20,7 @@ def test_a_second_process_is_refused_while_a_run_is_written(tmp_path, capsys):
     try:
         deadline = time.time() + 120
         while not (run / "last.safetensors").exists():
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            assert proc.poll() is None and time.time() < deadline, proc.stderr()
             time.sleep(0.1)
         for argv in (["train", "--quiet", "--out", run, *QUICK], ["train", "--quiet", "--resume", run]):
             code, _, err = cli(capsys, *argv)
@@ -166,7 +166,7 @@ def test_two_trainings_started_at_once_into_one_folder(tmp_path):
     argv = ("train", "--quiet", "--out", run, "train.steps=300", "train.val_every=50", "model.hidden=[16]",
             "model.latent_dim=2", "eval.iw_samples=2")
     procs = [vaekit_process(*argv) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    results = [(p.wait(timeout=300), p.stderr()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     loser = next(err for code, err in results if code == 2)
