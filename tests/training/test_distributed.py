@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -58,8 +59,6 @@ def test_shards_are_disjoint_cover_the_batch_and_follow_a_new_permutation_each_e
 def test_only_rank_0_rewrites_the_metrics_on_resume(tmp_path):
     """A resumed run's records after its checkpoint are dropped by rank 0 alone: a second rank rewriting
     metrics.jsonl too raced rank 0's removal of stale temporary files (a resume failing with 'no such file')."""
-    from types import SimpleNamespace
-
     from vaekit.training import Trainer
 
     path = tmp_path / "metrics.jsonl"
@@ -117,34 +116,41 @@ def sharded_log_px(info):
     return estimate_log_likelihood(m, x, k=64, seed=5, shard=info).per_example
 
 
-if __name__ == "__main__":  # under torchrun: both computations in one launch; rank 0 saves them
-    info = init_from_env(torch.device("cpu"))
+if __name__ == "__main__":  # under torchrun: SCRIPT OUT.pt RUN_DIR TRAIN_ARGS...; rank 0 saves the results
+    from vaekit.cli import main
+
+    if main(["train", "--out", sys.argv[2], "--quiet", *sys.argv[3:]]) != 0:  # as `-m vaekit train` would run it
+        sys.exit(1)
+    info = init_from_env(torch.device("cpu"))  # the process group the training joined
     res = {**three_steps(info), "per_example": sharded_log_px(info)}
     if info.rank == 0:
         torch.save(res, sys.argv[1])
 '''
+TRAIN = ["train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20"]
 
 
 @pytest.fixture(scope="module")
-def one_and_two_ranks(tmp_path_factory) -> tuple[dict, dict]:
-    """SCRIPT's results on two gloo ranks (one torchrun launch serves both tests below) and, as the
-    single-process reference, the same functions run in this process on one thread (no process group)."""
+def two_rank_launch(tmp_path_factory) -> SimpleNamespace:
+    """One torchrun launch (two gloo ranks) serves the module: SCRIPT trains the uninterrupted 2-rank run the kill
+    test compares against (`vaekit train`, TRAIN), then computes the DDP steps and the sharded evaluation.
+    one: the same functions run in this process on one thread (no process group), the single-process reference;
+    two: the ranks' results; full: the uninterrupted run's folder."""
     from vaekit.process_state import preserve_process_state
 
     d = tmp_path_factory.mktemp("ddp")
     script = d / "ddp.py"
     script.write_text(SCRIPT)
-    r = _torchrun([str(script), str(d / "two.pt")])
+    r = _torchrun([str(script), str(d / "two.pt"), str(d / "full"), *TRAIN])
     assert r.returncode == 0, r.stderr[:2000]
     with preserve_process_state():
         torch.set_num_threads(1)
         fns = runpy.run_path(str(script))  # not as __main__: the functions only
         one = {**fns["three_steps"](DistInfo()), "per_example": fns["sharded_log_px"](DistInfo())}
-    return one, torch.load(d / "two.pt")
+    return SimpleNamespace(one=one, two=torch.load(d / "two.pt"), full=d / "full")
 
 
-def test_two_rank_step_equals_one_process_on_the_global_batch(one_and_two_ranks):
-    a, b = one_and_two_ranks
+def test_two_rank_step_equals_one_process_on_the_global_batch(two_rank_launch):
+    a, b = two_rank_launch.one, two_rank_launch.two
     assert len(a["grads"]) == len(b["grads"]) == 3
     for g1, g2 in zip(a["grads"], b["grads"]):  # float64: the averaged gradient equals the global-batch one
         torch.testing.assert_close(g2, g1, rtol=1e-10, atol=1e-12)
@@ -152,8 +158,8 @@ def test_two_rank_step_equals_one_process_on_the_global_batch(one_and_two_ranks)
         torch.testing.assert_close(p2, p1, rtol=1e-10, atol=1e-12)
 
 
-def test_sharded_evaluation_equals_the_single_process_one_per_example(one_and_two_ranks):
-    a, b = (res["per_example"] for res in one_and_two_ranks)
+def test_sharded_evaluation_equals_the_single_process_one_per_example(two_rank_launch):
+    a, b = two_rank_launch.one["per_example"], two_rank_launch.two["per_example"]
     assert a.shape == b.shape == (7,)  # 4 + 3 points, no padded duplicates
     assert float((a - b).abs().max()) <= 1e-5
 
@@ -181,19 +187,20 @@ def _kill_tree(pid: int) -> None:
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master-addr=127.0.0.1",
-           f"--master-port={_port()}", "-m", "vaekit", "train", "--out", str(out), "--quiet",
-           "train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20", *extra]
+           f"--master-port={_port()}", "-m", "vaekit", "train", "--out", str(out), "--quiet", *TRAIN, *extra]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
 @pytest.mark.slow
-def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, capsys):
+def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(two_rank_launch, tmp_path, capsys):
+    """The uninterrupted 2-rank run is the module launch's (the same TRAIN); this one is killed -9 after its
+    step-40 checkpoint and resumed by a new torchrun launch."""
     from vaekit.training import load_checkpoint
 
-    # the uninterrupted run and the one to kill are independent: both launches start at once (their start-ups,
-    # mostly imports, overlap instead of queueing)
-    full = _train(tmp_path / "full")
+    full = two_rank_launch.full
+    lines = (full / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and len({json.loads(ln)["step"] for ln in lines}) == 6  # one record per step, not two
     part = _train(tmp_path / "part", "train.time_limit=10000")
     ckpt = tmp_path / "part" / "last.json"
     deadline = time.time() + 240
@@ -205,14 +212,10 @@ def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_
     time.sleep(0.5)
     step = json.loads(ckpt.read_text())["step"]
     assert 40 <= step < 120
-    out, err = full.communicate(timeout=300)
-    assert full.returncode == 0, err[-2000:]
-    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and len({json.loads(ln)["step"] for ln in lines}) == 6  # one record per step, not two
     r = _torchrun(["-m", "vaekit", "train", "--resume", str(tmp_path / "part"), "--quiet",
                    "train.time_limit=10000"])
     assert r.returncode == 0, r.stderr[:2000]
-    a, _ = load_checkpoint(tmp_path / "full" / "last.safetensors")
+    a, _ = load_checkpoint(full / "last.safetensors")
     b, doc = load_checkpoint(tmp_path / "part" / "last.safetensors")
     assert doc["step"] == 120 and doc["world_size"] == 2
     for k in a:
