@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,10 +135,18 @@ def test_import_vaekit_stays_light():
     assert r.stdout.split() == ["False", "True", "True"]
 
 
-def test_the_worked_example_runs(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+def test_the_worked_example_runs(tmp_path, capsys, monkeypatch):
+    """examples/fit_save_load.py run as a script (``__main__``, its own argv), in this process: the same code a
+    user runs, without a second interpreter importing torch and scikit-learn again."""
+    import runpy
+
+    from vaekit.process_state import preserve_process_state
+
     out = tmp_path / "digits.safetensors"
-    r = subprocess.run([sys.executable, str(ROOT / "examples" / "fit_save_load.py"), "--steps", "60", "--out",
-                        str(out)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "test log p(x) =" in r.stdout and "5-NN on the latent means" in r.stdout and out.is_file()
+    script = ROOT / "examples" / "fit_save_load.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--steps", "60", "--out", str(out)])
+    monkeypatch.chdir(tmp_path)
+    with preserve_process_state():
+        runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "test log p(x) =" in printed and "5-NN on the latent means" in printed and out.is_file()

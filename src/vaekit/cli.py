@@ -98,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--first", type=int, default=None,
                    help="evaluate the first N examples in file order (binarized MNIST's test set is ordered by digit)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    e.add_argument("--bf16", action="store_true", help="bf16 decoder for the importance samples (faster, tiny bias)")
+    e.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the decoder's precision for the importance samples: bf16 (fast on GPUs and CPUs with "
+                        "native bf16, tiny bias) or fp16 (GPUs); log-densities stay float32")
+    e.add_argument("--bf16", dest="precision", action="store_const", const="bf16", default=argparse.SUPPRESS,
+                   help="the same as --precision bf16")
     e.add_argument("--threads", type=int, default=None, help="CPU threads for the evaluation (default: torch's)")
     e.add_argument("--json", action="store_true", help="print JSON only")
     e.add_argument("--data-dir", default=None)
@@ -261,6 +265,10 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from vaekit.run import load_run
 
     cfg, model, doc = load_run(a.run_dir, a.checkpoint, a.device)
+    from vaekit.evaluation import decoder_dtype_for
+    from vaekit.utils import model_device
+
+    decoder_dtype_for(a.precision, model_device(model))  # fp16 on a CPU without it: refused before the data load
     x, splits = _load_eval_data(cfg, a.split, a.overrides, a.data_dir)
     if len(x) == 0:
         raise ValueError(f"the {a.split} split of this run is empty (data.merge_val=true folds val into training); "
@@ -284,7 +292,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     info = init_from_env(torch.device("cpu"))  # torchrun: the importance sampling is split across ranks
     t0 = time.perf_counter()
-    res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, bf16=a.bf16,
+    res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, precision=a.precision,
                    num_threads=a.threads, seed=cfg.seed, shard=info)
     res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0,
                 "processes": info.world})
@@ -317,6 +325,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
               f"D log {splits.n_levels})")
     if res.get("bits_per_dim") is not None:
         print(f"  bits/dim          {res['bits_per_dim']:.4f}")
+    if res["precision"] != "fp32":
+        print(f"  precision         {res['precision']} decoder for the importance samples")
     print(f"  active units      {res['active_units']} / {model.latent_dim}")
     if "error" in res:
         print(f"  error of q(y|x)   {100 * res['error']:.2f} % (argmax q(y|x) against the labels)")

@@ -67,6 +67,19 @@ def test_named_masks():
     assert named_mask("centre", (8,))[0].int().tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
 
 
+def test_seeded_random_masks_on_the_datas_device(device):
+    """A random mask is drawn by a generator on the device asked for (the data's): reproducible there, and on CPU
+    the draws of torch.Generator().manual_seed(seed), as before."""
+    r = named_mask("random:0.25", (1, 8, 8), n=4, seed=1, device=device)
+    assert r.device.type == device.type and r.dtype == torch.bool and r.shape == (4, 1, 8, 8)
+    assert torch.equal(r, named_mask("random:0.25", (1, 8, 8), n=4, seed=1, device=device))
+    assert not torch.equal(r, named_mask("random:0.25", (1, 8, 8), n=4, seed=2, device=device))
+    assert named_mask("bottom", (1, 4, 4), device=device).device.type == device.type
+    if device.type == "cpu":
+        assert torch.equal(r, torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.25)
+        assert torch.equal(r, named_mask("random:0.25", (1, 8, 8), n=4, seed=1))  # the default: CPU
+
+
 def test_mask_files(tmp_path):
     from PIL import Image
 

@@ -1,4 +1,4 @@
-"""Chunked logsumexp, bits/dim, active units, KL per dimension, evaluate(), bf16 path and error messages."""
+"""Chunked logsumexp, bits/dim, active units, KL per dimension, evaluate(), bf16/fp16 paths and error messages."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from vaekit.evaluation import (
     active_units,
     auto_chunk_size,
     bits_per_dim,
+    cpu_supports_fp16,
+    decoder_dtype_for,
     elbo_dataset,
     estimate_log_likelihood,
     evaluate,
@@ -215,6 +217,46 @@ def test_bf16_decoder_is_close_and_restores_decode():
     diff = (a.per_example - b.per_example).abs()
     assert 0 < float(diff.max()) < 0.2  # same samples; only the bf16 decoder differs (~3 significant digits)
     assert m(x[:2], 3, decoder_dtype=torch.bfloat16).px.log_prob(x[:2]).dtype == torch.float32
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_decoder_is_close_to_fp32_or_refused(device, precision):
+    """precision= bf16 / fp16 decode the same samples in lower precision: per-example log p(x) within a few
+    significant digits of fp32, reported by evaluate(). fp16 on a CPU without native fp16 is refused, by both
+    functions, with one clear line (run with --device cuda to test fp16's numbers)."""
+    p = PPCA(dtype=torch.float32)
+    m = p.perturbed_vae().float().to(device)
+    x = p.sample(20)
+    if precision == "fp16" and device.type == "cpu" and not cpu_supports_fp16():
+        for call in (lambda: estimate_log_likelihood(m, x, k=200, batch_size=20, seed=0, precision="fp16"),
+                     lambda: evaluate(m, x, k=5, seed=0, precision="fp16")):
+            with pytest.raises(ValueError, match="precision fp16 needs a GPU") as e:
+                call()
+            assert "\n" not in str(e.value)
+        return
+    a = estimate_log_likelihood(m, x, k=200, batch_size=20, seed=0)
+    b = estimate_log_likelihood(m, x, k=200, batch_size=20, seed=0, precision=precision)
+    diff = (a.per_example - b.per_example).abs()
+    assert 0 < float(diff.max()) < 0.2  # same samples; only the low-precision decoder differs
+    res = evaluate(m, x, k=20, seed=0, precision=precision)
+    assert res["precision"] == precision and res["bf16"] == (precision == "bf16")
+
+
+def test_precision_names_and_the_bf16_flag():
+    cpu = torch.device("cpu")
+    assert decoder_dtype_for(None, cpu) is None and decoder_dtype_for("fp32", cpu) is None
+    assert decoder_dtype_for("bf16", cpu) == decoder_dtype_for(None, cpu, bf16=True) == torch.bfloat16
+    assert decoder_dtype_for("fp16", "cuda") == torch.float16  # names only: no GPU needed to resolve it
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; choose fp32, bf16, fp16"):
+        decoder_dtype_for("fp8", cpu)
+    with pytest.raises(ValueError, match="disagree"):
+        decoder_dtype_for("fp32", cpu, bf16=True)
+    p = PPCA(dtype=torch.float32)
+    m, x = p.perturbed_vae().float(), p.sample(5)
+    old = estimate_log_likelihood(m, x, k=20, seed=0, bf16=True)  # the older flag still means bf16
+    new = estimate_log_likelihood(m, x, k=20, seed=0, precision="bf16")
+    assert torch.equal(old.per_example, new.per_example)
+    assert evaluate(m, x, k=5, seed=0)["precision"] == "fp32"
 
 
 def test_evaluate_bits_per_dim_paths():

@@ -7,9 +7,11 @@ monkeypatching the write path to raise the OSError the kernel would raise (ENOSP
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -52,9 +54,67 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def vaekit_process(*argv: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vaekit.cli", *map(str, argv)], env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+# `vaekit` processes for the kill / lock tests are forked from one server process that imported vaekit, torch and
+# scikit-learn once per session (multiprocessing's forkserver; a fresh interpreter that never ran a parallel op, so
+# forking it is safe): each is still a process of its own running the CLI's main(), killed or raced as before, but
+# without a new interpreter's ~10 s of imports every time.
+_FORKSERVER = multiprocessing.get_context("forkserver")
+_FORKSERVER.set_forkserver_preload(["torch", "torch._dynamo", "sklearn.datasets", "sklearn.neighbors", "vaekit.cli",
+                                    "vaekit.run", "vaekit.training", "vaekit.evaluation", "vaekit.plots",
+                                    "tests.reliability.conftest"])
+
+
+def _cli_process_main(argv: list[str], out: str, err: str) -> None:
+    """The body of a forked `vaekit ARGV` process: stdout/stderr to files, one thread (as OMP_NUM_THREADS=1 in
+    subprocess_env), exit code = main()'s."""
+    for fd, path in ((1, out), (2, err)):
+        f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(f, fd)
+        os.close(f)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import torch
+
+    torch.set_num_threads(1)
+    sys.exit(main(argv))
+
+
+class VaekitProcess:
+    """`vaekit ARGV` in its own process (forked from the session's forkserver), with Popen's interface as the
+    tests use it: pid, poll(), wait(), kill(), send_signal(), returncode; stderr() gives what it wrote there."""
+
+    def __init__(self, argv: list[str]) -> None:
+        logs = Path(tempfile.mkdtemp(prefix="vaekit-process-"))
+        self._out, self._err = logs / "stdout", logs / "stderr"
+        self._proc = _FORKSERVER.Process(target=_cli_process_main, args=(argv, str(self._out), str(self._err)))
+        self._proc.start()
+        self.pid = self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.exitcode  # -N when killed by signal N, as Popen's
+
+    def poll(self) -> int | None:
+        return self._proc.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._proc.join(timeout)
+        if self._proc.exitcode is None:
+            raise subprocess.TimeoutExpired(f"vaekit process {self.pid}", timeout)
+        return self._proc.exitcode
+
+    def kill(self) -> None:
+        self._proc.kill()
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def stderr(self) -> str:
+        return self._err.read_text() if self._err.exists() else ""
+
+
+def vaekit_process(*argv: str) -> VaekitProcess:
+    return VaekitProcess([str(a) for a in argv])
 
 
 def _mount(*args: str) -> bool:
@@ -94,11 +154,20 @@ def _process_state_restored():
 
 
 @pytest.fixture(scope="package")
-def trained(tmp_path_factory) -> Path:
-    """A tiny trained run on the bundled digits (read-only for the tests: copy it to change it)."""
+def trained_out(tmp_path_factory) -> tuple[Path, str]:
+    """A tiny trained run on the bundled digits (read-only for the tests: copy it to change it) and what
+    `vaekit train` printed."""
+    import io
+
     from vaekit.process_state import preserve_process_state
 
     run_dir = tmp_path_factory.mktemp("rel") / "run"
-    with preserve_process_state():
+    buf = io.StringIO()
+    with preserve_process_state(), contextlib.redirect_stdout(buf):
         assert main(["train", "--quiet", "--out", str(run_dir), *QUICK]) == 0
-    return run_dir
+    return run_dir, buf.getvalue()
+
+
+@pytest.fixture(scope="package")
+def trained(trained_out) -> Path:
+    return trained_out[0]

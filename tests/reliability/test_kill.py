@@ -47,7 +47,7 @@ def test_kill_9_during_training_then_resume(tmp_path, capsys):
 
 
 WRITER = r'''
-import sys, numpy as np, torch
+import os, sys, numpy as np, torch
 from pathlib import Path
 folder = Path(sys.argv[1])
 from vaekit.utils import atomic_save_npy, atomic_write_text
@@ -55,23 +55,38 @@ from vaekit.apps.inputs import write_csv
 from vaekit.training.checkpoint import save_checkpoint
 from vaekit.plots import save_image_grid
 big = 200_000
-print("ready", flush=True)
-i = 0
-while True:  # every writer in turn, each alternating between two complete versions of its file
-    v = (i // 5) % 2
-    kind = KINDS[i % 5]
-    path = folder / NAMES[kind]
-    if kind == "npy":
-        atomic_save_npy(path, np.full(big, v, dtype=np.float32))
-    elif kind == "csv":
-        write_csv(path, {"z": np.full((20000, 3), float(v))})
-    elif kind == "checkpoint":
-        save_checkpoint(path, {"model.w": torch.full((big,), float(v))}, {"step": v})
-    elif kind == "png":
-        save_image_grid(torch.full((64, 1, 28, 28), float(v)), path, nrow=8)
-    elif kind == "text":
-        atomic_write_text(path, str(v) * big)
-    i += 1
+
+
+def write_forever():
+    i = 0
+    while True:  # every writer in turn, each alternating between two complete versions of its file
+        v = (i // 5) % 2
+        kind = KINDS[i % 5]
+        path = folder / NAMES[kind]
+        if kind == "npy":
+            atomic_save_npy(path, np.full(big, v, dtype=np.float32))
+        elif kind == "csv":
+            write_csv(path, {"z": np.full((20000, 3), float(v))})
+        elif kind == "checkpoint":
+            save_checkpoint(path, {"model.w": torch.full((big,), float(v))}, {"step": v})
+        elif kind == "png":
+            save_image_grid(torch.full((64, 1, 28, 28), float(v)), path, nrow=8)
+        elif kind == "text":
+            atomic_write_text(path, str(v) * big)
+        i += 1
+
+
+# the imports once; then, for each line read, a forked writer process (its pid printed) for the test to kill -9
+while sys.stdin.readline():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            write_forever()
+        finally:
+            os._exit(1)
+    print(pid, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print("killed" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9 else f"status {status}", flush=True)
 '''
 NAMES = {"npy": "z.npy", "csv": "z.csv", "checkpoint": "last.safetensors", "png": "s.png", "text": "a.txt"}
 WRITER = f"KINDS = {list(NAMES)!r}\nNAMES = {NAMES!r}\n" + WRITER
@@ -100,19 +115,26 @@ def _check_complete(kind: str, path) -> None:
 
 
 def test_kill_9_during_every_writer(tmp_path):
-    """One process cycles through the writers (checkpoint, .npy, .csv, PNG, text); killed at random moments,
+    """A process cycles through the writers (checkpoint, .npy, .csv, PNG, text); killed at random moments,
     every file on disk is a complete version."""
     rng = random.Random(14)
-    for trial in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], env=subprocess_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(rng.uniform(0.05, 1.5))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for kind, name in NAMES.items():
-            if (tmp_path / name).exists():
-                _check_complete(kind, tmp_path / name)  # the old or the new version, never a partial one
+    forker = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], env=subprocess_env(),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for trial in range(4):  # four writer processes (forked after the imports), each killed at a random moment
+            forker.stdin.write("go\n")
+            forker.stdin.flush()
+            line = forker.stdout.readline()
+            assert line.strip().isdigit(), forker.stderr.read()
+            time.sleep(rng.uniform(0.05, 1.5))
+            os.kill(int(line), signal.SIGKILL)
+            assert forker.stdout.readline().strip() == "killed"  # reaped: nothing writes any more
+            for kind, name in NAMES.items():
+                if (tmp_path / name).exists():
+                    _check_complete(kind, tmp_path / name)  # the old or the new version, never a partial one
+    finally:
+        forker.stdin.close()
+        assert forker.wait(timeout=60) == 0, forker.stderr.read()
     assert any((tmp_path / name).exists() for name in NAMES.values())
     removed = remove_stale_temps(tmp_path)
     assert not list(tmp_path.glob(".*.tmp"))

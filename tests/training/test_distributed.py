@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -54,10 +56,25 @@ def test_shards_are_disjoint_cover_the_batch_and_follow_a_new_permutation_each_e
     assert not torch.equal(first, tr.perm)  # epoch 2 has its own permutation (every rank draws the same)
 
 
-STEP_SCRIPT = r'''
+def test_only_rank_0_rewrites_the_metrics_on_resume(tmp_path):
+    """A resumed run's records after its checkpoint are dropped by rank 0 alone: a second rank rewriting
+    metrics.jsonl too raced rank 0's removal of stale temporary files (a resume failing with 'no such file')."""
+    from vaekit.training import Trainer
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 10}\n{"step": 20}\n')
+    before = path.stat().st_ino
+    Trainer._truncate_metrics(SimpleNamespace(run_dir=tmp_path, dist=DistInfo(1, 2, 1)), 10)
+    assert path.read_text() == '{"step": 10}\n{"step": 20}\n' and path.stat().st_ino == before  # not rewritten
+    Trainer._truncate_metrics(SimpleNamespace(run_dir=tmp_path, dist=DistInfo(0, 2, 0)), 10)
+    assert path.read_text() == '{"step": 10}\n'
+
+
+SCRIPT = r'''
 import sys, torch
 from vaekit.config import TrainConfig
-from vaekit.models.build import build_vae
+from vaekit.evaluation import estimate_log_likelihood
+from vaekit.models import build_vae
 from vaekit.models.contract import LatentGroup, ModelOutput
 from vaekit.models.vae import VAE
 from vaekit.objectives import ELBO
@@ -74,40 +91,77 @@ class MeanVAE(VAE):
         return ModelOutput([g], self.decoded(g.z), 0)
 
 
-def model():
+def three_steps(info):
+    """Gradients and weights after three steps on batches of 14, 14 and 2 (the last one split 1 + 1), float64."""
     torch.manual_seed(0)
     m = build_vae((12,), latent_dim=3, hidden=(16,)).double()
-    return MeanVAE(m.encoder, m.posterior, m.decoder, m.likelihood, m.prior)
+    model = MeanVAE(m.encoder, m.posterior, m.decoder, m.likelihood, m.prior)
+    x = (torch.rand(30, 12, generator=torch.Generator().manual_seed(1)) < 0.4).double()
+    tr = Trainer(model, ELBO(), x, None, settings=TrainConfig(batch_size=14, progress=False), run_dir=None,
+                 dist_info=info)
+    grads = []
+    for step in range(3):
+        xb = tr._next_batch()
+        tr.train_step(xb)
+        grads.append(torch.cat([p.grad.flatten() for p in tr.model.parameters()]))
+        tr.state.batch += 1
+    return {"grads": grads, "params": [p.detach() for p in tr.model.parameters()]}
 
 
-x = (torch.rand(30, 12, generator=torch.Generator().manual_seed(1)) < 0.4).double()
-info = init_from_env(torch.device("cpu"))
-tr = Trainer(model(), ELBO(), x, None, settings=TrainConfig(batch_size=14, progress=False), run_dir=None,
-             dist_info=info)
-grads = []
-for step in range(3):  # batches of 14, 14 and 2 (the last one split 1 + 1)
-    xb = tr._next_batch()
-    tr.train_step(xb)
-    grads.append(torch.cat([p.grad.flatten() for p in tr.model.parameters()]))
-    tr.state.batch += 1
-if info.rank == 0:
-    torch.save({"grads": grads, "params": [p.detach() for p in tr.model.parameters()]}, sys.argv[1])
+def sharded_log_px(info):
+    """Per-example log p(x) of 7 points (K = 64), the importance sampling split across the ranks (4 + 3 points)."""
+    torch.manual_seed(0)
+    m = build_vae((12,), latent_dim=3, hidden=(16,))
+    x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    return estimate_log_likelihood(m, x, k=64, seed=5, shard=info).per_example
+
+
+if __name__ == "__main__":  # under torchrun: SCRIPT OUT.pt RUN_DIR TRAIN_ARGS...; rank 0 saves the results
+    from vaekit.cli import main
+
+    if main(["train", "--out", sys.argv[2], "--quiet", *sys.argv[3:]]) != 0:  # as `-m vaekit train` would run it
+        sys.exit(1)
+    info = init_from_env(torch.device("cpu"))  # the process group the training joined
+    res = {**three_steps(info), "per_example": sharded_log_px(info)}
+    if info.rank == 0:
+        torch.save(res, sys.argv[1])
 '''
+TRAIN = ["train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20"]
 
 
-def test_two_rank_step_equals_one_process_on_the_global_batch(tmp_path):
-    script = tmp_path / "step.py"
-    script.write_text(STEP_SCRIPT)
-    r = _torchrun([str(script), str(tmp_path / "two.pt")])
+@pytest.fixture(scope="module")
+def two_rank_launch(tmp_path_factory) -> SimpleNamespace:
+    """One torchrun launch (two gloo ranks) serves the module: SCRIPT trains the uninterrupted 2-rank run the kill
+    test compares against (`vaekit train`, TRAIN), then computes the DDP steps and the sharded evaluation.
+    one: the same functions run in this process on one thread (no process group), the single-process reference;
+    two: the ranks' results; full: the uninterrupted run's folder."""
+    from vaekit.process_state import preserve_process_state
+
+    d = tmp_path_factory.mktemp("ddp")
+    script = d / "ddp.py"
+    script.write_text(SCRIPT)
+    r = _torchrun([str(script), str(d / "two.pt"), str(d / "full"), *TRAIN])
     assert r.returncode == 0, r.stderr[:2000]
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=ENV, capture_output=True,
-                         text=True, timeout=120)
-    assert one.returncode == 0, one.stderr[-2000:]
-    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    with preserve_process_state():
+        torch.set_num_threads(1)
+        fns = runpy.run_path(str(script))  # not as __main__: the functions only
+        one = {**fns["three_steps"](DistInfo()), "per_example": fns["sharded_log_px"](DistInfo())}
+    return SimpleNamespace(one=one, two=torch.load(d / "two.pt"), full=d / "full")
+
+
+def test_two_rank_step_equals_one_process_on_the_global_batch(two_rank_launch):
+    a, b = two_rank_launch.one, two_rank_launch.two
+    assert len(a["grads"]) == len(b["grads"]) == 3
     for g1, g2 in zip(a["grads"], b["grads"]):  # float64: the averaged gradient equals the global-batch one
         torch.testing.assert_close(g2, g1, rtol=1e-10, atol=1e-12)
     for p1, p2 in zip(a["params"], b["params"]):
         torch.testing.assert_close(p2, p1, rtol=1e-10, atol=1e-12)
+
+
+def test_sharded_evaluation_equals_the_single_process_one_per_example(two_rank_launch):
+    a, b = two_rank_launch.one["per_example"], two_rank_launch.two["per_example"]
+    assert a.shape == b.shape == (7,)  # 4 + 3 points, no padded duplicates
+    assert float((a - b).abs().max()) <= 1e-5
 
 
 def _kill_tree(pid: int) -> None:
@@ -133,25 +187,25 @@ def _kill_tree(pid: int) -> None:
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master-addr=127.0.0.1",
-           f"--master-port={_port()}", "-m", "vaekit", "train", "--out", str(out), "--quiet",
-           "train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20", *extra]
+           f"--master-port={_port()}", "-m", "vaekit", "train", "--out", str(out), "--quiet", *TRAIN, *extra]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
 @pytest.mark.slow
-def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(two_rank_launch, tmp_path, capsys):
+    """The uninterrupted 2-rank run is the module launch's (the same TRAIN); this one is killed -9 after its
+    step-40 checkpoint and resumed by a new torchrun launch."""
     from vaekit.training import load_checkpoint
 
-    full = _train(tmp_path / "full")
-    out, err = full.communicate(timeout=300)
-    assert full.returncode == 0, err[-2000:]
-    lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    full = two_rank_launch.full
+    lines = (full / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 6 and len({json.loads(ln)["step"] for ln in lines}) == 6  # one record per step, not two
     part = _train(tmp_path / "part", "train.time_limit=10000")
     ckpt = tmp_path / "part" / "last.json"
     deadline = time.time() + 240
-    while time.time() < deadline and not (ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 40):
+    while time.time() < deadline and part.poll() is None and not (
+            ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 40):
         time.sleep(0.05)
     _kill_tree(part.pid)  # kill -9 of the launcher and both ranks
     part.wait()
@@ -161,45 +215,21 @@ def test_killed_two_rank_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_
     r = _torchrun(["-m", "vaekit", "train", "--resume", str(tmp_path / "part"), "--quiet",
                    "train.time_limit=10000"])
     assert r.returncode == 0, r.stderr[:2000]
-    a, _ = load_checkpoint(tmp_path / "full" / "last.safetensors")
+    a, _ = load_checkpoint(full / "last.safetensors")
     b, doc = load_checkpoint(tmp_path / "part" / "last.safetensors")
     assert doc["step"] == 120 and doc["world_size"] == 2
     for k in a:
         if k.startswith("model."):
             assert torch.equal(a[k], b[k]), k
-    # another world size is refused with a clear message
-    one = subprocess.run([sys.executable, "-m", "vaekit", "train", "--resume", str(tmp_path / "part"),
-                          "train.steps=140"], env=ENV, capture_output=True, text=True, timeout=120)
-    assert one.returncode == 2 and "trained with 2 process(es)" in one.stderr
+    # another world size (this one process, the CLI run in-process) is refused with a clear message
+    from vaekit.cli import main
+    from vaekit.process_state import preserve_process_state
 
-
-EVAL_SCRIPT = r'''
-import sys, torch
-from vaekit.models import build_vae
-from vaekit.evaluation import estimate_log_likelihood
-from vaekit.training.distributed import init_from_env
-
-torch.manual_seed(0)
-m = build_vae((12,), latent_dim=3, hidden=(16,))
-x = (torch.rand(7, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
-info = init_from_env(torch.device("cpu"))
-res = estimate_log_likelihood(m, x, k=64, seed=5, shard=info)
-if info.rank == 0:
-    torch.save(res.per_example, sys.argv[1])
-'''
-
-
-def test_sharded_evaluation_equals_the_single_process_one_per_example(tmp_path):
-    script = tmp_path / "ev.py"
-    script.write_text(EVAL_SCRIPT)
-    r = _torchrun([str(script), str(tmp_path / "two.pt")])
-    assert r.returncode == 0, r.stderr[:2000]
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=ENV, capture_output=True,
-                         text=True, timeout=120)
-    assert one.returncode == 0, one.stderr[-2000:]
-    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    assert a.shape == b.shape == (7,)  # 4 + 3 points, no padded duplicates
-    assert float((a - b).abs().max()) <= 1e-5
+    capsys.readouterr()
+    with preserve_process_state():
+        code = main(["train", "--resume", str(tmp_path / "part"), "train.steps=140"])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained with 2 process(es)" in err, err
 
 
 def test_a_failed_rendezvous_is_a_one_line_error(tmp_path):

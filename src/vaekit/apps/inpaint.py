@@ -29,16 +29,18 @@ INPAINT_METHODS = ("iterate", "optimize", "both")
 MASK_NAMES = ("top", "bottom", "left", "right", "centre", "random")
 
 
-def named_mask(name: str, data_shape: Sequence[int], n: int = 1, seed: int = 0) -> torch.Tensor:
+def named_mask(name: str, data_shape: Sequence[int], n: int = 1, seed: int = 0,
+               device: torch.device | str | None = None) -> torch.Tensor:
     """A boolean mask (n, *data_shape), True = missing: "top"/"bottom"/"left"/"right" (that half of the image),
     "centre" (the central square of half the side), "random:P" (each pixel missing with probability P,
-    seeded; "random" = "random:0.5"). Images are (C, H, W); for vectors (D,) the halves are of the vector."""
+    seeded; "random" = "random:0.5"). Images are (C, H, W); for vectors (D,) the halves are of the vector.
+    device: where the mask (and the random mask's generator) lives, the data's device (default CPU)."""
     kind, _, arg = name.partition(":")
     if kind not in MASK_NAMES:
         raise ValueError(f"unknown mask {name!r}; give a mask file (.npy or .png) or one of "
                          f"{', '.join(MASK_NAMES)} (random:P for a fraction P)")
     shape = tuple(int(s) for s in data_shape)
-    m = torch.zeros(shape, dtype=torch.bool)
+    m = torch.zeros(shape, dtype=torch.bool, device=device)
     # images: (C, H, W); vectors (D,) as one row, where top = left = the first half, bottom = right = the second
     h, w = (shape[-2], shape[-1]) if len(shape) == 3 else (1, math.prod(shape))
     kind = {"top": "left", "bottom": "right"}.get(kind, kind) if h == 1 else kind
@@ -47,8 +49,8 @@ def named_mask(name: str, data_shape: Sequence[int], n: int = 1, seed: int = 0) 
         p = float(arg) if arg else 0.5
         if not 0.0 < p < 1.0:
             raise ValueError(f"random:P needs 0 < P < 1, got {arg!r}")
-        g = torch.Generator().manual_seed(int(seed))
-        return torch.rand((n, *shape), generator=g) < p
+        g = torch.Generator(device=m.device).manual_seed(int(seed))
+        return torch.rand((n, *shape), generator=g, device=m.device) < p
     if kind == "top":
         view[:, : h // 2] = True
     elif kind == "bottom":

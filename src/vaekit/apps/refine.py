@@ -124,13 +124,13 @@ def _refine_batch(model: nn.Module, x: torch.Tensor, steps: int, lr: float, n_sa
     for t in range(steps):
         for grp in opt.param_groups:  # cosine decay to zero: the last iterates settle near the optimum
             grp["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
-        eps = torch.randn((n_samples, *shape), generator=g, dtype=loc0.dtype).to(loc0.device)  # (L, B, D)
+        eps = torch.randn((n_samples, *shape), generator=g, dtype=loc0.dtype, device=loc0.device)  # (L, B, D)
         elbo = elbo_with_noise(model, x, loc, ls, eps)  # (B,)
         loc.grad, ls.grad = torch.autograd.grad(-elbo.sum(), [loc, ls])  # each point's own ELBO
         opt.step()
     t_steps = time.perf_counter() - t0
     with torch.no_grad():
-        eps = torch.randn((eval_samples, *shape), generator=g, dtype=loc0.dtype).to(loc0.device)  # (S, B, D)
+        eps = torch.randn((eval_samples, *shape), generator=g, dtype=loc0.dtype, device=loc0.device)  # (S, B, D)
         ea = elbo_with_noise(model, x, *amortised, eps)  # (B,)
         e0 = ea if init == "encoder" else elbo_with_noise(model, x, loc0, ls0, eps)  # (B,)
         e1 = elbo_with_noise(model, x, loc.detach(), ls.detach(), eps)  # (B,)
@@ -157,7 +157,7 @@ def refine(model: nn.Module, x: Any, steps: int = 100, lr: float = 0.05, n_sampl
         raise ValueError(f"init must be one of {', '.join(REFINE_INITS)}, got {init!r}")
     x = as_data_tensor(x)
     model.check_input(x)
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator(device=model_device(model)).manual_seed(int(seed))  # noise drawn where the model runs
     parts = []
     with eval_mode(model):
         dev = model_device(model)

@@ -6,9 +6,12 @@ Works on any model that speaks the contract (``vaekit.models.contract``): the bo
 
 from vaekit.evaluation.evaluate import evaluate
 from vaekit.evaluation.loglik import (
+    EVAL_PRECISIONS,
     LogLikelihoodResult,
     auto_chunk_size,
     cpu_supports_bf16,
+    cpu_supports_fp16,
+    decoder_dtype_for,
     estimate_log_likelihood,
     iw_log_likelihood,
 )
@@ -29,6 +32,9 @@ __all__ = [
     "iw_log_likelihood",
     "auto_chunk_size",
     "cpu_supports_bf16",
+    "cpu_supports_fp16",
+    "decoder_dtype_for",
+    "EVAL_PRECISIONS",
     "ActiveUnits",
     "active_units",
     "bits_per_dim",

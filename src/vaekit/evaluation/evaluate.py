@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 from torch import nn
 
-from vaekit.utils import as_data_tensor
-from vaekit.evaluation.loglik import estimate_log_likelihood
+from vaekit.utils import as_data_tensor, model_device
+from vaekit.evaluation.loglik import decoder_dtype_for, estimate_log_likelihood
 from vaekit.evaluation.metrics import active_units, bits_per_dim, elbo_dataset, kl_per_dimension
 
 __all__ = ["evaluate"]
@@ -31,6 +32,7 @@ def evaluate(
     num_threads: int | None = None,
     compiled: bool = False,
     shard: Any = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """ELBO, importance-sampled log p(x) (K = ``k``) with its standard error, bits/dim, active units and KL per
     latent dimension of ``model`` on ``x`` ((N, *shape) tensor or ``ArrayData``), as a JSON-friendly dict:
@@ -38,16 +40,20 @@ def evaluate(
     elbo, elbo_stderr, log_px_z, kl (nats per example, ``elbo_dataset``); log_px, log_px_stderr
     (``estimate_log_likelihood``); bits_per_dim (``bits_per_dim`` of log_px; None for real-valued data
     (n_levels None) or a continuous likelihood on non-dequantised discrete data, where it has no meaning);
-    active_units (int), active_units_per_layer (list); kl_per_dim (list of floats); k; n; bf16.
+    active_units (int), active_units_per_layer (list); kl_per_dim (list of floats); k; n; precision (of the
+    importance samples' decoder: fp32, bf16 or fp16); bf16 (precision == "bf16").
     n_levels / dequantized: as in ``DataSplits.n_levels`` and ``bits_per_dim``. seed: a private RNG stream
     (None: the caller's global RNG). batch_size is for the ELBO / diagnostics, iw_batch_size and chunk_size
-    for the importance sampling; bf16, compiled, num_threads and shard (torchrun: the importance sampling split
-    across ranks, the per-example values gathered) as in ``estimate_log_likelihood``.
+    for the importance sampling; precision (bf16 the older flag for it), compiled, num_threads and shard
+    (torchrun: the importance sampling split across ranks, the per-example values gathered) as in
+    ``estimate_log_likelihood``.
     """
+    dtype = decoder_dtype_for(precision, model_device(model), bf16)  # a bad precision fails before any work
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     x = as_data_tensor(x)
     model.check_input(x)
     elbo = elbo_dataset(model, x, batch_size=batch_size, seed=seed, check=False)
-    ll = estimate_log_likelihood(model, x, k=k, batch_size=iw_batch_size, chunk_size=chunk_size, bf16=bf16,
+    ll = estimate_log_likelihood(model, x, k=k, batch_size=iw_batch_size, chunk_size=chunk_size, precision=precision,
                                  seed=None if seed is None else seed + 1, num_threads=num_threads, compiled=compiled,
                                  check=False, shard=shard)
     au = active_units(model, x, threshold=threshold, batch_size=batch_size, seed=seed)
@@ -76,5 +82,6 @@ def evaluate(
         "kl_per_dim": [float(v) for v in kl_dims],
         "k": ll.k,
         "n": int(x.shape[0]),
-        "bf16": bool(bf16),
+        "precision": precision,
+        "bf16": precision == "bf16",
     }

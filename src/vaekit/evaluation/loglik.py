@@ -36,6 +36,7 @@ from vaekit.utils import (
 )
 
 __all__ = ["LogLikelihoodResult", "estimate_log_likelihood", "iw_log_likelihood", "cpu_supports_bf16",
+           "cpu_supports_fp16", "EVAL_PRECISIONS", "decoder_dtype_for",
            "auto_chunk_size"]
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,38 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_supports_fp16() -> bool:
+    """True when the CPU has native fp16 arithmetic (AVX512-FP16 or AMX-FP16 tiles)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_fp16" in flags or "amx_fp16" in flags
+
+
+EVAL_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def decoder_dtype_for(precision: str | None, device: torch.device | str, bf16: bool = False) -> torch.dtype | None:
+    """The autocast dtype of the decoder net for an evaluation ``precision`` (fp32 | bf16 | fp16; None and
+    ``bf16=True``, the older flag, are accepted) on ``device``; None for fp32. ValueError (one line) for an
+    unknown name, for both flags disagreeing, and for fp16 on a CPU without native fp16 (there torch would
+    emulate it, slower than fp32 and with fp16's narrow range; bf16 has float32's range)."""
+    if bf16:
+        if precision not in (None, "bf16"):
+            raise ValueError(f"bf16=True and precision={precision!r} disagree; give precision alone")
+        precision = "bf16"
+    precision = "fp32" if precision is None else precision
+    if precision not in EVAL_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose {', '.join(EVAL_PRECISIONS)}")
+    dev = torch.device(device)
+    if precision == "fp16" and dev.type == "cpu" and not cpu_supports_fp16():
+        raise ValueError("precision fp16 needs a GPU (--device cuda) or a CPU with native fp16 (avx512_fp16/"
+                         "amx_fp16), which this one lacks; use bf16 or fp32 on this CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def auto_chunk_size(k: int, batch_size: int, example_numel: int) -> int:
@@ -142,6 +175,7 @@ def estimate_log_likelihood(
     compiled: bool = False,
     check: bool = True,
     shard: Any = None,
+    precision: str | None = None,
 ) -> LogLikelihoodResult:
     """Importance-sampled log p(x) per example (Burda et al. 2016, Eq. 8 with K = ``k``), mean and s.e.
 
@@ -150,9 +184,11 @@ def estimate_log_likelihood(
         and simpler on CPU in bench/iw_speed.py. chunk_size: samples per call (None: all K when the decoded batch holds at most
         ``CHUNK_ELEMENTS`` data elements, else equal chunks that do). Results for one seed depend on
         ``batch_size`` and ``chunk_size`` only through the order random numbers are drawn in.
-    bf16: run the decoder net under bf16 autocast (``decoder_dtype`` of the model's forward; opt-in;
-        log-densities stay float32). It is fast only on
-        CPUs with native bf16 (see ``cpu_supports_bf16``) or on GPUs, and adds a small bias (bench/iw_speed.py).
+    precision: fp32 (default) | bf16 | fp16: the decoder net under autocast to that dtype (``decoder_dtype`` of
+        the model's forward; opt-in; log-densities stay float32). bf16 is fast only on CPUs with native bf16
+        (see ``cpu_supports_bf16``) or on GPUs, and adds a small bias (bench/iw_speed.py); fp16 is for GPUs (on a
+        CPU only with native fp16, ``cpu_supports_fp16``; else a ValueError, see ``decoder_dtype_for``).
+    bf16: the older flag, the same as ``precision="bf16"``.
     seed: seeds a private copy of the global RNG (the caller's RNG is left untouched); None draws from it. With
         a seed and ``batch_size=1`` every example's noise is keyed by its index (stream ``seed + i``), so a point's
         estimate does not depend on which other points are evaluated with it, or on which process does it.
@@ -171,11 +207,11 @@ def estimate_log_likelihood(
     k = check_positive("k", k)
     if check:
         model.check_input(x)
-    if bf16 and model_device(model).type == "cpu" and not cpu_supports_bf16():
+    dtype = decoder_dtype_for(precision, model_device(model), bf16)
+    if dtype == torch.bfloat16 and model_device(model).type == "cpu" and not cpu_supports_bf16():
         log.warning("bf16 requested but this CPU has no native bf16 (avx512_bf16/amx); expect it to be slower")
     out: list[torch.Tensor] = []
     var: list[torch.Tensor] = []
-    dtype = torch.bfloat16 if bf16 else None
 
     def weights(xb: torch.Tensor, c: int) -> torch.Tensor:
         return objective_log_weights(model, xb, c, decoder_dtype=dtype)

@@ -286,8 +286,9 @@ class Trainer:
         self._truncate_metrics(self.state.step)
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop records after ``step`` (and a line cut short by a kill), rewriting the file atomically."""
-        if self.run_dir is None:
+        """Drop records after ``step`` (and a line cut short by a kill), rewriting the file atomically (rank 0
+        only: another rank's rewrite raced rank 0's removal of stale temporary files when it took over the lock)."""
+        if self.run_dir is None or not self.dist.is_main:
             return
         path = self.run_dir / "metrics.jsonl"
         if path.exists():
