@@ -112,6 +112,8 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     if missing and strict:
         raise ValueError(f"the {missing[0]} figure needs the model and its test data; use vaekit.run.run_figures")
     todo = [k for k in todo if k not in missing]
+    if not strict and model is not None and not hasattr(model, "generate"):  # "all": class figures for M2 only
+        todo = [k for k in todo if k not in ("analogies", "class-samples")]
     recs = curves.load_metrics(run_dir) if ({"curves", "kl"} & set(todo)) else None
     out = Path(out_dir) if out_dir is not None else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
