@@ -22,7 +22,7 @@ def reconstruction_knn_accuracy(model: nn.Module, train_x: torch.Tensor, train_y
     ``max_test`` test inputs and to those inputs (subsets drawn with a fixed seed)."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # subset indices on the CPU: the same points on every device
     tr = torch.randperm(train_x.shape[0], generator=g)[:max_train]
     te = torch.randperm(test_x.shape[0], generator=g)[:max_test]
     xtr, ytr = train_x[tr].reshape(len(tr), -1).cpu().numpy(), train_y[tr].cpu().numpy()

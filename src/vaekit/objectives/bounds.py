@@ -25,7 +25,7 @@ from torch import nn
 from vaekit.models.contract import LatentGroup
 from vaekit.objectives.latents import group_kl, group_log_q
 
-__all__ = ["ELBOTerms", "elbo_terms", "log_weights", "iwae_bound"]
+__all__ = ["ELBOTerms", "elbo_terms", "single_group_terms", "log_weights", "iwae_bound"]
 
 
 @dataclass
@@ -81,6 +81,20 @@ def elbo_terms(model: nn.Module, x: torch.Tensor, n_samples: int = 1, check: boo
     parts = list(groups.values())
     kl_groups = parts[0] if len(parts) == 1 else torch.cat(parts, -1)  # (B, G)
     return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, groups, analytic, out.extras)
+
+
+def single_group_terms(model: nn.Module, x: torch.Tensor, who: str,
+                       check: bool = True) -> tuple[LatentGroup, torch.Tensor, torch.Tensor]:
+    """(the one latent group, log p(x|z) (B,), KL (B,)) of a one-group model at one sample without a sample axis:
+    the terms of objectives that add a penalty on the codes z (β-TCVAE, FactorVAE; ``who`` names it in errors)."""
+    if check:
+        model.check_input(x)
+    out = model(x, None)
+    if len(out.groups) != 1 or out.groups[0].enumerated:
+        raise ValueError(f"{who} needs a model with one sampled latent group (model.family=vae)")
+    g = out.groups[0]
+    log_px_z = out.px.log_prob(x if out.target is None else out.target)  # (B,)
+    return g, log_px_z, group_kl(g, 0)[0].sum(-1)  # closed form where registered
 
 
 def _enumerated(groups: list[LatentGroup]) -> LatentGroup | None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.objectives.elbo import Objective, ObjectiveResult
-from vaekit.objectives.latents import group_kl
+from vaekit.objectives.bounds import single_group_terms
 
 __all__ = ["FactorVAE", "permute_dims"]
 
@@ -66,17 +66,10 @@ class FactorVAE(Objective):
 
     def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
                 check: bool = True) -> ObjectiveResult:
-        if check:
-            model.check_input(x)
-        out = model(x, None)
-        if len(out.groups) != 1:
-            raise ValueError("factor-vae needs a model with one latent group (model.family=vae)")
-        g = out.groups[0]
+        g, log_px_z, kl = single_group_terms(model, x, "factor-vae", check)  # (B,) each
         if g.z.ndim != 2:
             raise ValueError(f"factor-vae needs codes of shape (B, D), got {tuple(g.z.shape)}")
         self._on(g.z.device)
-        log_px_z = out.px.log_prob(x)  # (B,)
-        kl = group_kl(g, 0)[0].sum(-1)  # (B,)
         logits = self.discriminator(g.z)  # (B, 2)
         tc = logits[:, 0] - logits[:, 1]  # (B,) log D(z) / (1 - D(z)): the density-ratio estimate of TC
         self._codes = g.z.detach()

@@ -121,10 +121,6 @@ class SemiSupervisedELBO(Objective):
         """{"val_accuracy": accuracy of argmax q(y|x) on the validation set} (empty without validation labels)."""
         if self.sup.val_y is None or val_x is None or val_x.shape[0] == 0:
             return {}
-        from vaekit.utils import batches
+        from vaekit.evaluation.metrics import classification_error
 
-        right = 0
-        y = self.sup.val_y.to(val_x.device)
-        for i, xb in enumerate(batches(val_x, 1000, val_x.device)):
-            right += int((model.predict(xb) == y[i * 1000:(i + 1) * 1000]).sum())
-        return {"val_accuracy": right / val_x.shape[0]}
+        return {"val_accuracy": 1.0 - classification_error(model, val_x, self.sup.val_y)}

@@ -35,7 +35,7 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 from vaekit.objectives.elbo import Objective, ObjectiveResult
-from vaekit.objectives.latents import group_kl
+from vaekit.objectives.bounds import single_group_terms
 
 __all__ = ["BetaTCVAE", "tc_decomposition", "gaussian_posterior"]
 
@@ -99,15 +99,8 @@ class BetaTCVAE(Objective):
 
     def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
                 check: bool = True) -> ObjectiveResult:
-        if check:
-            model.check_input(x)
-        out = model(x, None)
-        if len(out.groups) != 1:
-            raise ValueError("beta-tcvae needs a model with one latent group (model.family=vae)")
-        g = out.groups[0]
+        g, log_px_z, kl = single_group_terms(model, x, "beta-tcvae", check)  # (B,) each
         loc, scale = gaussian_posterior(g.q)
-        log_px_z = out.px.log_prob(x)  # (B,)
-        kl = group_kl(g, 0)[0].sum(-1)  # (B,) closed form where registered
         parts = tc_decomposition(g.z, loc, scale, g.p.log_prob(g.z), self.dataset_size, self.estimator)
         extra = (self.alpha - 1) * parts["mi"] + (self.beta - 1) * parts["tc"] + (self.gamma - 1) * parts["dwkl"]
         loss = (kl - log_px_z + extra).mean()

@@ -125,6 +125,7 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     if x is not None and x.shape[0] > 1:
         # a seeded shuffle: a test file ordered by class (binarized MNIST's is) still shows every class in the
         # reconstructions, latent map, interpolations and the KL estimate
+        # (indices drawn on the CPU on purpose: the same points are shown whatever device the model runs on)
         order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
         x = x[order.to(x.device)]
         y = y[order.to(y.device)] if y is not None else None
