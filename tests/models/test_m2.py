@@ -97,6 +97,26 @@ def test_labelled_batches_depend_on_the_step_alone_and_cover_the_classes():
     assert not torch.equal(a[0], obj.labelled(4, torch.device("cpu"))[0])
 
 
+def test_ranks_split_the_one_process_labelled_batch(monkeypatch):
+    """Under torchrun each rank keeps its part of the same global labelled batch (not the same batch twice)."""
+    from vaekit.objectives import semi_supervised as ss
+
+    y = torch.arange(20) % 10
+    obj = SemiSupervisedELBO(Supervision(torch.rand(20, 6), y, n_unlabelled=40,
+                                         transform=lambda x, g: torch.bernoulli(x, generator=g)), labelled_batch=9)
+    whole = obj.labelled(5, torch.device("cpu"))
+    parts = []
+    for r in (0, 1):
+        monkeypatch.setattr(ss, "_rank_world", lambda r=r: (r, 2))
+        parts.append(obj.labelled(5, torch.device("cpu")))
+    assert [p[0].shape[0] for p in parts] == [5, 4]
+    assert torch.equal(torch.cat([p[0] for p in parts]), whole[0])
+    assert torch.equal(torch.cat([p[1] for p in parts]), whole[1])
+    monkeypatch.setattr(ss, "_rank_world", lambda: (0, 10))
+    with pytest.raises(ValueError, match="cannot be split over 10 ranks"):
+        obj.labelled(5, torch.device("cpu"))
+
+
 def test_family_builds_and_rejects_misplaced_options():
     m = build_family(ModelConfig(family="m2", latent_dim=3, hidden=[8], n_classes=4), (1, 5, 5))
     x = torch.rand(2, 1, 5, 5)

@@ -44,6 +44,15 @@ class Supervision:
     val_y: torch.Tensor | None = None
 
 
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the torchrun process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def balanced_label_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """Sorted indices of n examples, n / K of each of the K classes in y (seeded), for ``data.labels=n``."""
     classes = torch.unique(y)
@@ -84,7 +93,10 @@ class SemiSupervisedELBO(Objective):
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def labelled(self, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The labelled batch of a step: a function of (seed, step) alone, so a resumed run draws the same ones."""
+        """The labelled batch of a step: a function of (seed, step) alone, so a resumed run draws the same ones.
+
+        Under torchrun the same global batch is drawn on every rank and each rank keeps its contiguous part (as
+        the trainer shards the unlabelled batch), so DDP's averaged gradient is the one-process gradient."""
         if device not in self._on:
             self._on = {device: (self.sup.x.to(device), self.sup.y.to(device))}
         x, y = self._on[device]
@@ -94,6 +106,12 @@ class SemiSupervisedELBO(Objective):
             x, y = x.index_select(0, idx), y.index_select(0, idx)
         if self.sup.transform is not None:
             x = self.sup.transform(x, g)
+        rank, world = _rank_world()
+        if world > 1:
+            if x.shape[0] < world:
+                raise ValueError(f"{x.shape[0]} labelled examples per step cannot be split over {world} ranks; "
+                                 "raise objective_options.labelled_batch or data.labels")
+            x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]
         return x, y
 
     def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
