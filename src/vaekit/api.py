@@ -63,7 +63,9 @@ def _config(preset: str | None, config: Any, sections: Mapping[str, Any], overri
     return cfg, explicit
 
 
-def _split(x: torch.Tensor, val: Any, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _split(x: torch.Tensor, val: Any, cfg: RunConfig, y: torch.Tensor | None = None,
+           val_y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, Any, Any]:
+    """(train x, val x, train y, val y): the given val, else a seeded held-out part of x (and of y with it)."""
     from vaekit.data.base import split_indices
     from vaekit.utils import as_data_tensor
 
@@ -71,22 +73,67 @@ def _split(x: torch.Tensor, val: Any, cfg: RunConfig) -> tuple[torch.Tensor, tor
         v = as_data_tensor(val).float()
         if tuple(v.shape[1:]) != tuple(x.shape[1:]):
             raise ValueError(f"val has examples of shape {tuple(v.shape[1:])}, x of shape {tuple(x.shape[1:])}")
-        return x, v
+        return x, v, y, val_y
+    if val_y is not None:
+        raise ValueError("val_y labels the examples of val; give val too (or neither: a part of x and y is held out)")
     if cfg.data.val_fraction == 0 or cfg.data.merge_val:
-        return x, None
+        return x, None, y, None
     train, held, _ = split_indices(x.shape[0], test_fraction=0.0, val_fraction=cfg.data.val_fraction, seed=cfg.seed)
-    return x[torch.from_numpy(train)], (x[torch.from_numpy(held)] if len(held) else None)
+    tr, he = torch.from_numpy(train), torch.from_numpy(held)
+    pick = (lambda t, i: None if t is None else t[i])
+    return x[tr], (x[he] if len(held) else None), pick(y, tr), (pick(y, he) if len(held) else None)
 
 
-def fit(x: Any, *, val: Any = None, preset: str | None = None, config: Any = None, overrides: Sequence[str] = (),
-        seed: int | None = None, run_dir: str | Path | None = None, progress: bool = True,
-        **sections: Mapping[str, Any]) -> nn.Module:
+def _labels(y: Any, n: int, n_classes: int, name: str) -> torch.Tensor:
+    """(n,) int64 class ids in 0..K-1, -1 for an unlabelled example (scikit-learn's semi-supervised convention)."""
+    t = torch.as_tensor(y.values if hasattr(y, "values") else y)
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must hold one label per example, shape ({n},), got {tuple(t.shape)}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        if t.is_floating_point() and bool((t == t.round()).all()):
+            t = t.round()
+        else:
+            raise ValueError(f"{name} must hold integer class ids (-1 for unlabelled), got {t.dtype}")
+    t = t.long()
+    bad = (t < -1) | (t >= n_classes)
+    if bool(bad.any()):
+        raise ValueError(f"{name} holds {int(t[bad][0])}; labels are class ids 0..{n_classes - 1} (model.n_classes) "
+                         "or -1 for an unlabelled example")
+    return t
+
+
+def _needs_labels(cfg: RunConfig, y: Any, val_y: Any) -> bool:
+    """Check y against the objective: a semi-supervised one (model.objective=m2) needs it, the others refuse it."""
+    from vaekit.objectives.registry import OBJECTIVES
+
+    spec = OBJECTIVES.get(cfg.model.objective)
+    supervised = spec is not None and spec.supervised
+    if not supervised:
+        if y is not None or val_y is not None:
+            raise ValueError(f"y= labels the examples for a semi-supervised model (model={{'family': 'm2', "
+                             f"'objective': 'm2'}}); model.objective={cfg.model.objective} trains on x alone")
+        return False
+    if y is None:
+        raise ValueError(f"model.objective={cfg.model.objective} trains with labels: give y= (one class id per "
+                         "example, -1 where unlabelled)")
+    return True
+
+
+def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: str | None = None, config: Any = None,
+        overrides: Sequence[str] = (), seed: int | None = None, run_dir: str | Path | None = None,
+        progress: bool = True, **sections: Mapping[str, Any]) -> nn.Module:
     """Train a VAE on ``x`` and return it (the best validation weights; the last ones without validation).
 
     x: (N, *shape) numpy array or tensor of numbers: (N, D) tabular rows or (N, C, H, W) images. A Bernoulli
         likelihood (the default) needs values in [0, 1]; for real-valued data choose e.g.
         ``model={"likelihood": "sigma-vae"}`` (README "Choosing a likelihood").
-    val: validation data of the same shape; None holds out ``data.val_fraction`` (0.1) of x, seeded.
+    y: labels for a semi-supervised model only (``model={"family": "m2", "objective": "m2", "n_classes": K}``,
+        Kingma et al. 2014): (N,) class ids 0..K-1, -1 where an example is unlabelled (scikit-learn's
+        convention); every label known is the conditional VAE. The labelled examples' bound and q(y|x)'s loss
+        join each step (``vaekit.objectives.semi_supervised``). The checkpoint: the best accuracy of q(y|x) on
+        the labelled validation examples (val_y, or the held-out part of y), the best validation ELBO if none.
+    val: validation data of the same shape; None holds out ``data.val_fraction`` (0.1) of x (and of y), seeded.
+    val_y: labels of val (-1 allowed), for the validation accuracy of a semi-supervised model.
     preset: a named preset (``vaekit presets``) as the starting point (its model and training settings);
         config: a RunConfig, a nested mapping or a YAML file on top; then the keyword sections
         (``model={...}``, ``train={...}``, ``data={...}``, ``eval={...}``) and ``key=value`` ``overrides``.
@@ -112,15 +159,38 @@ def fit(x: Any, *, val: Any = None, preset: str | None = None, config: Any = Non
     data = as_data_tensor(x).float()
     if not torch.isfinite(data).all():
         raise ValueError("x holds NaN or infinite values; remove or impute them before training")
-    train_x, val_x = _split(data, val, cfg)
+    labels = None
+    if _needs_labels(cfg, y, val_y):
+        y = _labels(y, len(data), cfg.model.n_classes, "y")
+        if val_y is not None:
+            if val is None:
+                raise ValueError("val_y labels the examples of val; give val too")
+            val_y = _labels(val_y, len(as_data_tensor(val)), cfg.model.n_classes, "val_y")
+    train_x, val_x, y, val_y = _split(data, val, cfg, y, val_y)
+    if y is not None:
+        labels = (y, val_y)
     with preserve_process_state():
         if run_dir is None:
             with tempfile.TemporaryDirectory(prefix="vaekit-fit-") as tmp:
-                return _train(cfg, train_x, val_x, Path(tmp), keep=False)
-        return _train(cfg, train_x, val_x, Path(run_dir), keep=True)
+                return _train(cfg, train_x, val_x, Path(tmp), keep=False, labels=labels)
+        return _train(cfg, train_x, val_x, Path(run_dir), keep=True, labels=labels)
 
 
-def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path, keep: bool) -> nn.Module:
+def _semi_supervised(cfg: RunConfig, train_x: torch.Tensor, labels: tuple, transform: Any):
+    """(Supervision, the unlabelled examples the trainer iterates over) from y (-1: unlabelled)."""
+    from vaekit.objectives.semi_supervised import Supervision
+
+    y, val_y = (t if t is None else t.to(train_x.device) for t in labels)
+    known = y >= 0
+    if not bool(known.any()):
+        raise ValueError("y labels no example (every entry is -1); a semi-supervised model needs some labels")
+    rest = train_x[~known] if bool((~known).any()) else train_x  # every label known: the conditional VAE
+    n_unlabelled = int((~known).sum())
+    return Supervision(train_x[known], y[known], n_unlabelled, transform, cfg.seed + 6, val_y), rest
+
+
+def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path, keep: bool,
+           labels: tuple | None = None) -> nn.Module:
     import contextlib
 
     from vaekit.data import make_batch_transform
@@ -161,7 +231,10 @@ def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, ru
             start_fresh(run_dir, cfg)  # marker, then config.yaml
         transform = make_batch_transform(cfg.data.binarize, False, None)
         callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
-        objective = build_objective(cfg.model, n_train=len(train_x))
+        supervision = None
+        if labels is not None:
+            supervision, train_x = _semi_supervised(cfg, train_x, labels, transform)
+        objective = build_objective(cfg.model, n_train=len(train_x), supervision=supervision)
         trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
                           seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)
         trainer.fit()

@@ -141,4 +141,10 @@ class SemiSupervisedELBO(Objective):
             return {}
         from vaekit.evaluation.metrics import classification_error
 
-        return {"val_accuracy": 1.0 - classification_error(model, val_x, self.sup.val_y)}
+        known = self.sup.val_y >= 0  # -1: an unlabelled validation example (the Python API's convention)
+        if not bool(known.any()):
+            return {}
+        y = self.sup.val_y.to(val_x.device)
+        if bool(known.all()):
+            return {"val_accuracy": 1.0 - classification_error(model, val_x, y)}
+        return {"val_accuracy": 1.0 - classification_error(model, val_x[known.to(val_x.device)], y[y >= 0])}
