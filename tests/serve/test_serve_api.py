@@ -209,3 +209,14 @@ def _cli_errors(main, vae_run, capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # the serve extra absent
     assert main(["serve", str(vae_run)]) == 2
     assert "pip install 'vaekit[serve]'" in capsys.readouterr().err
+
+
+def test_a_model_without_one_latent_vector_is_a_one_line_refusal():
+    """M2 has a class and a style, no encode(): serve says what to use instead (not an AttributeError)."""
+    from vaekit.config import ModelConfig
+    from vaekit.models.registry import build_family
+    from vaekit.serve.explorer import Explorer
+
+    m2 = build_family(ModelConfig(family="m2", latent_dim=2, hidden=[8], n_classes=3), (1, 4, 4))
+    with pytest.raises(ValueError, match="vaekit classify RUN"):
+        Explorer(m2, torch.rand(5, 1, 4, 4))

@@ -56,6 +56,10 @@ class Explorer:
     def __init__(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
                  name: str = "run", binarize: bool = False, max_points: int = 2000,
                  kl_examples: int = 1000) -> None:
+        if not hasattr(model, "encode"):
+            raise ValueError(f"vaekit serve explores a VAE or Ladder VAE (one latent vector per image); this run's "
+                             f"{type(model).__name__} has none: see it with `vaekit plot RUN` (for M2: analogies, "
+                             "class-samples) or `vaekit classify RUN`")
         shape = tuple(int(s) for s in model.data_shape)
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise ValueError(f"vaekit serve shows images of 1 or 3 channels; this run models data of shape {shape}")
