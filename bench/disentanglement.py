@@ -111,7 +111,15 @@ def main() -> None:
         cells = " | ".join(f"{mu:.3f} ± {sd:.3f}" for mu, sd in row.values())
         migs = ", ".join(f"{per[s]['mig']:.3f}" for s in sorted(per))
         print(f"| {name} | {cells} | {migs} |")
-    doc = {"budget_s": a.budget, "seeds": a.seeds, "overrides": a.override,
+    target = None
+    if "beta-tcvae-6" in table and "beta-vae-1" in table:  # the target, seed by seed
+        tc, v1 = table["beta-tcvae-6"], table["beta-vae-1"]
+        common = sorted(set(tc) & set(v1))
+        target = {"tcvae_mig_at_least_0.2": all(tc[s]["mig"] >= 0.2 for s in common),
+                  "tcvae_mig_above_beta1": all(tc[s]["mig"] > v1[s]["mig"] for s in common), "seeds": common}
+        print(f"\ntarget on seeds {common}: beta-TCVAE MIG >= 0.2 in every seed: {target['tcvae_mig_at_least_0.2']}; "
+              f"above the beta = 1 VAE in every seed: {target['tcvae_mig_above_beta1']}")
+    doc = {"budget_s": a.budget, "seeds": a.seeds, "overrides": a.override, "target": target,
            "metric_sizes": margs or "defaults (10000/5000)", "factor_vae_sizes": fargs or "defaults (10000/5000)",
            "dci_sizes": dargs or "defaults (10000/5000)",
            "results": summary}
