@@ -34,14 +34,14 @@ HEAD = {"mig": "mig", "factor_vae": "factor_vae", "dci": "dci_disentanglement"}
 
 
 def one(out: Path, name: str, seed: int, budget: float, extra: list[str], metric_args: list[str],
-        fvae_args: list[str], dci_args: list[str]) -> dict:
+        fvae_args: list[str], dci_args: list[str], device: str = "cpu") -> dict:
     from vaekit.utils import atomic_write_text
 
     run = out / f"{name}-s{seed}"
     preset, over = SETTINGS[name]
     if not (run / "summary.json").exists():
         cmd = [sys.executable, "-m", "vaekit", "train", "--quiet", "--preset", preset, "--out", str(run),
-               f"seed={seed}", f"train.time_limit={budget}", "train.threads=1", *over,
+               f"seed={seed}", f"train.time_limit={budget}", "train.threads=1", f"train.device={device}", *over,
                "data.dataset_options={n_train: 100000, n_val: 5000, n_test: 5000}", *extra]
         subprocess.run(cmd, check=True)
     scores = {"steps": json.loads((run / "summary.json").read_text())["steps"]}
@@ -49,7 +49,8 @@ def one(out: Path, name: str, seed: int, budget: float, extra: list[str], metric
                                 ("mig", ["mig"], metric_args)):
         res_file = run / f"disentanglement-{tag}.json"  # one file per call: each call rewrites disentanglement.json
         if not res_file.exists():
-            cmd = [sys.executable, "-m", "vaekit", "disentanglement", str(run), "--json", "--metrics", *metrics,
+            cmd = [sys.executable, "-m", "vaekit", "disentanglement", str(run), "--json", "--device", device,
+                   "--metrics", *metrics,
                    *sizes, *(["--no-figures"] if tag != "mig" else [])]
             done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -77,6 +78,7 @@ def main() -> None:
                     help="points for DCI (default 10000 / 5000: gradient boosting of 113 class-trees per round, "
                          "several minutes per run on one core)")
     ap.add_argument("--override", nargs="*", default=[], help="extra key=value for every training run")
+    ap.add_argument("--device", default="cpu", help="train.device and the metrics' --device (e.g. cuda)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,8 @@ def main() -> None:
     fargs, dargs = sized(a.factor_vae_sizes), sized(a.dci_sizes)
     jobs = [(n, s) for s in a.seeds for n in a.settings]  # seed by seed: an interrupted call leaves whole seeds
     with ThreadPoolExecutor(a.jobs) as ex:
-        scores = list(ex.map(lambda j: one(out, j[0], j[1], a.budget, a.override, margs, fargs, dargs), jobs))
+        scores = list(ex.map(lambda j: one(out, j[0], j[1], a.budget, a.override, margs, fargs, dargs, a.device),
+                             jobs))
     table: dict[str, dict] = {}
     for (name, seed), sc in zip(jobs, scores):
         table.setdefault(name, {})[seed] = sc
