@@ -56,7 +56,7 @@ class Explorer:
     def __init__(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
                  name: str = "run", binarize: bool = False, max_points: int = 2000,
                  kl_examples: int = 1000) -> None:
-        if not hasattr(model, "encode"):
+        if not (hasattr(model, "encode") or hasattr(model, "top_down")):  # a VAE, or a Ladder VAE (its own pass)
             raise ValueError(f"vaekit serve explores a VAE or Ladder VAE (one latent vector per image); this run's "
                              f"{type(model).__name__} has none: see it with `vaekit plot RUN` (for M2: analogies, "
                              "class-samples) or `vaekit classify RUN`")
