@@ -159,34 +159,17 @@ def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: st
     data = as_data_tensor(x).float()
     if not torch.isfinite(data).all():
         raise ValueError("x holds NaN or infinite values; remove or impute them before training")
-    labels = None
     if _needs_labels(cfg, y, val_y):
         y = _labels(y, len(data), cfg.model.n_classes, "y")
-        if val_y is not None:
-            if val is None:
-                raise ValueError("val_y labels the examples of val; give val too")
+        if val_y is not None and val is not None:  # val_y without val: _split says so
             val_y = _labels(val_y, len(as_data_tensor(val)), cfg.model.n_classes, "val_y")
     train_x, val_x, y, val_y = _split(data, val, cfg, y, val_y)
-    if y is not None:
-        labels = (y, val_y)
+    labels = None if y is None else (y, val_y)
     with preserve_process_state():
         if run_dir is None:
             with tempfile.TemporaryDirectory(prefix="vaekit-fit-") as tmp:
                 return _train(cfg, train_x, val_x, Path(tmp), keep=False, labels=labels)
         return _train(cfg, train_x, val_x, Path(run_dir), keep=True, labels=labels)
-
-
-def _semi_supervised(cfg: RunConfig, train_x: torch.Tensor, labels: tuple, transform: Any):
-    """(Supervision, the unlabelled examples the trainer iterates over) from y (-1: unlabelled)."""
-    from vaekit.objectives.semi_supervised import Supervision
-
-    y, val_y = (t if t is None else t.to(train_x.device) for t in labels)
-    known = y >= 0
-    if not bool(known.any()):
-        raise ValueError("y labels no example (every entry is -1); a semi-supervised model needs some labels")
-    rest = train_x[~known] if bool((~known).any()) else train_x  # every label known: the conditional VAE
-    n_unlabelled = int((~known).sum())
-    return Supervision(train_x[known], y[known], n_unlabelled, transform, cfg.seed + 6, val_y), rest
 
 
 def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path, keep: bool,
@@ -233,7 +216,10 @@ def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, ru
         callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
         supervision = None
         if labels is not None:
-            supervision, train_x = _semi_supervised(cfg, train_x, labels, transform)
+            from vaekit.objectives.semi_supervised import supervision_from_labels
+
+            y, val_y = (t if t is None else t.to(train_x.device) for t in labels)
+            supervision, train_x = supervision_from_labels(train_x, y, transform, cfg.seed, val_y)
         objective = build_objective(cfg.model, n_train=len(train_x), supervision=supervision)
         trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
                           seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)

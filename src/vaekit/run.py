@@ -330,7 +330,7 @@ def _supervision(cfg: RunConfig, p: Prepared, train_x: torch.Tensor):
     ``data.labels=N`` takes N training examples, balanced over the classes (seeded), with their labels and
     leaves the rest unlabelled; ``all`` labels every example (the conditional VAE). (None, train_x) otherwise."""
     from vaekit.objectives.registry import OBJECTIVES
-    from vaekit.objectives.semi_supervised import Supervision, balanced_label_subset
+    from vaekit.objectives.semi_supervised import balanced_label_subset, supervision_from_labels
 
     spec = OBJECTIVES.get(cfg.model.objective)
     if spec is None or not spec.supervised:
@@ -342,22 +342,16 @@ def _supervision(cfg: RunConfig, p: Prepared, train_x: torch.Tensor):
                           f"training examples, balanced over the classes) or data.labels=all")
     if y is None:
         raise ConfigError(f"data.labels needs labelled data, but {p.splits.name!r} has no labels")
-    y = y.to(train_x.device)
-    if labels == "all":
-        keep = torch.arange(len(y), device=train_x.device)
-        rest = train_x
-    else:
+    y = y.to(train_x.device).long()
+    if labels != "all":  # N labelled, balanced over the classes (seeded); the others -1
         try:
             keep = balanced_label_subset(y.cpu(), int(labels), cfg.seed).to(train_x.device)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        mask = torch.ones(len(y), dtype=torch.bool, device=train_x.device)
-        mask[keep] = False
-        rest = train_x[mask]
+        y = torch.full_like(y, -1).index_copy(0, keep, y[keep])
     val = p.splits.val
-    sup = Supervision(train_x[keep], y[keep], 0 if labels == "all" else len(rest), p.transform, cfg.seed + 6,
-                      val.y if val is not None and len(val) > 0 else None)
-    return sup, rest
+    return supervision_from_labels(train_x, y, p.transform, cfg.seed,
+                                   val.y if val is not None and len(val) > 0 else None)
 
 
 def _finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summary: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 from vaekit.objectives.bounds import elbo_terms
 from vaekit.objectives.elbo import Objective, ObjectiveResult
 
-__all__ = ["Supervision", "SemiSupervisedELBO", "balanced_label_subset"]
+__all__ = ["Supervision", "SemiSupervisedELBO", "balanced_label_subset", "supervision_from_labels"]
 
 
 @dataclass
@@ -42,6 +42,19 @@ class Supervision:
     transform: Callable | None = None
     seed: int = 0
     val_y: torch.Tensor | None = None
+
+
+def supervision_from_labels(x: torch.Tensor, y: torch.Tensor, transform: Callable | None, seed: int,
+                            val_y: torch.Tensor | None = None) -> tuple[Supervision, torch.Tensor]:
+    """(the Supervision, the unlabelled examples the trainer iterates over) for training examples x (N, ...) with
+    labels y (N,), -1 where unlabelled. Every label known is the conditional VAE: the trainer then iterates over
+    all of x and the unlabelled bound has weight 0. ``seed``: the run's seed (its labelled batches use seed + 6)."""
+    known = y >= 0
+    if not bool(known.any()):
+        raise ValueError("y labels no example (every entry is -1); a semi-supervised model needs some labels")
+    n_unlabelled = int((~known).sum())
+    rest = x[~known] if n_unlabelled else x
+    return Supervision(x[known], y[known], n_unlabelled, transform, seed + 6, val_y), rest
 
 
 def _rank_world() -> tuple[int, int]:
@@ -144,7 +157,5 @@ class SemiSupervisedELBO(Objective):
         known = self.sup.val_y >= 0  # -1: an unlabelled validation example (the Python API's convention)
         if not bool(known.any()):
             return {}
-        y = self.sup.val_y.to(val_x.device)
-        if bool(known.all()):
-            return {"val_accuracy": 1.0 - classification_error(model, val_x, y)}
-        return {"val_accuracy": 1.0 - classification_error(model, val_x[known.to(val_x.device)], y[y >= 0])}
+        known = known.to(val_x.device)
+        return {"val_accuracy": 1.0 - classification_error(model, val_x[known], self.sup.val_y.to(val_x.device)[known])}
