@@ -78,6 +78,7 @@ class ModelConfig:
     act: str = "relu"
     dropout: float = 0.0             # mlp decoder: dropout after each hidden layer (regularises p(x|z))
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])
+    conv_out: str = "conv3x3"        # vae, conv: conv3x3 | deconv (last transposed conv gives the image channels)
     likelihood: str = "bernoulli"
     likelihood_options: dict[str, Any] = field(default_factory=dict)  # e.g. {sigma: 0.1}
     posterior: str = "gaussian"      # gaussian | iaf

@@ -26,12 +26,15 @@ def build_vae(
     posterior: str = "gaussian",
     posterior_kwargs: dict[str, Any] | None = None,
     dropout: float = 0.0,
+    conv_out: str = "conv3x3",
 ) -> VAE:
     """A VAE for data of shape ``data_shape`` ((D,) vectors or (C, H, W) images).
 
     mlp: encoder in -> hidden... (activated) -> posterior head; decoder latent -> reversed(hidden) -> k * in;
         ``hidden=[]`` gives affine maps (the linear VAE of Lucas et al. 2019, whose marginal is probabilistic PCA's).
-    conv: stride-2 conv encoder with ``conv_channels`` then a hidden[-1] linear layer; mirrored decoder.
+    conv: stride-2 conv encoder with ``conv_channels`` then a hidden[-1] linear layer; mirrored decoder, whose
+        output layer ``conv_out`` is a 3x3 conv ("conv3x3") or the last transposed conv ("deconv", as in
+        Higgins et al. 2017 and disentanglement_lib).
     dropout: rate after each hidden layer of the mlp decoder, a regulariser of p(x|z) against overfitting small
         fixed data such as binarized MNIST (the encoder is left deterministic).
     """
@@ -46,6 +49,8 @@ def build_vae(
     for s in data_shape:
         n_in *= s
     n_out = lik.params_per_channel * n_in
+    if arch != "conv" and conv_out != "conv3x3":
+        raise ValueError(f"model.conv_out applies to model.arch=conv; remove it (got arch={arch!r})")
     if arch == "mlp" and not hidden:  # affine encoder and decoder: the linear VAE (its marginal is pPCA's)
         encoder = FlattenInput(data_shape)
         decoder = MLP(latent_dim, [], n_out)
@@ -63,7 +68,8 @@ def build_vae(
             raise ValueError("model.arch=conv needs model.hidden with at least one width (the dense layer)")
         encoder = ConvEncoder(data_shape, conv_channels, hidden[-1], act=act)
         features = hidden[-1]
-        decoder = ConvDecoder(latent_dim, lik.param_shape, conv_channels, hidden=hidden[-1], act=act)
+        decoder = ConvDecoder(latent_dim, lik.param_shape, conv_channels, hidden=hidden[-1], act=act,
+                              out_layer=conv_out)
     else:
         raise ValueError(f"unknown model.arch {arch!r}; choose 'mlp' or 'conv'")
     post = build_posterior(posterior, features, latent_dim, **(posterior_kwargs or {}))

@@ -92,7 +92,7 @@ def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 # -- the families shipped with vaekit (their modules load when a model is built) --------------------------
 
 
-@register_family("vae", ("latent_dim", "posterior", "posterior_options", "dropout"),
+@register_family("vae", ("latent_dim", "posterior", "posterior_options", "dropout", "conv_out"),
                  "one latent vector, Gaussian or IAF posterior, standard normal prior")
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae
@@ -106,6 +106,7 @@ def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
             data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
             conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
             posterior=m.posterior, posterior_kwargs=m.posterior_options, dropout=m.dropout,
+            conv_out=m.conv_out,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
