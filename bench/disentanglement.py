@@ -24,6 +24,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 SETTINGS = {  # name -> (preset, overrides)
     "beta-vae-1": ("dsprites-beta-vae", ["model.beta=1"]),
     "beta-vae-4": ("dsprites-beta-vae", ["model.beta=4"]),
@@ -44,7 +46,10 @@ def one(out: Path, name: str, seed: int, budget: float, extra: list[str], metric
                f"seed={seed}", f"train.time_limit={budget}", "train.threads=1", f"train.device={device}", *over,
                "data.dataset_options={n_train: 100000, n_val: 5000, n_test: 5000}", *extra]
         subprocess.run(cmd, check=True)
-    scores = {"steps": json.loads((run / "summary.json").read_text())["steps"]}
+    summ = json.loads((run / "summary.json").read_text())
+    # test ELBO and KL say whether a run has left the mean image (ELBO near -465 nats and KL near 0 there)
+    scores = {"steps": summ["steps"], "test_elbo": summ["test"]["elbo"], "test_kl": summ["test"]["kl"],
+              "conv_out": yaml.safe_load((run / "config.yaml").read_text())["model"].get("conv_out", "conv3x3")}
     for tag, metrics, sizes in (("factor-vae", ["factor_vae"], fvae_args), ("dci", ["dci"], dci_args),
                                 ("mig", ["mig"], metric_args)):
         res_file = run / f"disentanglement-{tag}.json"  # one file per call: each call rewrites disentanglement.json
@@ -104,7 +109,8 @@ def main() -> None:
     for (name, seed), sc in zip(jobs, scores):
         table.setdefault(name, {})[seed] = sc
     summary = {}
-    print(f"\n| setting | {' | '.join(HEAD)} | per seed (MIG) |\n| --- |{' --- |' * len(HEAD)} --- |")
+    print(f"\n| setting | {' | '.join(HEAD)} | per seed (MIG) | steps | test ELBO |\n"
+          f"| --- |{' --- |' * len(HEAD)} --- | --- | --- |")
     for name, per in table.items():
         row = {}
         for m in HEAD:
@@ -113,7 +119,9 @@ def main() -> None:
         summary[name] = {"mean_sd": row, "per_seed": per}
         cells = " | ".join(f"{mu:.3f} ± {sd:.3f}" for mu, sd in row.values())
         migs = ", ".join(f"{per[s]['mig']:.3f}" for s in sorted(per))
-        print(f"| {name} | {cells} | {migs} |")
+        steps = ", ".join(str(per[s]["steps"]) for s in sorted(per))
+        elbos = ", ".join(f"{per[s]['test_elbo']:.0f}" for s in sorted(per))
+        print(f"| {name} | {cells} | {migs} | {steps} | {elbos} |")
     target = None
     if "beta-tcvae-6" in table and "beta-vae-1" in table:  # the target, seed by seed
         tc, v1 = table["beta-tcvae-6"], table["beta-vae-1"]
