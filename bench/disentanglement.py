@@ -6,9 +6,10 @@
 Budget: ``--budget`` seconds of training per run (``train.time_limit``; the presets' 300,000 steps are the
 literature's GPU budget, Locatello et al. 2019), ``--jobs`` runs side by side with one thread each. 12 runs at
 the default 3,600 s on 2 cores is 6 hours of training plus the metrics. Metrics per run on one core with the
-rendering cache: MIG well under a minute, DCI several minutes (gradient boosting); the FactorVAE score at its default 10,000 / 5,000 votes encodes
-960,000 images (about 25 minutes for the dSprites conv encoder), so ``--factor-vae-sizes`` and ``--dci-sizes`` shrink those two alone. The first call renders all 737,280
-images into the cache (``vaekit.data.dsprites.build_cache``, about 15 minutes on one core). Results go to
+rendering cache: MIG well under a minute, DCI several minutes (gradient boosting); the FactorVAE score at its
+default 10,000 / 5,000 votes encodes 960,000 images (about 25 minutes for the dSprites conv encoder), so
+``--factor-vae-sizes`` and ``--dci-sizes`` shrink those two alone. The first call renders all 737,280 images
+into the cache (``vaekit.data.dsprites.build_cache``, about 15 minutes on one core). Results go to
 OUT/results.json and a markdown table on stdout; a finished run or metric file is reused when the command is
 run again.
 """
@@ -25,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+
+from vaekit.config import ModelConfig
 
 SETTINGS = {  # name -> (preset, overrides)
     "beta-vae-1": ("dsprites-beta-vae", ["model.beta=1"]),
@@ -49,7 +52,7 @@ def one(out: Path, name: str, seed: int, budget: float, extra: list[str], metric
     summ = json.loads((run / "summary.json").read_text())
     # test ELBO and KL say whether a run has left the mean image (ELBO near -465 nats and KL near 0 there)
     scores = {"steps": summ["steps"], "test_elbo": summ["test"]["elbo"], "test_kl": summ["test"]["kl"],
-              "conv_out": yaml.safe_load((run / "config.yaml").read_text())["model"].get("conv_out", "conv3x3")}
+              "conv_out": yaml.safe_load((run / "config.yaml").read_text())["model"].get("conv_out", ModelConfig.conv_out)}
     for tag, metrics, sizes in (("factor-vae", ["factor_vae"], fvae_args), ("dci", ["dci"], dci_args),
                                 ("mig", ["mig"], metric_args)):
         res_file = run / f"disentanglement-{tag}.json"  # one file per call: each call rewrites disentanglement.json

@@ -70,7 +70,7 @@ class ConvDecoder(nn.Module):
     ``out_layer="conv3x3"``: the transposed convs keep the first encoder width up to full size, then a 3x3
     conv maps it to the output channels. ``out_layer="deconv"``: the last transposed conv gives the output
     channels itself — the decoder of Higgins et al. 2017 and disentanglement_lib (Locatello et al. 2019,
-    Table 1), and at 64x64 about 2.4x cheaper per training step (``bench/conv_decoder.py``).
+    Table 1), and at 64x64 about 2.3x cheaper per training step (``bench/conv_decoder.py``).
     """
 
     def __init__(
