@@ -255,3 +255,19 @@ def test_weight_average_follows_its_recurrence_and_resumes_exactly(tmp_path):
     assert not torch.equal(tensors["model.decoder.net.0.weight"], full.model.decoder.net[0].weight)
     assert step == full.state.best_step
     assert len(doc["metrics"]["val_kl_dims"]) == 4  # KL per latent dimension recorded at each validation
+
+
+def test_a_time_limited_run_resumed_with_a_longer_limit_trains_on(tmp_path):
+    """`--resume RUN train.time_limit=LONGER` continues a run its budget stopped; the same limit adds nothing."""
+    first = _trainer(tmp_path / "r", 10**6, time_limit=0.3)
+    first.fit()
+    assert first.state.stopped == "time limit"
+    same = _trainer(tmp_path / "r", 10**6, time_limit=0.3)
+    same.restore(tmp_path / "r" / "last.safetensors")
+    same.fit()
+    assert same.state.step == first.state.step
+    longer = _trainer(tmp_path / "r", 10**6, time_limit=0.8)
+    longer.restore(tmp_path / "r" / "last.safetensors")
+    longer.fit()
+    assert longer.state.step > first.state.step
+    assert longer.state.stopped == "time limit" and longer.state.elapsed >= 0.8

@@ -437,6 +437,8 @@ class Trainer:
         # train.time_clock=cpu: the budget is this process's CPU seconds (all threads), fair on a shared machine
         self._clock = time.process_time if s.time_clock == "cpu" else time.perf_counter
         t0, base = self._clock(), st.elapsed  # base: training seconds of earlier processes
+        if st.stopped == "time limit" and (s.time_limit is None or st.elapsed < s.time_limit):
+            st.stopped = ""  # resumed with a longer time budget (or none): train on until it runs out
         t_wall = time.perf_counter()
         acc: dict[str, Any] = {"loss": 0.0, "n": 0}
         t_last, last_val, beta = t_wall, {}, 1.0
