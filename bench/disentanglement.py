@@ -9,9 +9,9 @@ the default 3,600 s on 2 cores is 6 hours of training plus the metrics. Metrics 
 rendering cache: MIG well under a minute, DCI several minutes (gradient boosting); the FactorVAE score at its
 default 10,000 / 5,000 votes encodes 960,000 images (about 25 minutes for the dSprites conv encoder), so
 ``--factor-vae-sizes`` and ``--dci-sizes`` shrink those two alone. The first call renders all 737,280 images
-into the cache (``vaekit.data.dsprites.build_cache``, about 15 minutes on one core). Results go to
-OUT/results.json and a markdown table on stdout; a finished run or metric file is reused when the command is
-run again.
+into the cache (``vaekit.data.dsprites.build_cache``, 3 to 15 minutes on one core, machine by machine).
+Results go to OUT/results.json and a markdown table on stdout; a finished run or metric file is reused when the
+command is run again.
 """
 
 from __future__ import annotations
