@@ -50,7 +50,8 @@ def build_vae(
         n_in *= s
     n_out = lik.params_per_channel * n_in
     if arch != "conv" and conv_out != "conv3x3":
-        raise ValueError(f"model.conv_out applies to model.arch=conv; remove it (got arch={arch!r})")
+        raise ValueError(f"model.conv_out applies to model.arch=conv; remove it, or set model.conv_out=conv3x3 (the "
+                         f"default) to override a preset's (got arch={arch!r}, conv_out={conv_out!r})")
     if arch == "mlp" and not hidden:  # affine encoder and decoder: the linear VAE (its marginal is pPCA's)
         encoder = FlattenInput(data_shape)
         decoder = MLP(latent_dim, [], n_out)
