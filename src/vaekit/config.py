@@ -107,6 +107,7 @@ class TrainConfig:
     lr_decay: float = 1.0            # exponential: factor per epoch
     min_lr: float = 0.0
     weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam's (beta1, beta2); Pyro's SS-VAE: [0.95, 0.999]
     grad_clip: float | None = None
     val_every: int | None = None     # steps between validations; default once per epoch
     patience: int | None = None      # early stopping after this many validations without improvement
@@ -337,6 +338,9 @@ def check_values(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"data.image_size must be [H, W], got {cfg.data.image_size!r}")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout!r}")
+    b = cfg.train.betas
+    if len(b) != 2 or not all(isinstance(v, (int, float)) and 0.0 <= v < 1.0 for v in b):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1) (Adam's beta1, beta2), got {b!r}")
     if cfg.train.time_clock not in ("wall", "cpu"):
         raise ConfigError(f"train.time_clock must be wall or cpu, got {cfg.train.time_clock!r}")
     lab = cfg.data.labels

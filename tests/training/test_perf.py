@@ -59,3 +59,32 @@ def test_library_import_does_not_tune_the_process():
             "print(int(((x * 0.5) != 0).sum()))")
     flag = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert flag == ["4"]
+
+
+def test_adam_betas_reach_the_trainers_optimizer_and_bad_ones_are_refused():
+    """train.betas sets Adam's (beta1, beta2) (Pyro's SS-VAE trains with beta1 = 0.95): the optimizer's
+    defaults carry it, its first moment decays by beta1 (one step from zero: m = (1 - beta1) g), and values
+    outside [0, 1) or not two of them are a ConfigError naming the key."""
+    import pytest
+
+    from vaekit.config import ConfigError, RunConfig, apply_overrides, check_values
+    from vaekit.models import build_vae
+    from vaekit.objectives import ELBO
+    from vaekit.training import Trainer
+
+    cfg = check_values(apply_overrides(RunConfig(), ["train.betas=[0.95, 0.99]"]))
+    assert cfg.train.betas == [0.95, 0.99]
+    for fused in (True, False):
+        p = torch.nn.Parameter(torch.zeros(3))
+        opt = make_adam([p], lr=1e-3, betas=tuple(cfg.train.betas), fused=fused)
+        assert opt.defaults["betas"] == (0.95, 0.99)
+        p.grad = torch.tensor([1.0, -2.0, 4.0])
+        opt.step()
+        assert torch.allclose(opt.state[p]["exp_avg"], 0.05 * p.grad)
+    cfg.train.progress, cfg.train.steps = False, 1
+    tr = Trainer(build_vae((6,), latent_dim=2, hidden=[4]), ELBO(), torch.rand(8, 6), None, settings=cfg.train,
+                 run_dir=None)
+    assert tr.opt.defaults["betas"] == (0.95, 0.99)
+    for bad in ("[0.9]", "[0.9, 1.0]", "[-0.1, 0.999]", "[0.9, 0.99, 0.9]"):
+        with pytest.raises(ConfigError, match="train.betas"):
+            check_values(apply_overrides(RunConfig(), [f"train.betas={bad}"]))

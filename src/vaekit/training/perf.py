@@ -7,15 +7,16 @@ import torch
 __all__ = ["make_adam", "GradSums"]
 
 
-def make_adam(params, *, lr: float, weight_decay: float = 0.0, fused: bool = True) -> torch.optim.Optimizer:
+def make_adam(params, *, lr: float, weight_decay: float = 0.0, fused: bool = True,
+              betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """Adam, fused (one kernel for all parameters) where this build supports it, else foreach."""
-    params = list(params)
+    params, betas = list(params), (float(betas[0]), float(betas[1]))
     if fused:
         try:
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+            return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
         except (RuntimeError, TypeError, ValueError):
             pass
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
 
 
 class GradSums:

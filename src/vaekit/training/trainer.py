@@ -118,7 +118,7 @@ class Trainer:
         self.ckpt_every = settings.checkpoint_every or self.val_every
         trainable = [p for p in model.parameters() if p.requires_grad]  # frozen parts (M1 inside M1+M2) stay out
         self.opt = make_adam(trainable, lr=settings.lr, weight_decay=settings.weight_decay,
-                             fused=settings.fused_adam)
+                             fused=settings.fused_adam, betas=tuple(settings.betas))
         extra = [p for p in getattr(objective, "parameters", lambda: [])() if p.requires_grad]
         if extra:  # an objective's own trainable parameters (e.g. a learned prior's), trained jointly
             self.opt.add_param_group({"params": extra})
