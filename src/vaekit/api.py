@@ -189,9 +189,10 @@ def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, ru
         raise ConfigError("fit takes data.binarize=none or dynamic and no data.dequantize (your arrays have no "
                           "known number of levels); prepare the data before calling fit")
     from vaekit.config import check_values
-    from vaekit.run import check_run_folder, with_recorded_constants
+    from vaekit.run import check_run_folder, resolve_m1_units, with_recorded_constants
 
     check_values(cfg)
+    cfg = resolve_m1_units(cfg, train_x)
     if keep:  # the user's run folder: a new, empty or restartable one only (never someone's own files)
         check_run_folder(run_dir)
         cfg = with_recorded_constants(cfg)

@@ -87,6 +87,7 @@ class ModelConfig:
     merge: bool = True               # ladder: precision-weighted merge (False: bottom-up only)
     n_classes: int = 10              # m2: classes of y
     m1_run: str | None = None        # m2: a trained VAE run whose posterior means M2 models (M1+M2)
+    m1_units: list[int] | str | None = None  # m2 with m1_run: M1's units M2 models: all (None), active, [i, ...]
     beta: float = 1.0
     warmup_steps: int = 0
     free_bits: float = 0.0
@@ -348,6 +349,13 @@ def check_values(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"data.labels must be a number of labelled examples (at least 1) or 'all', got {lab!r}")
     if lab is not None and cfg.model.family != "m2":
         raise ConfigError("data.labels applies to model.family=m2 (semi-supervised training); remove it")
+    u = cfg.model.m1_units
+    if u is not None and not cfg.model.m1_run:
+        raise ConfigError("model.m1_units picks units of an M1 run (M1+M2); set model.m1_run or remove it")
+    if isinstance(u, str) and u != "active":
+        raise ConfigError(f"model.m1_units must be active or a list of unit indices, got {u!r}")
+    if isinstance(u, list) and (not u or len(set(u)) != len(u) or min(u) < 0):
+        raise ConfigError(f"model.m1_units must be distinct unit indices >= 0 (at least one), got {u!r}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction!r}")
     return cfg

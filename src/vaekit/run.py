@@ -19,7 +19,7 @@ from vaekit.training.trainer import Trainer
 from vaekit.utils import atomic_write_text
 
 __all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "check_model_options", "state_dict_problem",
-           "with_recorded_constants", "check_run_folder", "start_fresh",
+           "with_recorded_constants", "resolve_m1_units", "check_run_folder", "start_fresh",
            "load_run", "resolve_device", "write_images", "load_test_data",
            "run_figures", "build_report"]
 
@@ -124,6 +124,32 @@ def with_recorded_constants(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def resolve_m1_units(cfg: RunConfig, train_x: torch.Tensor, n: int = 1000) -> RunConfig:
+    """``cfg`` with ``model.m1_units=active`` spelled out as the indices of the M1 run's active units, so the run
+    folder rebuilds the same model; other configs unchanged. Active as in Kingma et al. 2014's M1+M2 code
+    (learn_yz_x_ss.py): the s.d. over ``n`` training examples (a seeded draw) of the posterior mean above 0.1,
+    i.e. Burda et al.'s A_u > 0.01 (``vaekit.evaluation.metrics.active_units``)."""
+    import copy
+
+    from vaekit.evaluation.metrics import active_units
+    from vaekit.models.registry import load_m1
+
+    if cfg.model.m1_units != "active":
+        return cfg
+    m1 = load_m1(cfg.model.m1_run, train_x.shape[1:])
+    g = torch.Generator().manual_seed(cfg.seed)  # CPU: picks indices only
+    pick = torch.randperm(train_x.shape[0], generator=g)[:n].to(train_x.device)
+    au = active_units(m1, train_x.index_select(0, pick), threshold=0.01, seed=cfg.seed)
+    units = [int(i) for i in torch.nonzero(au.variance > au.threshold).flatten()]
+    if not units:
+        raise ConfigError(f"model.m1_units=active: the M1 run {cfg.model.m1_run} has no active unit (no posterior "
+                          f"mean varies with s.d. > 0.1); train M1 longer or set model.m1_units to indices")
+    log.info("model.m1_units=active: %d of M1's %d units (%s)", len(units), m1.latent_dim, units)
+    cfg = copy.deepcopy(cfg)
+    cfg.model.m1_units = units
+    return cfg
+
+
 def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
     """Check the config's values, load the data it names and build its model (seeded) and batch transform."""
     from vaekit.config import check_values
@@ -144,6 +170,8 @@ def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
     if d.merge_val:
         splits = splits.merge_val()
     device = resolve_device(cfg.train.device)
+    if build:
+        cfg = resolve_m1_units(cfg, splits.train.x)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, splits.shape).to(device) if build else None
     transform = make_batch_transform(d.binarize, d.dequantize, splits.n_levels)
@@ -281,7 +309,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     if not resume or not (run_dir / "last.safetensors").is_file():  # a new model: record all its constants
         cfg = with_recorded_constants(cfg)
     p = prepare(cfg)
-    splits, model = p.splits, p.model
+    cfg, splits, model = p.cfg, p.splits, p.model  # p.cfg: model.m1_units=active resolved
     train_x = splits.train.x.to(p.device)
     model.check_input(train_x)  # shape, NaN/inf and likelihood support, once for the whole split
     if len(splits.test) == 0:

@@ -7,10 +7,14 @@ are computed for every class at once, lead (*S, K, B), and ``vaekit.objectives``
 For a labelled batch (``y=`` given) y is observed: one group z and p(x | y, z) (the conditional VAE when every
 label is known). M1+M2 (their Sec. 3.2, "stacked"): with ``m1`` (a trained, frozen VAE) M2 models M1's latent z1
 of x instead of x (drawn from q(z1|x) in training, its mean in evaluation); sample and reconstruct decode back
-through M1's decoder.
+through M1's decoder. ``m1_units`` keeps only some of M1's units, as Kingma's code does with the units whose posterior
+mean varies (s.d. > 0.1 over 1,000 digits, learn_yz_x_ss.py; ``vaekit.run.resolve_m1_units``); decoding through
+M1 sets the others to 0, their prior mean (his code drops their decoder weights, the same thing).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +40,12 @@ class M2(nn.Module):
     hidden: widths of the classifier q(y|x), of the encoder q(z|x,y) (its first layer takes x and y as two
     summed linear maps, so the K classes share the x part) and, reversed, of the decoder p(x|y,z).
     likelihood: p(x|y,z) over the modelled features (x itself, or M1's posterior means when ``m1`` is given).
+    m1_units: indices of the M1 units modelled (default: all of them).
     """
 
     def __init__(self, data_shape: tuple[int, ...], likelihood: Likelihood, latent_dim: int, n_classes: int,
-                 hidden: list[int], act: str = "relu", m1: nn.Module | None = None) -> None:
+                 hidden: list[int], act: str = "relu", m1: nn.Module | None = None,
+                 m1_units: Sequence[int] | None = None) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"model.n_classes must be at least 2, got {n_classes}")
@@ -50,6 +56,10 @@ class M2(nn.Module):
         self.m1 = m1
         if m1 is not None:
             m1.requires_grad_(False)
+        if m1_units is not None and m1 is None:
+            raise ValueError("m1_units picks units of an M1 model; pass m1 too")
+        units = torch.as_tensor(list(m1_units) if m1_units is not None else [], dtype=torch.long)
+        self.register_buffer("m1_units", units if m1_units is not None else None, persistent=False)
         feat_shape = likelihood.data_shape
         n_feat = 1
         for s in feat_shape:
@@ -116,7 +126,8 @@ class M2(nn.Module):
         if self.m1 is None:
             return x
         with torch.no_grad():
-            return self.m1.encode(x).rsample() if self.training else self.m1.embed(x)
+            z1 = self.m1.encode(x).rsample() if self.training else self.m1.embed(x)  # (B, D1)
+        return z1 if self.m1_units is None else z1.index_select(-1, self.m1_units)  # (B, F)
 
     def prior_y(self) -> OneHotCategorical:
         """p(y): uniform over the K classes."""
@@ -161,7 +172,11 @@ class M2(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, *data_shape) the mean of p(x|y,z) (decoded through M1 for M1+M2)."""
         mean = self.likelihood.decoded(self.decoder(torch.cat([z, self._one_hot(y, z)], -1)), z.shape[:-1]).full.mean
-        return mean if self.m1 is None else self.m1.decode(mean).mean
+        if self.m1 is None:
+            return mean
+        if self.m1_units is not None:  # the units not modelled at 0, their prior mean: (B, F) -> (B, D1)
+            mean = mean.new_zeros(*mean.shape[:-1], self.m1.latent_dim).index_copy(-1, self.m1_units, mean)
+        return self.m1.decode(mean).mean
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, y: torch.Tensor | None = None) -> torch.Tensor:

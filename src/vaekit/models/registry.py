@@ -17,7 +17,7 @@ from torch import nn
 
 from vaekit.config import ConfigError, ModelConfig
 
-__all__ = ["Family", "FAMILIES", "register_family", "build_family", "check_options"]
+__all__ = ["Family", "FAMILIES", "register_family", "build_family", "check_options", "load_m1"]
 
 #: keys every family reads (the likelihood, the nets' shared settings, the objective's settings)
 COMMON_KEYS = ("family", "arch", "hidden", "act", "conv_channels", "likelihood", "likelihood_options", "beta",
@@ -127,7 +127,7 @@ def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(str(e)) from None
 
 
-@register_family("m2", ("latent_dim", "n_classes", "m1_run"),
+@register_family("m2", ("latent_dim", "n_classes", "m1_run", "m1_units"),
                  "M2 (Kingma et al. 2014): classifier q(y|x), style z, p(x|y,z); semi-supervised, conditional, M1+M2")
 def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.likelihoods import build_likelihood
@@ -135,16 +135,26 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
     if m.arch != "mlp":
         raise ConfigError("model.family=m2 is built from MLPs; use model.arch=mlp")
-    m1 = _load_m1(m.m1_run, data_shape) if m.m1_run else None
-    feat_shape = (m1.latent_dim,) if m1 is not None else tuple(data_shape)
+    m1 = load_m1(m.m1_run, data_shape) if m.m1_run else None
+    units = m.m1_units
+    if units == "active":
+        raise ConfigError("model.m1_units=active is resolved from the training data when a run starts "
+                          "(vaekit.run.resolve_m1_units); give the unit indices to build the model directly")
+    if units is not None and m1 is None:
+        raise ConfigError("model.m1_units picks units of an M1 run (M1+M2); set model.m1_run or remove it")
+    if units is not None and max(units) >= m1.latent_dim:
+        raise ConfigError(f"model.m1_units={units} names units beyond the M1 run's {m1.latent_dim} "
+                          f"(indices 0..{m1.latent_dim - 1})")
+    feat_shape = ((m1.latent_dim if units is None else len(units)),) if m1 is not None else tuple(data_shape)
     try:
         lik = build_likelihood(m.likelihood, feat_shape, **(m.likelihood_options or {}))
-        return M2(tuple(data_shape), lik, m.latent_dim, m.n_classes, list(m.hidden), act=m.act, m1=m1)
+        return M2(tuple(data_shape), lik, m.latent_dim, m.n_classes, list(m.hidden), act=m.act, m1=m1,
+                  m1_units=units)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
 
-def _load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
+def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
     """The trained VAE of an M1 run folder (its config and best weights), for M1+M2."""
     from pathlib import Path
 
