@@ -210,6 +210,11 @@ def test_every_preset_builds_and_trains_a_few_steps(preset, tmp_path, capsys, sm
         code, _, err = run(capsys, "train", "--quiet", "--preset", "mnist-m1", "--out", str(tmp_path / "m1"), *short)
         assert code == 0, err
         extra = [f"model.m1_run={tmp_path / 'm1'}"]
+        if load_preset(preset).model.m1_units == "active":  # a 3-step M1 has no active unit yet (a clear error)
+            code, _, err = run(capsys, "train", "--quiet", "--preset", preset, "--out", str(tmp_path / "none"),
+                               *short, *extra)
+            assert code == 2 and "has no active unit" in err and not (tmp_path / "none" / "config.yaml").exists()
+            extra.append("model.m1_units=null")
     code, out, err = run(capsys, "train", "--quiet", "--preset", preset, "--out", str(tmp_path / "r"), *short, *extra)
     assert code == 0, err
     assert (tmp_path / "r" / "best.safetensors").exists()
