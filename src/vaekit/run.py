@@ -129,13 +129,13 @@ def resolve_m1_units(cfg: RunConfig, train_x: torch.Tensor, n: int = 1000) -> Ru
     folder rebuilds the same model; other configs unchanged. Active as in Kingma et al. 2014's M1+M2 code
     (learn_yz_x_ss.py): the s.d. over ``n`` training examples (a seeded draw) of the posterior mean above 0.1,
     i.e. Burda et al.'s A_u > 0.01 (``vaekit.evaluation.metrics.active_units``)."""
+    if cfg.model.m1_units != "active":
+        return cfg
     import copy
 
     from vaekit.evaluation.metrics import active_units
     from vaekit.models.registry import load_m1
 
-    if cfg.model.m1_units != "active":
-        return cfg
     m1 = load_m1(cfg.model.m1_run, train_x.shape[1:])
     g = torch.Generator().manual_seed(cfg.seed)  # CPU: picks indices only
     pick = torch.randperm(train_x.shape[0], generator=g)[:n].to(train_x.device)
