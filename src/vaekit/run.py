@@ -127,19 +127,18 @@ def with_recorded_constants(cfg: RunConfig) -> RunConfig:
 def resolve_m1_units(cfg: RunConfig, train_x: torch.Tensor, n: int = 1000) -> RunConfig:
     """``cfg`` with ``model.m1_units=active`` spelled out as the indices of the M1 run's active units, so the run
     folder rebuilds the same model; other configs unchanged. Active as in Kingma et al. 2014's M1+M2 code
-    (learn_yz_x_ss.py): the s.d. over ``n`` training examples (a seeded draw) of the posterior mean above 0.1,
+    (learn_yz_x_ss.py): the s.d. over ``n`` training examples (``subset_index``'s fixed draw) of the posterior mean above 0.1,
     i.e. Burda et al.'s A_u > 0.01 (``vaekit.evaluation.metrics.active_units``)."""
     if cfg.model.m1_units != "active":
         return cfg
     import copy
 
+    from vaekit.data import subset_index
     from vaekit.evaluation.metrics import active_units
     from vaekit.models.registry import load_m1
 
     m1 = load_m1(cfg.model.m1_run, train_x.shape[1:])
-    g = torch.Generator().manual_seed(cfg.seed)  # CPU: picks indices only
-    pick = torch.randperm(train_x.shape[0], generator=g)[:n].to(train_x.device)
-    au = active_units(m1, train_x.index_select(0, pick), threshold=0.01, seed=cfg.seed)
+    au = active_units(m1, train_x[subset_index(train_x.shape[0], n)], threshold=0.01, seed=cfg.seed)
     units = [int(i) for i in torch.nonzero(au.variance > au.threshold).flatten()]
     if not units:
         raise ConfigError(f"model.m1_units=active: the M1 run {cfg.model.m1_run} has no active unit (no posterior "

@@ -140,9 +140,7 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     if units == "active":
         raise ConfigError("model.m1_units=active is resolved from the training data when a run starts "
                           "(vaekit.run.resolve_m1_units); give the unit indices to build the model directly")
-    if units is not None and m1 is None:
-        raise ConfigError("model.m1_units picks units of an M1 run (M1+M2); set model.m1_run or remove it")
-    if units is not None and max(units) >= m1.latent_dim:
+    if units is not None and m1 is not None and max(units) >= m1.latent_dim:
         raise ConfigError(f"model.m1_units={units} names units beyond the M1 run's {m1.latent_dim} "
                           f"(indices 0..{m1.latent_dim - 1})")
     feat_shape = ((m1.latent_dim if units is None else len(units)),) if m1 is not None else tuple(data_shape)
