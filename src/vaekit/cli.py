@@ -442,6 +442,12 @@ def _lazy_errors(module: str, name: str) -> tuple[type[BaseException], ...]:
     return (getattr(mod, name),) if mod is not None else ()
 
 
+def _in_process_group() -> bool:
+    """Whether this process is in a torch.distributed group (without importing torch when nothing has)."""
+    d = sys.modules.get("torch.distributed")
+    return d is not None and d.is_available() and d.is_initialized()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command."""
     parser = _parser()
@@ -457,9 +463,11 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample,
                 "reconstruct": _cmd_reconstruct, "datasets": _cmd_datasets, "presets": _cmd_presets, **_HANDLERS}
+    had_group, ok = _in_process_group(), False
     try:
         code = handlers[a.command](a)
         sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at interpreter exit
+        ok = True
         return code
     except BrokenPipeError:  # `vaekit datasets | head -1`: the reader has gone; stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -482,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vaekit {a.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if not had_group and _in_process_group():  # the torchrun group this command joined, not a caller's
+            from vaekit.training.distributed import leave
+
+            leave(wait=ok)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,6 +70,33 @@ def test_only_rank_0_rewrites_the_metrics_on_resume(tmp_path):
     assert path.read_text() == '{"step": 10}\n'
 
 
+def test_a_command_leaves_the_process_group_it_joined_and_keeps_its_callers(monkeypatch):
+    """`vaekit train`/`evaluate` under torchrun destroy the group they joined before the interpreter exits (a
+    gloo group left for interpreter shutdown can abort a finished rank); a group the caller made stays open."""
+    import torch.distributed as dist
+    from vaekit import cli
+
+    def joins(fail: bool):
+        def handler(a):
+            dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+            if fail:
+                raise ValueError("bad input")
+            return 0
+        return handler
+
+    for fail, code in ((False, 0), (True, 2)):
+        monkeypatch.setattr(cli, "_cmd_datasets", joins(fail))
+        assert cli.main(["datasets"]) == code
+        assert not dist.is_initialized()
+    monkeypatch.undo()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        assert cli.main(["datasets"]) == 0
+        assert dist.is_initialized()  # the caller's: left alone
+    finally:
+        dist.destroy_process_group()
+
+
 SCRIPT = r'''
 import sys, torch
 from vaekit.config import TrainConfig
@@ -118,13 +145,15 @@ def sharded_log_px(info):
 
 if __name__ == "__main__":  # under torchrun: SCRIPT OUT.pt RUN_DIR TRAIN_ARGS...; rank 0 saves the results
     from vaekit.cli import main
+    from vaekit.training.distributed import leave
 
+    info = init_from_env(torch.device("cpu"))  # joined here: the training uses it and leaves it to this script
     if main(["train", "--out", sys.argv[2], "--quiet", *sys.argv[3:]]) != 0:  # as `-m vaekit train` would run it
         sys.exit(1)
-    info = init_from_env(torch.device("cpu"))  # the process group the training joined
     res = {**three_steps(info), "per_example": sharded_log_px(info)}
     if info.rank == 0:
         torch.save(res, sys.argv[1])
+    leave()
 '''
 TRAIN = ["train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20"]
 

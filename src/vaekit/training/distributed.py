@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "DistributedError", "init_from_env", "launched", "shard", "all_reduce_sum", "gather_rows", "barrier"]
+__all__ = ["DistInfo", "DistributedError", "init_from_env", "launched", "shard", "all_reduce_sum", "gather_rows", "barrier",
+           "leave"]
 
 
 class DistributedError(ValueError):
@@ -108,3 +109,21 @@ def gather_rows(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def leave(wait: bool = True) -> None:
+    """Destroy the default process group, if there is one, while the interpreter is still whole.
+
+    A gloo group left for interpreter shutdown can abort the process after its work is done ("terminate called
+    without an active exception": pytorch/pytorch#190489 and #179291). wait: every rank reaches this point first
+    (a barrier), so no rank tears down a connection its peers still use; give False after an error, when the
+    other ranks may never arrive.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait:
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer has already gone (torchrun reports its failure): nothing left to wait for
+            pass
+    dist.destroy_process_group()
