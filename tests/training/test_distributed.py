@@ -97,6 +97,34 @@ def test_a_command_leaves_the_process_group_it_joined_and_keeps_its_callers(monk
         dist.destroy_process_group()
 
 
+
+LEAVE = r'''
+import os, sys, time, torch
+from vaekit.training.distributed import init_from_env, leave
+
+init_from_env(torch.device("cpu"))
+if os.environ["RANK"] == "1":  # this rank's command failed: it leaves without waiting, then lingers a little
+    leave(wait=False)
+    time.sleep(2)
+    sys.exit(2)
+t = time.monotonic()
+leave()  # the finished rank: its exit barrier must not wait for the group's timeout
+print(f"left after {time.monotonic() - t:.2f} s", flush=True)
+'''
+
+
+def test_a_finished_rank_does_not_wait_at_its_exit_barrier_for_a_rank_that_failed(tmp_path):
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    env = {**ENV, "VAEKIT_DIST_TIMEOUT": "60"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                        "--master-addr=127.0.0.1", f"--master-port={_port()}", str(script)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0  # torchrun reports rank 1's failure
+    left = [ln for ln in r.stdout.splitlines() if ln.startswith("left after")]
+    assert left, r.stdout + r.stderr[-2000:]
+    assert float(left[0].split()[2]) < 1.5  # before rank 1 even exits, far from the 60 s timeout
+
 SCRIPT = r'''
 import sys, torch
 from vaekit.config import TrainConfig
