@@ -28,10 +28,10 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args: list[str], n: int = 2, **kw) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], n: int = 2, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", "--master-addr=127.0.0.1",
            f"--master-port={_port()}", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240, **kw)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=240, **kw)
     # the ranks' own one-line errors first: torchrun's report of a failed child is long
     r.stderr = "\n".join(ln for ln in r.stderr.splitlines() if ln.startswith("vaekit")) + "\n" + r.stderr
     return r
@@ -97,7 +97,6 @@ def test_a_command_leaves_the_process_group_it_joined_and_keeps_its_callers(monk
         dist.destroy_process_group()
 
 
-
 LEAVE = r'''
 import os, sys, time, torch
 from vaekit.training.distributed import init_from_env, leave
@@ -116,14 +115,12 @@ print(f"left after {time.monotonic() - t:.2f} s", flush=True)
 def test_a_finished_rank_does_not_wait_at_its_exit_barrier_for_a_rank_that_failed(tmp_path):
     script = tmp_path / "leave.py"
     script.write_text(LEAVE)
-    env = {**ENV, "VAEKIT_DIST_TIMEOUT": "60"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        "--master-addr=127.0.0.1", f"--master-port={_port()}", str(script)],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = _torchrun([str(script)], env={**ENV, "VAEKIT_DIST_TIMEOUT": "60"})
     assert r.returncode != 0  # torchrun reports rank 1's failure
     left = [ln for ln in r.stdout.splitlines() if ln.startswith("left after")]
     assert left, r.stdout + r.stderr[-2000:]
     assert float(left[0].split()[2]) < 1.5  # before rank 1 even exits, far from the 60 s timeout
+
 
 SCRIPT = r'''
 import sys, torch
