@@ -87,7 +87,7 @@ def test_plot_and_report_an_m2_run(m2_run, tmp_path, capsys):
     code, out, err = run(capsys, "plot", m2_run[0], "--kind", "analogies", "--out", tmp_path)
     assert code == 0 and (tmp_path / "analogies.png").is_file(), err
     code, _, err = run(capsys, "plot", m2_run[0], "--kind", "traversals", "--out", tmp_path)
-    assert code == 2 and "class-conditional M2" in err
+    assert code == 2 and "needs a model with the capability 'continuous'" in err and "M2 has" in err
     code, out, err = run(capsys, "report", m2_run[0], "-o", tmp_path / "r.html")
     assert code == 0, err
     page = (tmp_path / "r.html").read_text()

@@ -304,7 +304,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         raise ValueError(f"the model of {str(a.run_dir)!r} gives a non-finite ELBO or log p(x) on these data (ELBO "
                          f"{res['elbo']}, log p(x) {res['log_px']}): the run diverged; retrain it with a lower "
                          f"train.lr or with train.grad_clip")
-    if callable(getattr(model, "predict", None)) and y is not None:  # a classifier q(y|x): M2
+    from vaekit.models.contract import CLASSIFIER
+
+    if CLASSIFIER in model.capabilities and y is not None:  # a classifier q(y|x)
         from vaekit.evaluation.metrics import classification_error
 
         res["error"] = classification_error(model, x, y)

@@ -57,7 +57,7 @@ def build_explorer(run_dir: str, checkpoint: str = "best", device: str = "cpu", 
     except (FileNotFoundError, ValueError) as e:
         logging.getLogger(__name__).warning("no test data for the map (%s); serving without it", e)
         x = y = None
-    return Explorer(model, x, y, name=Path(run_dir).name, binarize=cfg.data.binarize != "none",
+    return Explorer(model, x, y, name=Path(run_dir).name, family=cfg.model.family, binarize=cfg.data.binarize != "none",
                     max_points=max_points)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from vaekit.models.contract import CLASSIFIER
 from vaekit.config import ConfigError, RunConfig, config_from_dict, config_to_dict, dump_config, load_config
 from vaekit.registry import build_model, build_objective
 from vaekit.training.checkpoint import CheckpointError, load_checkpoint
@@ -396,7 +397,7 @@ def _finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summar
 
     model.eval()
     summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size, seed=cfg.seed + 5)
-    if hasattr(model, "predict") and splits.test.y is not None:  # a classifier q(y|x): M2
+    if CLASSIFIER in model.capabilities and splits.test.y is not None:  # a classifier q(y|x)
         from vaekit.evaluation.metrics import classification_error
 
         summary["test"]["error"] = classification_error(model, test_x, splits.test.y)

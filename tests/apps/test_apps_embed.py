@@ -28,15 +28,17 @@ def test_embed_samples_follow_the_posterior(tiny_vae, digits_x):
     assert abs(float(u.mean())) < 4 / 30 and abs(float(u.std()) - 1) < 4 / 1800**0.5
 
 
-def test_a_ladder_vae_gives_means_and_a_clear_error_otherwise(digits_x):
+def test_a_ladder_vae_gives_means_samples_and_log_variances_of_every_layer(digits_x):
     from vaekit.config import ModelConfig
     from vaekit.registry import build_model
 
     torch.manual_seed(0)
     ladder = build_model(ModelConfig(family="ladder", latent_dims=[3, 2], hidden=[8, 8]), (1, 8, 8)).eval()
     assert torch.allclose(embed(ladder, digits_x[:5]), ladder.embed(digits_x[:5]))
-    with pytest.raises(ValueError, match="embedding samples needs a VAE with one latent vector"):
-        embed(ladder, digits_x[:5], "sample")
+    qs = ladder.posteriors(digits_x[:5])  # layer 1 (3 dims) first, as embed's means
+    assert torch.allclose(embed(ladder, digits_x[:5], "logvar"),
+                          torch.cat([2 * qs["layer1"].scale.log(), 2 * qs["layer2"].scale.log()], -1), atol=1e-6)
+    assert embed(ladder, digits_x[:5], "sample", seed=0).shape == (5, 5)
 
 
 def test_embed_bad_input(tiny_vae, digits_x):

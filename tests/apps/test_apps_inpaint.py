@@ -108,5 +108,5 @@ def test_bad_input_messages(tiny_vae, digits_x, tmp_path):
         load_mask(str(tmp_path / "none.npy"), 4, (1, 8, 8))
     with pytest.raises(ValueError, match="marks no pixel as missing"):
         masked_mse(x, x, torch.zeros(1, 8, 8, dtype=torch.bool))
-    with pytest.raises(ValueError, match="inpainting needs a VAE with one latent vector"):
+    with pytest.raises(ValueError, match="inpainting needs a model with the capability 'continuous'"):
         inpaint(nn.Linear(2, 2), x, named_mask("top", (1, 8, 8)))

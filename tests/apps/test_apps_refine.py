@@ -70,7 +70,7 @@ def test_refine_on_a_neural_vae_never_lowers_the_elbo(tiny_vae, digits_x):
 def test_a_seeded_refinement_is_reproducible_on_the_models_device(tiny_vae, digits_x, device):
     """The noise comes from a generator on the model's device: one seed, the same result; another seed, other
     draws. On CPU the draws are torch.Generator().manual_seed(seed)'s, as they always were."""
-    from vaekit.apps._common import require_gaussian_posterior
+    from vaekit.apps._common import single_gaussian_posterior
 
     model, x = tiny_vae.to(device), digits_x[:12]
     a, b = (refine(model, x, steps=5, n_samples=2, eval_samples=5, seed=3) for _ in range(2))
@@ -82,7 +82,7 @@ def test_a_seeded_refinement_is_reproducible_on_the_models_device(tiny_vae, digi
         res = refine(model, x, steps=0, eval_samples=5, seed=3)
         eps = torch.randn(5, 12, 3, generator=torch.Generator().manual_seed(3))
         with torch.no_grad():
-            q = require_gaussian_posterior(model, x, "refinement")
+            q = single_gaussian_posterior(model, x, "refinement")
             want = elbo_with_noise(model, x, q.loc, q.log_scale, eps)
         torch.testing.assert_close(res.elbo_amortised, want.double())
 
@@ -92,7 +92,7 @@ def test_bad_input_messages(tiny_vae, digits_x):
     from vaekit.registry import build_model
 
     iaf = build_model(ModelConfig(latent_dim=2, hidden=[8], posterior="iaf"), (1, 8, 8))
-    with pytest.raises(ValueError, match="refinement needs a diagonal Gaussian posterior"):
+    with pytest.raises(ValueError, match="refinement needs a model with the capability 'gaussian-posterior'"):
         refine(iaf, digits_x[:3], steps=1)
     with pytest.raises(ValueError, match="steps must be a non-negative integer, got -1"):
         refine(tiny_vae, digits_x[:3], steps=-1)

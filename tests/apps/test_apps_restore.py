@@ -225,5 +225,5 @@ def test_bad_input_messages(tiny_vae, digits_x):
         restore(tiny_vae, obs(digits_x[:2]), obs, likelihood="decoder", steps=1)
     with pytest.raises(ValueError, match=r"restoration needs images \(C, H, W\)"):
         parse_operator("noise:0.1", (6,))
-    with pytest.raises(ValueError, match="restoration needs a VAE with one latent vector"):
+    with pytest.raises(ValueError, match="restoration needs a model with the capability 'continuous'"):
         restore(nn.Linear(2, 2), obs(digits_x[:2]), obs)

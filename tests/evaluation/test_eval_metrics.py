@@ -150,9 +150,16 @@ def test_active_units_counts_exactly_the_live_dimensions():
 
 
 def test_active_units_per_layer_via_posterior_means():
-    class TwoLayer(torch.nn.Module):
-        def posterior_means(self, x):
-            return [x[:, :3] * torch.tensor([1.0, 0.0, 1.0]), x[:, 3:] * 0.01]
+    from torch.distributions import Independent, Normal
+
+    from vaekit.models.contract import GroupLayout, LatentLayout
+
+    class TwoLayer(torch.nn.Module):  # the uses half of the contract, as much as active units read
+        layout = LatentLayout((GroupLayout("low", (3,), parent="top"), GroupLayout("top", (2,))))
+
+        def posteriors(self, x, given=None):
+            means = {"low": x[:, :3] * torch.tensor([1.0, 0.0, 1.0]), "top": x[:, 3:] * 0.01}
+            return {k: Independent(Normal(m, torch.ones_like(m)), 1) for k, m in means.items()}
 
     x = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
     res = active_units(TwoLayer(), x, batch_size=50)

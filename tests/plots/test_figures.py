@@ -104,14 +104,18 @@ def test_bad_input_gives_clear_errors(tiny_model, digits_x, tmp_path):
         F.plot_samples(tabular, tmp_path / "s.png")
 
 
-def test_ladder_models_draw_samples_but_refuse_traversals_clearly(digits_x, tmp_path, png_size):
+def test_ladder_models_draw_every_latent_figure_in_prior_units(digits_x, tmp_path, png_size):
     torch.manual_seed(0)
     ladder = build_model(ModelConfig(family="ladder", latent_dims=[4, 2], hidden=[16, 8]), (1, 8, 8)).eval()
     assert png_size(F.plot_samples(ladder, tmp_path / "s.png", n=8)) == (360, 120)
     assert png_size(F.plot_reconstructions(ladder, digits_x, tmp_path / "r.png", n=8)) == (710, 120)
     assert F.kl_per_dim(ladder, digits_x).shape == (6,)
-    for fn in (lambda: F.plot_traversals(ladder, tmp_path / "t.png", kl=np.ones(6)),
-               lambda: F.plot_manifold(ladder, tmp_path / "m.png"),
-               lambda: F.plot_interpolation(ladder, digits_x[:1], digits_x[1:2], tmp_path / "i.png")):
-        with pytest.raises(ValueError, match="N\\(0, I\\) prior; this is a LadderVAE"):
-            fn()
+    # one row per coordinate of both layers (6), one column per value (11): as for a VAE with 6 dimensions
+    vae6 = build_model(ModelConfig(latent_dim=6, hidden=[8]), (1, 8, 8)).eval()
+    assert (png_size(F.plot_traversals(ladder, tmp_path / "t.png", kl=np.ones(6)))
+            == png_size(F.plot_traversals(vae6, tmp_path / "t6.png", kl=np.ones(6))))
+    assert png_size(F.plot_manifold(ladder, tmp_path / "m.png")) == png_size(F.plot_manifold(vae6, tmp_path / "m6.png"))
+    F.plot_interpolation(ladder, digits_x[:1], digits_x[1:2], tmp_path / "i.png")
+    m2 = build_model(ModelConfig(family="m2", latent_dim=2, hidden=[8]), (1, 8, 8)).eval()
+    with pytest.raises(ValueError, match="needs a model with the capability 'continuous'.*M2 has:"):
+        F.plot_traversals(m2, tmp_path / "t2.png", kl=np.ones(2))

@@ -45,7 +45,7 @@ def test_the_run_report_shows_the_m2_figures_with_captions_and_the_test_error(m2
     assert 0.0 <= err < 0.9
     assert "test classification error of q(y|x)" in page and f"{100 * err:.2f} %" in page
     assert "best validation accuracy of q(y|x)" in page
-    assert "class-conditional M2" in page and "learned conditional prior" not in page
+    assert html.escape("capability 'continuous'") in page
 
 
 def test_all_draws_the_m2_figures_and_says_truly_why_it_skips_the_others(m2_run, tmp_path, png_size):
@@ -54,16 +54,18 @@ def test_all_draws_the_m2_figures_and_says_truly_why_it_skips_the_others(m2_run,
     assert {"reconstructions", "samples", "latent-map", "analogies", "class-samples", "curves", "kl"} <= set(written)
     assert set(skipped) == {"traversals", "interpolation", "manifold", "latent-gif"}
     for kind in ("traversals", "interpolation", "manifold"):
-        assert "class-conditional M2 (its decoder also takes the class y)" in skipped[kind]
-        assert "see the analogies and class-samples figures" in skipped[kind]
+        assert "needs a model with the capability 'continuous'" in skipped[kind]
+        assert "this M2 has: class-conditional, classifier, discrete" in skipped[kind]
     # one row per digit class (the test split has all ten), an input column and ten class columns of 40 px cells
     assert png_size(written["analogies"]) == (60 + 20 + 11 * 40, 60 + 45 + 10 * 40)
     assert png_size(written["class-samples"]) == (60 + 20 + 10 * 40, 60 + 45 + 8 * 40)
-    with pytest.raises(ValueError, match="class-conditional M2"):
+    with pytest.raises(ValueError, match="capability 'continuous'"):
         run_figures(run_dir, ["manifold"], tmp_path)
     from vaekit.plots.run_figures import _group_label
+    from vaekit.run import load_run
 
-    assert "last row: class y" in _group_label(run_dir)  # the KL heat map's rows: z dims, then KL(q(y|x) || p(y))
+    # the KL heat map's rows: the units of z, then KL(q(y|x) || p(y)), named from the model's layout
+    assert _group_label(load_run(run_dir)[1]) == "KL unit (z, y)"
 
 
 def test_analogy_column_k_decodes_class_k_at_the_rows_style(m2, tmp_path, spy):
@@ -109,9 +111,9 @@ def test_class_samples_share_one_prior_draw_per_row_and_are_seeded(m2, tmp_path,
 
 
 def test_a_model_without_a_class_input_has_no_m2_figures(tiny_model, digits_x, tmp_path):
-    with pytest.raises(ValueError, match="an analogies figure needs a class-conditional model .* this is a VAE"):
+    with pytest.raises(ValueError, match="an analogies figure needs a model with the capability 'class-conditional' .* this VAE has"):
         F.plot_analogies(tiny_model, digits_x[:2], tmp_path / "a.png")
-    with pytest.raises(ValueError, match="a class-samples figure needs a class-conditional model"):
+    with pytest.raises(ValueError, match="a class-samples figure needs a model with the capability 'class-conditional'"):
         F.plot_class_samples(tiny_model, tmp_path / "c.png")
     F.require_single_latent(tiny_model, "a traversal figure")  # a one-latent VAE passes
 

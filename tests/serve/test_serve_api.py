@@ -212,11 +212,11 @@ def _cli_errors(main, vae_run, capsys, monkeypatch) -> None:
 
 
 def test_a_model_without_one_latent_vector_is_a_one_line_refusal():
-    """M2 has a class and a style, no encode(): serve says what to use instead (not an AttributeError)."""
+    """M2 has a discrete class group: serve names the capability it lacks (not an AttributeError)."""
     from vaekit.config import ModelConfig
     from vaekit.models.registry import build_family
     from vaekit.serve.explorer import Explorer
 
     m2 = build_family(ModelConfig(family="m2", latent_dim=2, hidden=[8], n_classes=3), (1, 4, 4))
-    with pytest.raises(ValueError, match="vaekit classify RUN"):
+    with pytest.raises(ValueError, match="vaekit serve needs a model with the capability 'continuous'.*M2 has"):
         Explorer(m2, torch.rand(5, 1, 4, 4))

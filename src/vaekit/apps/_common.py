@@ -1,35 +1,41 @@
-"""Helpers shared by the apps: model checks, per-pixel log-densities, per-example ELBO, numpy conversion."""
+"""Helpers shared by the apps: capability checks, latents in prior units, per-pixel log-densities, per-example
+ELBO, numpy conversion. Every app is written against the uses half of the model contract
+(``vaekit.models.contract.LatentUses``) and asks for capabilities, never for a family."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent
 
+from vaekit.models.contract import CONTINUOUS, GAUSSIAN_POSTERIOR, SINGLE_VECTOR, require
+from vaekit.models.uses import decode_units, encode_units
 from vaekit.utils import as_data_tensor, batches, eval_mode, evaluation_context, model_device
-from vaekit.posteriors.gaussian import DiagonalGaussian
 
-__all__ = ["require_vae", "require_gaussian_posterior", "pixel_log_prob", "per_example_elbo",
-           "as_data_tensor", "batches", "eval_mode", "evaluation_context", "model_device"]
-
-
-def require_vae(model: nn.Module, what: str) -> None:
-    """ValueError unless ``model`` has ``encode(x) -> q(z|x)`` and ``decode(z) -> p(x|z)`` (a one-latent VAE)."""
-    if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
-        raise ValueError(f"{what} needs a VAE with one latent vector (model.family=vae); "
-                         f"{type(model).__name__} has no encode/decode")
+__all__ = ["require", "require_latent_units", "single_gaussian_posterior", "log_prior_units", "encode_units",
+           "decode_units", "pixel_log_prob", "per_example_elbo", "as_data_tensor", "batches", "eval_mode",
+           "evaluation_context", "model_device"]
 
 
-def require_gaussian_posterior(model: nn.Module, x: torch.Tensor, what: str) -> DiagonalGaussian:
-    """q(z|x) for ``x``, or ValueError when it is not a diagonal Gaussian (e.g. an IAF posterior)."""
-    require_vae(model, what)
-    q = model.encode(x)
-    if not isinstance(q, DiagonalGaussian):
-        raise ValueError(f"{what} needs a diagonal Gaussian posterior (model.posterior=gaussian); "
-                         f"this model's q(z|x) is {type(q).__name__}")
-    return q
+def require_latent_units(model: nn.Module, what: str) -> None:
+    """MissingCapability unless every latent group is continuous: the use then works on the flat prior-unit
+    coordinates u (``vaekit.models.uses``), where the prior is N(0, I) whatever the family."""
+    require(model, CONTINUOUS, what)
+
+
+def single_gaussian_posterior(model: nn.Module, x: torch.Tensor, what: str) -> Distribution:
+    """q(z|x) of a one-vector model with a diagonal Gaussian posterior (MissingCapability otherwise)."""
+    require(model, SINGLE_VECTOR, what)
+    require(model, GAUSSIAN_POSTERIOR, what)
+    return model.posteriors(x)[model.layout.groups[0].name]
+
+
+def log_prior_units(u: torch.Tensor) -> torch.Tensor:
+    """(*lead,) log N(u; 0, I) of flat prior units u (*lead, D): the prior in the coordinates u."""
+    return -0.5 * (u.square().sum(-1) + u.shape[-1] * math.log(2 * math.pi))
 
 
 def pixel_log_prob(p: Distribution, x: torch.Tensor) -> torch.Tensor:

@@ -86,9 +86,10 @@ class GenerativeClassifier:
 
 
 def has_class_latent(model: nn.Module) -> bool:
-    """Whether ``model`` has a class latent y with its own classifier q(y|x): ``class_logits(x)`` and ``n_classes``
-    (M2)."""
-    return callable(getattr(model, "class_logits", None)) and isinstance(getattr(model, "n_classes", None), int)
+    """Whether ``model`` declares a classifier q(y|x) over a class group (the capability ``classifier``)."""
+    from vaekit.models.contract import CLASSIFIER
+
+    return CLASSIFIER in getattr(model, "capabilities", frozenset()) and model.layout.class_group() is not None
 
 
 class ClassLatentClassifier:
@@ -99,15 +100,14 @@ class ClassLatentClassifier:
     importance-sampled with y observed (Burda et al. 2016, Eq. 8)."""
 
     def __init__(self, model: nn.Module) -> None:
-        if not has_class_latent(model):
-            raise ValueError(f"a {type(model).__name__} has no class latent y with a classifier q(y|x) "
-                             f"(model.family=m2 has one)")
+        from vaekit.models.contract import CLASSIFIER, require
+
+        require(model, CLASSIFIER, "classifying with the model's own q(y|x)")
         self.model = model
-        self.classes = list(range(int(model.n_classes)))
-        prior = model.prior_y().logits if callable(getattr(model, "prior_y", None)) else None
-        k = len(self.classes)
-        self.log_prior = (torch.full((k,), -math.log(k), dtype=torch.float64) if prior is None
-                          else torch.log_softmax(prior.detach().double().cpu(), -1))  # (K,) log p(y)
+        group = model.layout.class_group()
+        self.classes = list(range(int(group.shape[0])))
+        prior = model.group_prior(group.name, {}).logits  # (K,)
+        self.log_prior = torch.log_softmax(prior.detach().double().cpu(), -1)  # (K,) log p(y)
 
     def log_likelihoods(self, x: Any, score: str = "elbo", k: int = 100, elbo_samples: int = 10, seed: int = 0,
                         batch_size: int = 100) -> torch.Tensor:

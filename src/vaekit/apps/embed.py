@@ -19,7 +19,9 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
-from vaekit.apps._common import require_gaussian_posterior, require_vae
+from vaekit.apps._common import require, require_latent_units
+from vaekit.models.contract import GAUSSIAN_POSTERIOR
+from vaekit.models.uses import flatten
 from vaekit.process_state import preserve_process_state
 from vaekit.utils import as_data_tensor, batches, evaluation_context, model_device, model_dtype
 
@@ -33,23 +35,29 @@ def embed(model: nn.Module, x: Any, what: str = "mean", batch_size: int = 500, s
 
     what: "mean" = E_q[z|x] (``model.embed``: mu for a Gaussian posterior, a 64-sample mean for a flow);
         "sample" = one draw z ~ q(z|x) (seeded by ``seed``); "logvar" = log sigma^2(x) of a Gaussian posterior.
+        For a hierarchy, each continuous group along the mean pass, flattened in layout order.
     """
     if what not in EMBED_KINDS:
         raise ValueError(f"unknown embedding {what!r}; choose from {', '.join(EMBED_KINDS)}")
     x = as_data_tensor(x)
     model.check_input(x)
     if what != "mean":
-        require_vae(model, f"embedding {what}s")
+        require_latent_units(model, f"embedding {what}s")
+    if what == "logvar":
+        require(model, GAUSSIAN_POSTERIOR, "embedding log-variances")
     out = []
     with evaluation_context(model, seed):
         for xb in batches(x, batch_size, model_device(model)):
             if what == "mean":
                 out.append(model.embed(xb).cpu())  # (B, D)
-            elif what == "sample":
-                z, _ = model.encode(xb).rsample_and_log_prob()  # (B, D)
-                out.append(z.cpu())
+                continue
+            qs = model.posteriors(xb)
+            if what == "sample":
+                z = {name: q.rsample_and_log_prob()[0] if hasattr(q, "rsample_and_log_prob") else q.rsample()
+                     for name, q in qs.items()}
             else:
-                out.append((2.0 * require_gaussian_posterior(model, xb, "embedding log-variances").log_scale).cpu())
+                z = {name: 2.0 * (q.log_scale if hasattr(q, "log_scale") else q.stddev.log()) for name, q in qs.items()}
+            out.append(flatten(model.layout, z).cpu())  # (B, D)
     return torch.cat(out)
 
 

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vaekit.apps._common import as_data_tensor, eval_mode, model_device, pixel_log_prob, require_vae
+from vaekit.apps._common import (as_data_tensor, decode_units, encode_units, eval_mode, log_prior_units,
+                                 model_device, pixel_log_prob, require_latent_units)
 
 __all__ = ["INPAINT_METHODS", "MASK_NAMES", "named_mask", "load_mask", "inpaint", "denoise", "map_latent", "masked_mse"]
 
@@ -123,11 +124,10 @@ def map_latent(model: nn.Module, x: torch.Tensor, observed: torch.Tensor, z0: to
     ``vaekit.apps.latent.map_estimate``, the one `vaekit restore` uses for every observation operator."""
     from vaekit.apps.latent import map_estimate
 
-    prior = model.prior()
     w = observed.to(x.dtype)
 
-    def log_joint(z: torch.Tensor) -> torch.Tensor:  # (B,)
-        return (pixel_log_prob(model.decode(z), x) * w).flatten(1).sum(1) + prior.log_prob(z)
+    def log_joint(z: torch.Tensor) -> torch.Tensor:  # (B,) for prior units z (B, D)
+        return (pixel_log_prob(decode_units(model, z), x) * w).flatten(1).sum(1) + log_prior_units(z)
 
     return map_estimate(log_joint, z0, steps, lr)
 
@@ -137,7 +137,7 @@ def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize",
     """Complete ``x`` (N, *data_shape) where ``missing`` (bool, True = fill; shape data_shape or x's shape) by
     ``method`` (see the module docstring). fill: the starting value of missing pixels (a number or a tensor
     broadcastable to one example, e.g. the training mean image). Observed pixels are returned unchanged."""
-    require_vae(model, "inpainting")
+    require_latent_units(model, "inpainting")
     if method not in INPAINT_METHODS:
         raise ValueError(f"unknown inpainting method {method!r}; choose from {', '.join(INPAINT_METHODS)}")
     x = as_data_tensor(x)
@@ -153,19 +153,19 @@ def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize",
             with torch.no_grad():
                 if method in ("iterate", "both"):
                     for _ in range(int(iterations)):
-                        xc = torch.where(mb, model.decode(model.embed(xc)).mean, xb)
-                z0 = model.embed(xc)  # (B, D)
+                        xc = torch.where(mb, decode_units(model, encode_units(model, xc)[0]).mean, xb)
+                z0 = encode_units(model, xc)[0]  # (B, D) prior units
             if method in ("optimize", "both"):
                 z = map_latent(model, xc, ~mb, z0, steps, lr)
                 with torch.no_grad():
-                    xc = torch.where(mb, model.decode(z).mean, xb)
+                    xc = torch.where(mb, decode_units(model, z).mean, xb)
             out.append(xc.cpu())
     return torch.cat(out)
 
 
 def denoise(model: nn.Module, x: Any, steps: int = 300, lr: float = 0.05, batch_size: int = 500) -> torch.Tensor:
     """E[x | z*] with z* = argmax_z log p(x|z) + log p(z) from the encoder mean: every pixel observed (noisy)."""
-    require_vae(model, "denoising")
+    require_latent_units(model, "denoising")
     x = as_data_tensor(x)
     model.check_input(x)
     out = []
@@ -173,10 +173,10 @@ def denoise(model: nn.Module, x: Any, steps: int = 300, lr: float = 0.05, batch_
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].to(model_device(model))
             with torch.no_grad():
-                z0 = model.embed(xb)
+                z0 = encode_units(model, xb)[0]  # (B, D) prior units
             z = map_latent(model, xb, torch.ones_like(xb, dtype=torch.bool), z0, steps, lr)
             with torch.no_grad():
-                out.append(model.decode(z).mean.cpu())
+                out.append(decode_units(model, z).mean.cpu())
     return torch.cat(out)
 
 

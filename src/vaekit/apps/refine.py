@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.apps._common import as_data_tensor, eval_mode, model_device, require_gaussian_posterior
+from vaekit.apps._common import as_data_tensor, eval_mode, model_device, single_gaussian_posterior
 from vaekit.utils import mean_and_stderr
 from vaekit.objectives import elbo_terms
 from vaekit.posteriors.gaussian import DiagonalGaussian
@@ -108,11 +108,11 @@ def _refine_batch(model: nn.Module, x: torch.Tensor, steps: int, lr: float, n_sa
                   g: torch.Generator, init: str) -> tuple[torch.Tensor | float, ...]:
     t0 = time.perf_counter()
     with torch.no_grad():
-        q = require_gaussian_posterior(model, x, "refinement")
+        q = single_gaussian_posterior(model, x, "refinement")
     amortised = q.loc.detach(), q.log_scale.detach()  # (B, D)
     t_amortised = time.perf_counter() - t0
     if init == "prior":
-        p = model.prior()
+        p = model.group_prior(model.layout.groups[0].name, {})
         loc0 = p.mean.detach().expand_as(amortised[0]).clone()  # (B, D): q = p(z) to start
         ls0 = p.stddev.detach().log().expand_as(amortised[1]).clone()
     else:

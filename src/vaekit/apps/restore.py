@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit.apps._common import as_data_tensor, eval_mode, model_device, require_vae
+from vaekit.apps._common import (as_data_tensor, decode_units, encode_units, eval_mode, log_prior_units,
+                                 model_device, require_latent_units)
 from vaekit.apps.latent import importance_resample, laplace_precision, map_estimate
 from vaekit.apps.operators import Observation
 
@@ -58,14 +59,13 @@ def _check(steps: int, restarts: int, samples: int, proposals: int, init: str) -
 def _restore_batch(model: nn.Module, y: torch.Tensor, obs: Observation, *, steps: int, lr: float, restarts: int,
                    init: str, likelihood: str, samples: int, proposals: int, scale: float,
                    g: torch.Generator) -> list[torch.Tensor | None]:
-    prior = model.prior()
+    def log_joint(z: torch.Tensor) -> torch.Tensor:  # (*lead, B) for z: prior units (*lead, B, D)
+        return obs.log_likelihood(decode_units(model, z), y, likelihood) + log_prior_units(z)
 
-    def log_joint(z: torch.Tensor) -> torch.Tensor:  # (*lead, B)
-        return obs.log_likelihood(model.decode(z), y, likelihood) + prior.log_prob(z)
-
-    B, D = y.shape[0], model.latent_dim
+    B, D = y.shape[0], model.layout.continuous_size
     with torch.no_grad():
-        first = model.embed(obs.start(y)) if init == "encoder" else torch.zeros(B, D, dtype=y.dtype, device=y.device)
+        first = (encode_units(model, obs.start(y))[0] if init == "encoder"
+                 else torch.zeros(B, D, dtype=y.dtype, device=y.device))
     extra = torch.randn((restarts - 1, B, D), generator=g, dtype=y.dtype).to(y.device)  # (R - 1, B, D)
     z = map_estimate(log_joint, torch.cat([first[None], extra]), steps, lr)  # (R, B, D)
     with torch.no_grad():
@@ -76,7 +76,7 @@ def _restore_batch(model: nn.Module, y: torch.Tensor, obs: Observation, *, steps
         keep = obs.mask.missing.to(y.device) if clamp else None
 
         def image(zz: torch.Tensor) -> torch.Tensor:  # (*lead, B, D) -> (*lead, B, *data_shape)
-            x = model.decode(zz).mean
+            x = decode_units(model, zz).mean
             return x if keep is None else torch.where(keep, x, y)
 
         out: list[torch.Tensor | None] = [image(z), z, lj, None, None, None]
@@ -101,7 +101,7 @@ def restore(model: nn.Module, y: Any, observation: Observation, *, steps: int = 
     docstring): ``steps`` Adam steps at learning rate ``lr`` from ``restarts`` starts (``init``: the first);
     ``samples`` posterior draws per example from ``proposals`` importance proposals (0: MAP only);
     ``likelihood``: see ``Observation.log_likelihood``. The model's weights are not changed."""
-    require_vae(model, "restoration")
+    require_latent_units(model, "restoration")
     _check(steps, restarts, samples, proposals, init)
     y = as_data_tensor(y)
     if tuple(y.shape[1:]) != observation.obs_shape:

@@ -58,9 +58,14 @@ def draw_disentanglement_figures(model: nn.Module, truth, codes: dict[str, Any],
     from vaekit.plots.disentanglement import plot_factor_traversal, plot_labelled_traversals
 
     out_dir, dev = Path(out_dir), model_device(model)
+    from vaekit.models.contract import CONTINUOUS, require
+    from vaekit.models.uses import decode_mean, encode_units
+
+    require(model, CONTINUOUS, "disentanglement traversals")
     g = torch.Generator(device=dev).manual_seed(seed)
     base = truth.sample_factors(1, g)  # (1, K) the point every sweep starts from
-    z0 = _represent(model)(truth.images(base))[0]  # (D,)
+    with eval_mode(model):
+        z0 = encode_units(model, truth.images(base).to(dev, torch.float32))[0][0]  # (D,) prior units
     values = np.linspace(-2.5, 2.5, steps)
     nmi = np.asarray(codes["nmi"])
     written = {}
@@ -68,7 +73,7 @@ def draw_disentanglement_figures(model: nn.Module, truth, codes: dict[str, Any],
         def traverse(j: int) -> torch.Tensor:
             z = z0.repeat(steps, 1)
             z[:, j] = torch.as_tensor(values, dtype=z.dtype, device=dev)
-            return model.decode(z).mean.cpu()
+            return decode_mean(model, z).cpu()
 
         for k, name in enumerate(codes["factors"]):
             size = truth.factor_sizes[k]

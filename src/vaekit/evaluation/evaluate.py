@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit.models.contract import DISCRETE_DATA
 from vaekit.utils import as_data_tensor, model_device
 from vaekit.evaluation.loglik import decoder_dtype_for, estimate_log_likelihood
 from vaekit.evaluation.metrics import active_units, bits_per_dim, elbo_dataset, kl_per_dimension
@@ -60,7 +61,7 @@ def evaluate(
     kl_dims = kl_per_dimension(model, x, batch_size=batch_size, seed=seed)
     n_dims = x[0].numel()
     bpd = None
-    discrete_lik = bool(getattr(getattr(model, "likelihood", None), "discrete", False))
+    discrete_lik = DISCRETE_DATA in getattr(model, "capabilities", frozenset())
     if n_levels is not None and (dequantized or discrete_lik):
         try:
             bpd = bits_per_dim(ll.mean, n_dims, n_levels=n_levels, dequantized=dequantized)

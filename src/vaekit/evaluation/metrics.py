@@ -110,17 +110,12 @@ def bits_per_dim(
 
 
 def posterior_means(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Posterior means E_q[z|x] per stochastic layer, found by duck typing, in this order:
-    ``model.posterior_means(x) -> [(B, D_i)]`` (e.g. a Ladder VAE, one entry per layer);
-    ``model.embed(x) -> (B, D)``; ``model.encode(x).mean``. Returns a list of (B, D_i) tensors."""
-    if callable(getattr(model, "posterior_means", None)):
-        return list(model.posterior_means(x))
-    if callable(getattr(model, "embed", None)):
-        return [model.embed(x)]
-    if callable(getattr(model, "encode", None)):
-        return [model.encode(x).mean]
-    raise ValueError(f"{type(model).__name__} offers no posterior_means(x), embed(x) or encode(x); "
-                     "active units need one of them")
+    """Posterior means E_q[z_g|x] of each continuous latent group along the mean pass (``vaekit.models.uses``),
+    flattened, layout order (layer 1 first for a hierarchy): a list of (B, D_g) tensors."""
+    from vaekit.models.uses import posterior_means as means
+
+    z = means(model, x)
+    return [z[g.name].reshape(x.shape[0], g.size) for g in model.layout.continuous]
 
 
 @dataclass

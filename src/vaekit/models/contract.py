@@ -16,12 +16,14 @@ batch axis, lead (*S, K, B). The objective weights by q's probabilities (the ELB
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Mapping, Protocol, runtime_checkable
 
 import torch
 from torch.distributions import Distribution
 
-__all__ = ["LatentGroup", "ModelOutput", "LatentVariableModel"]
+__all__ = ["LatentGroup", "ModelOutput", "LatentVariableModel", "GroupLayout", "LatentLayout", "LatentUses",
+           "MissingCapability", "require", "CONTINUOUS", "SINGLE_VECTOR", "GAUSSIAN_POSTERIOR", "HIERARCHICAL",
+           "DISCRETE", "CLASS_CONDITIONAL", "CLASSIFIER", "DISCRETE_DATA", "CAPABILITIES"]
 
 
 @dataclass
@@ -92,3 +94,155 @@ class LatentVariableModel(Protocol):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def embed(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+# -- the uses half ---------------------------------------------------------------------------------------------
+#
+# What everything besides the bound needs from a trained model: the latent layout, the posterior of each group
+# (along the mean pass), p(x|z) from given groups, and each group's prior given its parent. Prior sampling at a
+# temperature and coordinates in prior units are derived from those (``vaekit.models.uses``). A use asks for a
+# capability with ``require`` and never names a family.
+
+#: every group is continuous, so prior-unit coordinates cover the whole latent (sliders, traversals, MAP in u)
+CONTINUOUS = "continuous"
+#: one continuous vector z with a fixed prior p(z), whose q(z|x) ``forward(x, posterior=q)`` can replace
+SINGLE_VECTOR = "single-vector"
+#: q(z|x) of every continuous group is a diagonal Gaussian (mean and s.d. in closed form; log-variances)
+GAUSSIAN_POSTERIOR = "gaussian-posterior"
+#: more than one group, a group's prior conditioned on its parent's value
+HIERARCHICAL = "hierarchical"
+#: a group of K discrete values
+DISCRETE = "discrete"
+#: the decoder takes a class (a discrete group with role "class"): analogies, class-conditional samples
+CLASS_CONDITIONAL = "class-conditional"
+#: q(y|x) over classes, ``class_logits(x) -> (B, K)``: classification, a test error
+CLASSIFIER = "classifier"
+#: p(x|z) is a distribution over discrete values (a log-probability: bits/dim without dequantisation)
+DISCRETE_DATA = "discrete-data"
+
+CAPABILITIES = {
+    CONTINUOUS: "every latent group is continuous",
+    SINGLE_VECTOR: "one latent vector with a fixed prior whose posterior can be replaced (model.family=vae)",
+    GAUSSIAN_POSTERIOR: "diagonal Gaussian posteriors (model.posterior=gaussian)",
+    HIERARCHICAL: "a hierarchy of latent groups",
+    DISCRETE: "a discrete latent group",
+    CLASS_CONDITIONAL: "a decoder that takes a class",
+    CLASSIFIER: "a classifier q(y|x)",
+    DISCRETE_DATA: "a likelihood over discrete values",
+}
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """One latent group as a use sees it.
+
+    name: as in ``ModelOutput.groups``; shape: its event shape, (D,) for a vector or (C, H, W) for a map, (K,)
+    one-hot values for a discrete group; kind: "continuous" or "discrete"; parent: the group its prior is
+    conditioned on (None: a fixed prior); role: "class" for the discrete group a class-conditional decoder takes.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: Literal["continuous", "discrete"] = "continuous"
+    parent: str | None = None
+    role: str = ""
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= int(s)
+        return n
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """The latent groups of a model, bottom (nearest x) first, as ``ModelOutput.groups`` lists them."""
+
+    groups: tuple[GroupLayout, ...]
+
+    def __getitem__(self, name: str) -> GroupLayout:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"no latent group {name!r}; the groups are {', '.join(self.names)}")
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.groups]
+
+    @property
+    def continuous(self) -> list[GroupLayout]:
+        """The continuous groups, in layout order: their values, flattened and concatenated, are a model's
+        latent vector (``embed``) and its prior-unit coordinates."""
+        return [g for g in self.groups if g.kind == "continuous"]
+
+    @property
+    def continuous_size(self) -> int:
+        return sum(g.size for g in self.continuous)
+
+    def top_down(self) -> list[GroupLayout]:
+        """The groups with every parent before its children (the order of ancestral sampling)."""
+        done: list[GroupLayout] = []
+        names: set[str] = set()
+        while len(done) < len(self.groups):
+            ready = [g for g in self.groups if g.name not in names and (g.parent is None or g.parent in names)]
+            if not ready:
+                raise ValueError(f"the latent layout has a cycle or an unknown parent: {self.groups}")
+            done += ready
+            names |= {g.name for g in ready}
+        return done
+
+    def class_group(self) -> GroupLayout | None:
+        """The discrete group with role "class", if any."""
+        return next((g for g in self.groups if g.kind == "discrete" and g.role == "class"), None)
+
+
+class MissingCapability(ValueError):
+    """A use asked a model for a capability its family does not declare."""
+
+
+def require(model: object, capability: str, what: str) -> None:
+    """MissingCapability (one line, naming the capability) unless ``model`` declares ``capability``."""
+    caps = getattr(model, "capabilities", frozenset())
+    if capability not in caps:
+        has = ", ".join(sorted(caps)) or "none"
+        raise MissingCapability(f"{what} needs a model with the capability {capability!r} "
+                                f"({CAPABILITIES.get(capability, capability)}); this {type(model).__name__} "
+                                f"has: {has}")
+
+
+@runtime_checkable
+class LatentUses(Protocol):
+    """The uses half of the contract (checked for every family by tests/models/test_contract.py).
+
+    layout: the latent groups (``LatentLayout``). capabilities: what the family offers (the constants above).
+    posteriors(x, given=None) -> {group: q}: each group's posterior, batch (B,), along the mean pass (a child's
+        q at its parent's posterior mean); ``given`` fixes some groups' values (e.g. the class of an M2).
+    decode(z) -> p(x|z): z a mapping {group: (*lead, *shape)} or, for a model whose latent is one vector, that
+        tensor; batch_shape lead.
+    group_prior(name, z) -> p(z_name | parent): the parent's value read from the mapping z.
+    embed(x) -> (B, D): the continuous groups' posterior means, flattened in layout order.
+    sample(n, temperature), reconstruct(x): decoder means.
+    """
+
+    data_shape: tuple[int, ...]
+
+    @property
+    def layout(self) -> LatentLayout: ...
+
+    @property
+    def capabilities(self) -> frozenset[str]: ...
+
+    def posteriors(self, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, Distribution]: ...
+
+    def decode(self, z: Mapping[str, torch.Tensor] | torch.Tensor) -> Distribution: ...
+
+    def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution: ...
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor: ...
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...

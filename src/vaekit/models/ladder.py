@@ -15,7 +15,7 @@ the samples; its expectation is KL(q(z|x) || p(z)) by the chain rule, so the ELB
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,8 @@ from torch.distributions import Distribution
 
 from vaekit.likelihoods import build_likelihood
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import LatentGroup, ModelOutput
+from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, HIERARCHICAL, GroupLayout,
+                                    LatentGroup, LatentLayout, ModelOutput)
 from vaekit.models.ladder_blocks import ConvStem, DenseBlock, GaussianParams, precision_merge
 from vaekit.models.vae import decoder_precision
 from vaekit.nn import ConvDecoder
@@ -81,7 +82,7 @@ class LadderVAE(nn.Module):
         L = len(ups)
         groups: list[LatentGroup] = [None] * L  # type: ignore[list-item]
         for i in reversed(range(L)):
-            p = self.top_prior() if i == L - 1 else self.top_down[i](groups[i + 1].z)  # p(z_i | z_{i+1})
+            p = self.group_prior(f"layer{i + 1}", {g.name: g.z for g in groups[i + 1:]})  # p(z_i | z_{i+1})
             q = ups[i]
             if i < L - 1:  # one posterior per sampled parent: merged (Eqs. 18-19) or the bottom-up one repeated
                 q = precision_merge(q, p) if self.merge else q.broadcast_to(p.batch_shape)
@@ -114,12 +115,53 @@ class LadderVAE(nn.Module):
         """p(z_L) = N(0, I)."""
         return self.prior()
 
-    def decode(self, z1: torch.Tensor) -> Distribution:
-        """p(x|z_1) for z_1 of shape (*lead, D_1): batch_shape lead, event_shape data_shape."""
+    def decode(self, z: torch.Tensor | Mapping[str, torch.Tensor]) -> Distribution:
+        """p(x|z_1) for z_1 of shape (*lead, D_1) (or the mapping of groups): batch_shape lead."""
+        z1 = z["layer1"] if isinstance(z, Mapping) else z
         h = self.decoder(z1).reshape(*z1.shape[:-1], *self.likelihood.param_shape)
         if h.dtype != z1.dtype:
             h = h.to(z1.dtype)
         return self.likelihood(h)
+
+    # -- the uses half of the contract: the one place of the top-down pass -------------------------------
+    @property
+    def layout(self) -> LatentLayout:
+        """layer1 (bottom) .. layerL, each conditioned on the layer above."""
+        L = len(self.layer_dims)
+        return LatentLayout(tuple(GroupLayout(f"layer{i + 1}", (d,), parent=f"layer{i + 2}" if i < L - 1 else None)
+                                  for i, d in enumerate(self.layer_dims)))
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        caps = {CONTINUOUS, GAUSSIAN_POSTERIOR}
+        if len(self.layer_dims) > 1:
+            caps.add(HIERARCHICAL)
+        if self.likelihood.discrete:
+            caps.add(DISCRETE_DATA)
+        return frozenset(caps)
+
+    def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution:
+        """p(z_L) = N(0, I); p(z_i | z_{i+1}) from the top-down net at the value of layer i+1 in ``z``."""
+        i = int(name.removeprefix("layer")) - 1
+        if i == len(self.layer_dims) - 1:
+            return self.top_prior()
+        return self.top_down[i](z[f"layer{i + 2}"])
+
+    def posteriors(self, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, Distribution]:
+        """The deterministic top-down pass: q(z_i | z_{i+1}, x) (the precision-weighted merge, Eqs. 18-19) at the
+        parent's posterior mean, or at its value in ``given``."""
+        ups = self.bottom_up(x)
+        L = len(ups)
+        qs: dict[str, Distribution] = {}
+        z: dict[str, torch.Tensor] = {}
+        for i in reversed(range(L)):
+            name, q = f"layer{i + 1}", ups[i]
+            if self.merge and i < L - 1:
+                q = precision_merge(q, self.group_prior(name, z))
+            qs[name] = q
+            z[name] = given[name] if given is not None and name in given else q.loc
+        return dict(reversed(list(qs.items())))
 
     # -- uses (eval mode) ----------------------------------------------------------------------------------
     def _eval_call(self, fn, *args):
@@ -127,16 +169,8 @@ class LadderVAE(nn.Module):
             return fn(*args)
 
     def _mean_pass(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[(B, D_i)]: the deterministic top-down pass feeding each layer's posterior mean to the layer below."""
-        ups = self.bottom_up(x)
-        L = len(ups)
-        zs: list[torch.Tensor] = [None] * L  # type: ignore[list-item]
-        for i in reversed(range(L)):
-            q = ups[i]
-            if self.merge and i < L - 1:
-                q = precision_merge(q, self.top_down[i](zs[i + 1]))
-            zs[i] = q.loc
-        return zs
+        """[(B, D_i)]: the posterior means of the deterministic top-down pass, layer 1 first."""
+        return [q.loc for q in self.posteriors(x).values()]
 
     def posterior_means(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[(B, D_i)] for i = 1..L: posterior means of the deterministic top-down pass, where each layer's
@@ -154,16 +188,9 @@ class LadderVAE(nn.Module):
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """Ancestral sampling from the top: z_L ~ N(0, T^2 I), z_i ~ N(mu_{p,i}, (T sigma_{p,i})^2); returns the
         means of p(x|z_1), shape (n, *data_shape)."""
+        from vaekit.models.uses import sample_latents
 
-        def draw() -> torch.Tensor:
-            ref = next(self.parameters())
-            z = temperature * torch.randn(n, self.layer_dims[-1], device=ref.device, dtype=ref.dtype)
-            for net in reversed(self.top_down):
-                p = net(z)
-                z = p.loc + temperature * p.scale * torch.randn_like(p.loc)
-            return self.decode(z).mean
-
-        return self._eval_call(draw)
+        return self._eval_call(lambda: self.decode(sample_latents(self, n, temperature)).mean)
 
 
 def build_ladder(

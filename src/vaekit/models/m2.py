@@ -14,7 +14,7 @@ M1 sets the others to 0, their prior mean (his code drops their decoder weights,
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,8 @@ from torch import nn
 from torch.distributions import Distribution, OneHotCategorical
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import LatentGroup, ModelOutput
+from vaekit.models.contract import (CLASS_CONDITIONAL, CLASSIFIER, DISCRETE, DISCRETE_DATA, GroupLayout, LatentGroup,
+                                    LatentLayout, ModelOutput)
 from vaekit.models.vae import decoder_precision
 from vaekit.nn import MLP
 from vaekit.nn.mlp import activation
@@ -126,7 +127,7 @@ class M2(nn.Module):
         if self.m1 is None:
             return x
         with torch.no_grad():
-            z1 = self.m1.encode(x).rsample() if self.training else self.m1.embed(x)  # (B, D1)
+            z1 = self.m1.posteriors(x)["z"].rsample() if self.training else self.m1.embed(x)  # (B, D1)
         return z1 if self.m1_units is None else z1.index_select(-1, self.m1_units)  # (B, F)
 
     def prior_y(self) -> OneHotCategorical:
@@ -150,6 +151,49 @@ class M2(nn.Module):
             h = h.to(z.dtype)
         return self.likelihood.decoded(full_precision(h), z.shape[:-1])
 
+    # -- the uses half of the contract -----------------------------------------------------------------
+    @property
+    def layout(self) -> LatentLayout:
+        """The style "z" and the class "y" (K one-hot values), independent under the prior."""
+        return LatentLayout((GroupLayout("z", (self.latent_dim,)),
+                             GroupLayout("y", (self.n_classes,), "discrete", role="class")))
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        caps = {DISCRETE, CLASS_CONDITIONAL, CLASSIFIER}
+        lik = self.m1.likelihood if self.m1 is not None else self.likelihood
+        if lik.discrete:
+            caps.add(DISCRETE_DATA)
+        return frozenset(caps)
+
+    def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution:
+        """p(z) = N(0, I) or p(y) = Cat(1/K)."""
+        return self.prior_y() if name == "y" else self.prior()
+
+    def posteriors(self, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, Distribution]:
+        """{"z": q(z | x, y), "y": q(y|x)} with y the most probable class, or the one-hot ``given["y"]``."""
+        f = self.features(x)  # (B, F)
+        logits = self.classifier(f)  # (B, K)
+        if given is not None and "y" in given:
+            y1 = given["y"].to(f.dtype)  # (B, K)
+        else:
+            y1 = F.one_hot(logits.argmax(-1), self.n_classes).to(f.dtype)
+        qz = self.posterior(self.enc_rest(self.enc_x(f) + self.enc_y(y1)))
+        return {"z": qz, "y": OneHotCategorical(logits=logits)}
+
+    def decode(self, z: Mapping[str, torch.Tensor]) -> Distribution:
+        """p(x | y, z) for {"z": (*lead, D), "y": one-hot (*lead, K)}; for M1+M2, M1's p(x | z1) at the mean of
+        the modelled units (the others at 0, their prior mean)."""
+        zz, y1 = z["z"], z["y"]
+        px = self.likelihood.decoded(self.decoder(torch.cat([zz, y1.to(zz.dtype)], -1)), zz.shape[:-1]).full
+        if self.m1 is None:
+            return px
+        mean = px.mean
+        if self.m1_units is not None:  # (B, F) -> (B, D1)
+            mean = mean.new_zeros(*mean.shape[:-1], self.m1.latent_dim).index_copy(-1, self.m1_units, mean)
+        return self.m1.decode(mean)
+
     # -- uses ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,12 +215,7 @@ class M2(nn.Module):
     @torch.no_grad()
     def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, *data_shape) the mean of p(x|y,z) (decoded through M1 for M1+M2)."""
-        mean = self.likelihood.decoded(self.decoder(torch.cat([z, self._one_hot(y, z)], -1)), z.shape[:-1]).full.mean
-        if self.m1 is None:
-            return mean
-        if self.m1_units is not None:  # the units not modelled at 0, their prior mean: (B, F) -> (B, D1)
-            mean = mean.new_zeros(*mean.shape[:-1], self.m1.latent_dim).index_copy(-1, self.m1_units, mean)
-        return self.m1.decode(mean).mean
+        return self.decode({"z": z, "y": self._one_hot(y, z)}).mean
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, y: torch.Tensor | None = None) -> torch.Tensor:

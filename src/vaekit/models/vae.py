@@ -8,13 +8,15 @@ batch it returns its one latent group and p(x|z); ``vaekit.objectives`` computes
 from __future__ import annotations
 
 import contextlib
+from typing import Mapping
 
 import torch
 from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import ModelOutput
+from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, SINGLE_VECTOR, GroupLayout,
+                                    LatentLayout, ModelOutput)
 from vaekit.objectives.latents import sample_latent
 from vaekit.utils import full_precision
 
@@ -79,9 +81,32 @@ class VAE(nn.Module):
             h = h.to(z.dtype)
         return self.likelihood.decoded(full_precision(h), z.shape[:-1])
 
-    def decode(self, z: torch.Tensor) -> Distribution:
-        """p(x|z) for z of shape (*lead, D): the likelihood's full Distribution (batch_shape lead)."""
-        return self.decoded(z).full
+    def decode(self, z: torch.Tensor | Mapping[str, torch.Tensor]) -> Distribution:
+        """p(x|z) for z of shape (*lead, D) (or {"z": z}): the likelihood's full Distribution (batch_shape lead)."""
+        return self.decoded(z["z"] if isinstance(z, Mapping) else z).full
+
+    # -- the uses half of the contract -----------------------------------------------------------------
+    @property
+    def layout(self) -> LatentLayout:
+        """One continuous group "z" of ``latent_dim`` dimensions."""
+        return LatentLayout((GroupLayout("z", (self.latent_dim,)),))
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        caps = {CONTINUOUS, SINGLE_VECTOR}
+        if getattr(self.posterior, "gaussian", True):  # a head whose q(z|x) is a diagonal Gaussian (not a flow)
+            caps.add(GAUSSIAN_POSTERIOR)
+        if self.likelihood.discrete:
+            caps.add(DISCRETE_DATA)
+        return frozenset(caps)
+
+    def posteriors(self, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None) -> dict[str, Distribution]:
+        """{"z": q(z|x)} (``given`` has nothing to fix in a one-group model)."""
+        return {"z": self.encode(x)}
+
+    def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution:
+        """p(z): the fixed prior."""
+        return self.prior()
 
     # -- uses ----------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -29,37 +29,33 @@ __all__ = ["plot_reconstructions", "plot_samples", "plot_traversals", "plot_inte
 TOP, SIDE = 60, 20  # pixels above the panels (titles) and at the figure's edges
 
 
-def _class_conditional(model: Any) -> bool:
-    """Whether the model decodes a class as well as z: ``n_classes`` and ``generate(z, y)`` (M2)."""
-    return isinstance(getattr(model, "n_classes", None), int) and callable(getattr(model, "generate", None))
-
-
 def require_single_latent(model: Any, what: str) -> None:
-    """ValueError unless z has the N(0, I) prior that traversal/interpolation/manifold values refer to, and z alone
-    fixes the decoded image (a one-latent VAE, which has ``encode``)."""
-    if callable(getattr(model, "encode", None)):  # a one-latent VAE: q(z|x) from one encoder
-        return
-    if _class_conditional(model):
-        raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a class-conditional "
-                         f"{type(model).__name__} (its decoder also takes the class y); see the analogies and "
-                         f"class-samples figures")
-    raise ValueError(f"{what} needs a VAE with one latent vector and a N(0, I) prior; this is a "
-                     f"{type(model).__name__} (its z_1 has a learned conditional prior); use reconstructions, "
-                     f"samples, latent-map, curves or kl")
+    """MissingCapability unless every latent group is continuous: traversal, interpolation and manifold values
+    are prior units u (``vaekit.models.uses``), N(0, I) under the prior whatever the family (u = z for a VAE)."""
+    from vaekit.models.contract import CONTINUOUS, require
+
+    require(model, CONTINUOUS, what)
 
 
 def require_class_conditional(model: Any, what: str) -> None:
-    """ValueError unless the model decodes a class y as well as z: ``n_classes`` and ``generate(z, y)`` (M2)."""
-    if not _class_conditional(model):
-        raise ValueError(f"{what} needs a class-conditional model (model.family=m2, with generate(z, y)); this is a "
-                         f"{type(model).__name__}, whose decoder takes no class")
+    """MissingCapability unless the model's decoder takes a class (a discrete group with role "class")."""
+    from vaekit.models.contract import CLASS_CONDITIONAL, require
+
+    require(model, CLASS_CONDITIONAL, what)
 
 
 @torch.no_grad()
-def _decode_mean(model: Any, z: torch.Tensor) -> torch.Tensor:
-    """E[x|z] (N, *data_shape) for z (N, D), in eval mode."""
+def _decode_mean(model: Any, u: torch.Tensor) -> torch.Tensor:
+    """E[x|z] (N, *data_shape) at flat prior units u (N, D), in eval mode."""
+    from vaekit.models.uses import decode_mean
+
     with eval_mode(model):
-        return model.decode(z).mean
+        return decode_mean(model, u)
+
+
+def _latent_size(model: Any) -> int:
+    """Coordinates of the flat prior-unit vector: every continuous group, flattened."""
+    return int(model.layout.continuous_size)
 
 
 def kl_per_dim(model: Any, x: torch.Tensor, seed: int = 0, max_points: int = 1000) -> np.ndarray:
@@ -166,32 +162,34 @@ def plot_samples(model: Any, path: str | Path, n: int = 64, ncol: int = 8,
 
 def plot_traversals(model: Any, path: str | Path, kl: Sequence[float] | np.ndarray,
                     z0: torch.Tensor | None = None, values: Sequence[float] | None = None,
-                    dpi: int = 100) -> Path:
-    """One row per latent dimension, sorted by decreasing KL (nats); each row sets that dimension to the values
-    (default 11 equally spaced in [-3, 3]) with the others at z0 (a posterior mean, or the origin when None).
+                    dpi: int = 100, max_rows: int = 64) -> Path:
+    """One row per latent coordinate in prior units (a dimension of z for a VAE), sorted by decreasing KL (nats;
+    NaN where the model's KL does not split per coordinate, then in layout order); each row sets that coordinate
+    to the values (default 11 equally spaced in [-3, 3]) with the others at z0 (an input's posterior mean in
+    prior units, or the origin when None). At most ``max_rows`` rows (the largest KL first).
 
-    Size: width 110 + SIDE + S*cw, height TOP + 45 + D*ch pixels (S values, D dimensions)."""
+    Size: width 110 + SIDE + S*cw, height TOP + 45 + R*ch pixels (S values, R rows)."""
     from matplotlib import rc_context
 
     images_only(model, "a traversal figure")
     require_single_latent(model, "a traversal figure")
-    d = model.latent_dim
+    d = _latent_size(model)
     kl = np.asarray(kl, dtype=np.float64)
     if kl.shape != (d,):
         raise ValueError(f"need one KL value per latent dimension ({d}), got shape {kl.shape}")
     values = np.linspace(-3, 3, 11) if values is None else np.asarray(values, dtype=np.float64)
-    order = kl_order(kl)
+    order = kl_order(np.nan_to_num(kl, nan=0.0))[:max_rows]
     where = "the origin" if z0 is None else "a chosen input's posterior mean"
     z0 = torch.zeros(d) if z0 is None else z0.reshape(d).float().cpu()
-    z = traversal_latents(z0, order, values)  # (D, S, D)
+    z = traversal_latents(z0, order, values)  # (R, S, D)
     imgs = _decode_mean(model, z.reshape(-1, d).to(next(model.parameters()).device))
     ch, cw = cell_px(model.data_shape)
-    pw, ph = len(values) * cw, d * ch
+    pw, ph = len(values) * cw, len(order) * ch
     with rc_context(FONT):
         fig = new_figure(110 + SIDE + pw, TOP + 45 + ph, dpi)
         ax = axes_px(fig, 110, 45, pw, ph)
         grid_panel(ax, imgs, len(values), col_labels=[f"{v:.1f}" for v in values],
-                   row_labels=[f"z{j}  KL {kl[j]:.2f}" for j in order])
+                   row_labels=[f"z{j}  KL {kl[j]:.2f}" if np.isfinite(kl[j]) else f"z{j}" for j in order])
         ax.set_xlabel("value of the traversed dimension (the others fixed)")
         ax.set_title(f"rows sorted by KL (nats); the others at {where}", fontsize=9)
         _title(fig, "Latent traversals, one row per dimension")
@@ -215,7 +213,10 @@ def plot_interpolation(model: Any, xa: torch.Tensor, xb: torch.Tensor, path: str
     p = xa.shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        ma, mb = model.embed(xa), model.embed(xb)  # (P, D)
+        from vaekit.models.uses import encode_units
+
+        with eval_mode(model):
+            ma, mb = encode_units(model, xa)[0], encode_units(model, xb)[0]  # (P, D) prior units
     t = torch.linspace(0, 1, steps, device=ma.device).reshape(1, steps, 1)
     z = (1 - t) * ma.unsqueeze(1) + t * mb.unsqueeze(1)  # (P, steps, D)
     mid = _decode_mean(model, z.reshape(p * steps, -1)).reshape(p, steps, *model.data_shape).cpu()
@@ -245,7 +246,7 @@ def plot_manifold(model: Any, path: str | Path, n: int = 15, grid: str = "linear
 
     images_only(model, "a manifold figure")
     require_single_latent(model, "a manifold figure")
-    d = model.latent_dim
+    d = _latent_size(model)
     if d < 2:
         raise ValueError("a manifold figure needs at least 2 latent dimensions")
     if len(set(dims)) != 2 or not all(0 <= k < d for k in dims):
@@ -273,7 +274,7 @@ def plot_manifold(model: Any, path: str | Path, n: int = 15, grid: str = "linear
 def plot_analogies(model: Any, x: torch.Tensor, path: str | Path, y: torch.Tensor | None = None,
                    dpi: int = 100) -> Path:
     """Analogies (Kingma et al. 2014, Fig. 1 and 5): row r shows the input x_r, then for each class k = 0..K-1
-    the decoder mean ``model.generate(z_r, k)`` at x_r's style z_r = E_q[z | x_r, y_r] (``model.style``): the
+    the decoder mean at (z_r, k) with x_r's style z_r = E_q[z | x_r, y_r] (``posterior_means`` given y_r): the
     style held fixed, the class varied. y: (R,) the classes y_r the style is inferred at (None: argmax q(y|x)).
 
     Size: width 60 + SIDE + (K+1)*cw, height TOP + 45 + R*ch pixels (R inputs, K classes)."""
@@ -285,14 +286,21 @@ def plot_analogies(model: Any, x: torch.Tensor, path: str | Path, y: torch.Tenso
         raise ValueError(f"an analogies figure needs a batch of inputs, got shape {tuple(x.shape)}")
     if y is not None and tuple(y.shape) != (x.shape[0],):
         raise ValueError(f"need one class per input ({x.shape[0]}), got labels of shape {tuple(y.shape)}")
-    k, r, shape = model.n_classes, x.shape[0], tuple(model.data_shape)
+    from vaekit.models.uses import posterior_means
+
+    group = model.layout.class_group()
+    k, r, shape = group.shape[0], x.shape[0], tuple(model.data_shape)
+    if y is not None and bool(((y < 0) | (y >= k)).any()):
+        raise ValueError(f"labels must be class ids in 0..{k - 1}, got {y.tolist()}")
     dev = next(model.parameters()).device
-    with eval_mode(model):
+    with eval_mode(model), torch.no_grad():
         xd = x.to(dev)
-        yr = model.predict(xd) if y is None else y.to(dev).long()  # (R,)
-        z = model.style(xd, yr)  # (R, D)
-        cls = torch.arange(k, device=dev).repeat(r)  # (R*K,) 0..K-1 per row
-        gen = model.generate(z.repeat_interleave(k, 0), cls).reshape(r, k, *shape).cpu()  # (R, K, C, H, W)
+        given = None if y is None else {group.name: torch.nn.functional.one_hot(y.to(dev).long(), k).float()}
+        z = posterior_means(model, xd, given)  # each group at x_r, the class at y_r (or the predicted one)
+        yr = z[group.name].argmax(-1)  # (R,)
+        rows = {n: v.repeat_interleave(k, 0) for n, v in z.items()}  # (R*K, ...)
+        rows[group.name] = torch.eye(k, device=dev).repeat(r, 1)  # (R*K, K) classes 0..K-1 per row
+        gen = model.decode(rows).mean.reshape(r, k, *shape).cpu()  # (R, K, C, H, W)
     imgs = torch.cat([x.cpu().reshape(r, 1, *shape).to(gen.dtype), gen], 1).reshape(-1, *shape)  # (R*(K+1), ...)
     ch, cw = cell_px(shape)
     pw, ph = (k + 1) * cw, r * ch
@@ -311,7 +319,7 @@ def plot_analogies(model: Any, x: torch.Tensor, path: str | Path, y: torch.Tenso
 def plot_class_samples(model: Any, path: str | Path, n: int = 8, temperature: float = 1.0, seed: int = 0,
                        dpi: int = 100) -> Path:
     """Class-conditional samples: row i decodes one draw z_i ~ N(0, T^2 I) with each class k = 0..K-1 (one column
-    per class), the decoder mean ``model.generate(z_i, k)``: a row is one style across the classes.
+    per class), the decoder mean at (z_i, k): a row is one style across the classes.
 
     Size: width 60 + SIDE + K*cw, height TOP + 45 + n*ch pixels."""
     from matplotlib import rc_context
@@ -322,14 +330,18 @@ def plot_class_samples(model: Any, path: str | Path, n: int = 8, temperature: fl
         raise ValueError(f"a class-samples figure needs at least one row, got n={n}")
     if not temperature > 0:
         raise ValueError(f"the temperature must be a positive number, got {temperature}")
-    k, shape = model.n_classes, tuple(model.data_shape)
+    from vaekit.models.uses import from_prior_units, unflatten
+
+    group = model.layout.class_group()
+    k, shape = group.shape[0], tuple(model.data_shape)
     dev = next(model.parameters()).device
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        z = float(temperature) * torch.randn(n, model.latent_dim)  # (n, D) on the CPU: the same draws everywhere
-    with eval_mode(model):
-        cls = torch.arange(k, device=dev).repeat(n)  # (n*K,)
-        imgs = model.generate(z.to(dev).repeat_interleave(k, 0), cls).cpu()  # (n*K, C, H, W), row-major
+        torch.manual_seed(seed)  # on the CPU: the same draws everywhere
+        u = float(temperature) * torch.randn(n, _latent_size(model))  # (n, D) prior units
+    with eval_mode(model), torch.no_grad():
+        units = {name: v.repeat_interleave(k, 0) for name, v in unflatten(model.layout, u.to(dev)).items()}
+        units[group.name] = torch.eye(k, device=dev).repeat(n, 1)  # (n*K, K)
+        imgs = model.decode(from_prior_units(model, units)).mean.cpu()  # (n*K, C, H, W), row-major
     ch, cw = cell_px(shape)
     pw, ph = k * cw, n * ch
     with rc_context(FONT):

@@ -16,6 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vaekit.models.contract import CLASS_CONDITIONAL
+from vaekit.models.uses import encode_units
+from vaekit.utils import eval_mode
+
 __all__ = ["KINDS", "CAPTIONS", "NEEDS_MODEL", "NEEDS_DATA", "make_figures"]
 
 log = logging.getLogger("vaekit.plots")
@@ -72,16 +76,14 @@ def _one_per_class(x: torch.Tensor, y: torch.Tensor | None, n: int = 10) -> tupl
     return x[idx], y[idx]
 
 
-def _group_label(run_dir: Path) -> str:
-    from vaekit.config import load_config
-
-    cfg_path = run_dir / "config.yaml"
-    family = load_config(cfg_path).model.family if cfg_path.is_file() else None
-    if family == "ladder":
-        return "KL group (layer 1 dims first)"
-    if family == "m2":  # the enumerated class group's KL(q(y|x) || p(y)) follows the z dimensions
-        return "KL unit (z dims; last row: class y)"
-    return "latent dimension"
+def _group_label(model: Any) -> str:
+    """What a row of the KL heat map is, from the model's latent layout (a generic name without the model)."""
+    if model is None:
+        return "KL unit"
+    groups = model.layout.groups
+    if len(groups) == 1:
+        return "latent dimension"
+    return f"KL unit ({', '.join(g.name for g in groups)})"
 
 
 def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: str | Path | None = None, *,
@@ -112,7 +114,7 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     if missing and strict:
         raise ValueError(f"the {missing[0]} figure needs the model and its test data; use vaekit.run.run_figures")
     todo = [k for k in todo if k not in missing]
-    if not strict and model is not None and not hasattr(model, "generate"):  # "all": class figures for M2 only
+    if not strict and model is not None and CLASS_CONDITIONAL not in model.capabilities:  # "all": when they apply
         todo = [k for k in todo if k not in ("analogies", "class-samples")]
     recs = curves.load_metrics(run_dir) if ({"curves", "kl"} & set(todo)) else None
     out = Path(out_dir) if out_dir is not None else run_dir / "figures"
@@ -137,10 +139,15 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
             state["kl"] = figures.kl_per_dim(model, x, seed=seed)
         return state["kl"]
 
+    def kl_units() -> np.ndarray:  # KL per prior-unit coordinate; NaN where the model's KL does not split so
+        d = model.layout.continuous_size
+        return kl() if kl().shape == (d,) else np.full(d, np.nan)
+
     def informative_dims() -> tuple[int, int]:
-        if model.latent_dim < 2:
+        d = model.layout.continuous_size
+        if d < 2:
             raise ValueError("a manifold figure needs at least 2 latent dimensions")
-        o = figures.kl_order(kl()) if model.latent_dim > 2 else np.arange(2)
+        o = figures.kl_order(np.nan_to_num(kl_units(), nan=0.0)) if d > 2 else np.arange(2)
         return int(o[0]), int(o[1])
 
     written: dict[str, Path] = {}
@@ -158,10 +165,10 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
                 if around is not None:
                     if not 0 <= around < x_given.shape[0]:
                         raise ValueError(f"--index {around} is outside the test split (0..{x_given.shape[0] - 1})")
-                    with torch.random.fork_rng(devices=[]):
+                    with torch.random.fork_rng(devices=[]), eval_mode(model), torch.no_grad():
                         torch.manual_seed(seed)
-                        z0 = model.embed(x_given[around:around + 1])[0].cpu()
-                written[kind] = figures.plot_traversals(model, out / "traversals.png", kl(), z0=z0)
+                        z0 = encode_units(model, x_given[around:around + 1])[0][0].cpu()
+                written[kind] = figures.plot_traversals(model, out / "traversals.png", kl_units(), z0=z0)
             elif kind == "interpolation":
                 xa, xb, labels = _pairs(x, y)
                 written[kind] = figures.plot_interpolation(model, xa, xb, out / "interpolation.png", row_labels=labels)
@@ -179,7 +186,8 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
                 figures.require_single_latent(model, "a manifold figure")
                 for g in (("linear", "ppf") if grid == "both" else (grid,)):
                     name = "manifold" if g == "linear" else "manifold-ppf"
-                    note = "" if model.latent_dim == 2 else f"the 2 of {model.latent_dim} dims with the largest KL"
+                    d = model.layout.continuous_size
+                    note = "" if d == 2 else f"the 2 of {d} dims with the largest KL"
                     written[name] = figures.plot_manifold(model, out / f"{name}.png", grid=g, dims=informative_dims(),
                                                           dims_note=note)
             elif kind == "analogies":
@@ -190,7 +198,7 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
             elif kind == "curves":
                 written[kind] = curves.plot_curves(recs, out / "curves.png")
             elif kind == "kl":
-                written[kind] = curves.plot_kl_heatmap(recs, out / "kl.png", group_label=_group_label(run_dir))
+                written[kind] = curves.plot_kl_heatmap(recs, out / "kl.png", group_label=_group_label(model))
             elif kind == "latent-gif":
                 if snapshots is None:
                     raise FileNotFoundError("no latent snapshots were handed over; train with "

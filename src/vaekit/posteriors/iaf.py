@@ -160,6 +160,8 @@ class IAFPosterior(nn.Module):
     logvar_min / logvar_max: soft clamp of log sigma_0^2, as in GaussianPosterior.
     """
 
+    gaussian = False  # q(z|x) is a flow, not a diagonal Gaussian (see ``LatentUses.capabilities``)
+
     def __init__(
         self,
         in_features: int,

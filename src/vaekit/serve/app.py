@@ -121,9 +121,8 @@ def create_app(explorer: Explorer, allowed_hosts: Sequence[str] | None = ("127.0
 
     @app.get("/api/info", response_model=S.Info, summary="The run: shapes, layers, KL per dimension, limits")
     def info() -> S.Info:
-        layers = [S.Layer(name=f"layer{i + 1}" if ex.is_ladder else "z", start=s.start, dim=s.stop - s.start)
-                  for i, s in enumerate(ex.layer_slices)]
-        return S.Info(name=ex.name, family="ladder" if ex.is_ladder else "vae", data_shape=list(ex.data_shape),
+        layers = [S.Layer(name=n, start=s.start, dim=s.stop - s.start) for n, s in zip(ex.group_names, ex.layer_slices)]
+        return S.Info(name=ex.name, family=ex.family, data_shape=list(ex.data_shape),
                       latent_dim=ex.latent_dim, layers=layers, kl=ex.kl, order=ex.order(),
                       n_points=0 if ex.points_u is None else len(ex.points_u),
                       limits={"batch": S.MAX_BATCH, "steps": S.MAX_STEPS, "upload_bytes": MAX_UPLOAD_BYTES,

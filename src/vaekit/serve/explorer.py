@@ -1,7 +1,8 @@
 """The model side of ``vaekit serve``: decode, encode, sample, interpolate and resample in prior units ``u``.
 
 Torch only (no web framework): the app in ``vaekit.serve.app`` calls these methods under one lock. See the
-package docstring for the coordinates ``u``; a one-latent VAE is treated as a hierarchy of one layer.
+package docstring for the coordinates ``u`` (``vaekit.models.uses``: each continuous group whitened by its
+prior given its parent; a one-latent VAE is a hierarchy of one group).
 """
 
 from __future__ import annotations
@@ -48,29 +49,31 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 class Explorer:
     """A trained image model and (optionally) its test points, in the coordinates u of ``vaekit.serve``.
 
-    model: a ``vaekit`` VAE or Ladder VAE in eval mode; x, y: test images (N, C, H, W) and labels (N,) or None;
+    model: a trained model whose latent groups are all continuous (the capability ``continuous``), in eval mode;
+    family: its name as the run config gives it (shown on the page); x, y: test images (N, C, H, W) and labels (N,) or None;
     binarize: threshold uploaded images at 0.5 (runs trained on binarised data); max_points: test points kept
     for the map (a fixed-seed subset when there are more).
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
-                 name: str = "run", binarize: bool = False, max_points: int = 2000,
+                 name: str = "run", family: str = "", binarize: bool = False, max_points: int = 2000,
                  kl_examples: int = 1000) -> None:
-        if not (hasattr(model, "encode") or hasattr(model, "top_down")):  # a VAE, or a Ladder VAE (its own pass)
-            raise ValueError(f"vaekit serve explores a VAE or Ladder VAE (one latent vector per image); this run's "
-                             f"{type(model).__name__} has none: see it with `vaekit plot RUN` (for M2: analogies, "
-                             "class-samples) or `vaekit classify RUN`")
+        from vaekit.models.contract import CONTINUOUS, require
+        from vaekit.models.uses import unit_slices
+
+        require(model, CONTINUOUS, "vaekit serve")
         shape = tuple(int(s) for s in model.data_shape)
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise ValueError(f"vaekit serve shows images of 1 or 3 channels; this run models data of shape {shape}")
         self.model, self.name, self.binarize = model.eval(), name, bool(binarize)
+        self.family = family or type(model).__name__  # what the page calls the model
         self.data_shape = shape
         self.device = next(model.parameters()).device
-        self.layer_dims = [int(d) for d in getattr(model, "layer_dims", [model.latent_dim])]
+        slices = unit_slices(model.layout)  # each continuous group's coordinates, layout order (bottom first)
+        self.group_names = list(slices)
+        self.layer_slices = list(slices.values())
+        self.layer_dims = [s.stop - s.start for s in self.layer_slices]
         self.latent_dim = sum(self.layer_dims)
-        ends = np.cumsum(self.layer_dims).tolist()
-        self.layer_slices = [slice(e - d, e) for d, e in zip(self.layer_dims, ends)]
-        self.is_ladder = hasattr(model, "top_down")
         self.lock = threading.Lock()  # one model call at a time: the nets are shared, CPU threads are few
         self.x = self.y = None
         self.points_u: torch.Tensor | None = None
@@ -130,50 +133,22 @@ class Explorer:
 
     @torch.no_grad()
     def decode(self, u: Any) -> torch.Tensor:
-        """Means of p(x|z) (B, C, H, W), clamped to [0, 1], for u (B, D) or (D,)."""
+        """Means of p(x|z) (B, C, H, W), clamped to [0, 1], for u (B, D) or (D,) (``decode_units``)."""
+        from vaekit.models.uses import decode_mean
+
         u = self._tensor(u)
         with self.lock:
-            if self.is_ladder:
-                parts = [u[:, s] for s in self.layer_slices]
-                z = parts[-1]  # p(z_L) = N(0, I): z_L = u_L
-                for i in reversed(range(len(parts) - 1)):
-                    p = self.model.top_down[i](z)
-                    z = p.loc + p.scale * parts[i]
-                x = self.model.decode(z).mean
-            else:
-                p = self.model.prior()
-                x = self.model.decode(p.mean + p.stddev * u).mean
+            x = decode_mean(self.model, u)
         return torch.nan_to_num(x.float(), nan=0.0).clamp(0, 1).cpu()
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x) in prior units: (mean (B, D), std (B, D)). For a Ladder VAE, the deterministic top-down pass at
-        the posterior means (``LadderVAE.posterior_means``), each layer measured against p(z_i | z_{i+1})."""
-        x = x.to(self.device)
-        with self.lock:
-            if self.is_ladder:
-                from vaekit.models.ladder_blocks import precision_merge
+        """q(z|x) in prior units: (mean (B, D), std (B, D)) along the mean pass, each group measured against its
+        prior at its parent's posterior mean (``encode_units``)."""
+        from vaekit.models.uses import encode_units
 
-                ups = self.model.bottom_up(x)
-                L = len(ups)
-                zs: list[torch.Tensor] = [None] * L  # type: ignore[list-item]
-                means, stds = [None] * L, [None] * L
-                for i in reversed(range(L)):
-                    q = ups[i]
-                    p = self.model.top_prior() if i == L - 1 else self.model.top_down[i](zs[i + 1])
-                    if self.model.merge and i < L - 1:
-                        q = precision_merge(q, p)
-                    zs[i] = q.loc
-                    means[i], stds[i] = (q.loc - p.loc) / p.scale, q.scale / p.scale
-                mean, std = torch.cat(means, -1), torch.cat(stds, -1)
-            else:
-                q, p = self.model.encode(x), self.model.prior()
-                mean = self.model.embed(x)
-                try:
-                    std = q.stddev
-                except NotImplementedError:
-                    std = q.rsample_and_log_prob((64,))[0].std(0)
-                mean, std = (mean - p.mean) / p.stddev, std / p.stddev
+        with self.lock:
+            mean, std = encode_units(self.model, x.to(self.device))
         return mean.float().cpu(), std.float().cpu()
 
     def sample(self, n: int, temperature: float, seed: int) -> torch.Tensor:

@@ -1,0 +1,178 @@
+"""What every use derives from the contract's uses half: posterior summaries, flat latent vectors, ancestral
+sampling at a temperature and coordinates in prior units.
+
+A family provides four primitives (``vaekit.models.contract.LatentUses``): its ``layout``, ``posteriors(x)``,
+``decode(z)`` and ``group_prior(name, z)``. Everything here is written against them, so a new family gets the
+figures, the apps and the explorer without code of its own, and a hierarchy's top-down pass is written once, in
+its ``group_prior``.
+
+Prior units (the "non-centred" coordinates of a Gaussian hierarchy; Kingma & Welling 2014, Sec. 2.4, applied per
+group): u_g = (z_g - mu_p(z_parent)) / sigma_p(z_parent), so z_g = mu_p + sigma_p u_g and u ~ N(0, I) gives an
+ancestral sample of the prior. For a standard normal prior u = z. Discrete groups keep their one-hot values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch.distributions import Distribution
+
+from vaekit.models.contract import CONTINUOUS, LatentLayout, require
+
+__all__ = ["posterior_means", "posterior_stddevs", "flatten", "unflatten", "to_prior_units", "from_prior_units",
+           "sample_latents", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin", "unit_slices"]
+
+Latents = dict[str, torch.Tensor]
+
+
+def _mean(q: Distribution, n: int = 64) -> torch.Tensor:
+    """E_q[z]: closed form, or the mean of ``n`` draws for a posterior without one (a flow)."""
+    try:
+        return q.mean
+    except NotImplementedError:
+        z, _ = q.rsample_and_log_prob((n,))
+        return z.mean(0)
+
+
+def _std(q: Distribution, n: int = 64) -> torch.Tensor:
+    try:
+        return q.stddev
+    except NotImplementedError:
+        z, _ = q.rsample_and_log_prob((n,))
+        return z.std(0)
+
+
+def posterior_means(model: Any, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None) -> Latents:
+    """{group: E_q[z_g | x]} along the mean pass, batch (B,); a discrete group: its most probable value (one-hot)."""
+    qs = model.posteriors(x, given)
+    out: Latents = {}
+    for g in model.layout.groups:
+        q = qs[g.name]
+        if g.kind == "continuous":
+            out[g.name] = _mean(q)
+        else:
+            probs = q.probs  # (B, K)
+            out[g.name] = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+    return out
+
+
+def posterior_stddevs(model: Any, x: torch.Tensor) -> Latents:
+    """{continuous group: s.d. of q(z_g | x)} along the mean pass."""
+    qs = model.posteriors(x)
+    return {g.name: _std(qs[g.name]) for g in model.layout.continuous}
+
+
+def unit_slices(layout: LatentLayout) -> dict[str, slice]:
+    """Where each continuous group sits in a flat latent vector (layout order)."""
+    out, start = {}, 0
+    for g in layout.continuous:
+        out[g.name] = slice(start, start + g.size)
+        start += g.size
+    return out
+
+
+def flatten(layout: LatentLayout, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(*lead, D): the continuous groups of ``z`` flattened and concatenated in layout order."""
+    parts = [z[g.name].reshape(*z[g.name].shape[:z[g.name].dim() - len(g.shape)], g.size) for g in layout.continuous]
+    return torch.cat(parts, -1)
+
+
+def unflatten(layout: LatentLayout, v: torch.Tensor) -> Latents:
+    """The inverse of ``flatten``: {continuous group: (*lead, *shape)} from v (*lead, D)."""
+    if v.shape[-1] != layout.continuous_size:
+        raise ValueError(f"latent vectors need {layout.continuous_size} values each, got shape {tuple(v.shape)}")
+    return {name: v[..., s].reshape(*v.shape[:-1], *layout[name].shape) for name, s in unit_slices(layout).items()}
+
+
+def to_prior_units(model: Any, z: Mapping[str, torch.Tensor]) -> Latents:
+    """{group: u_g}: each continuous group whitened by its prior given its parent's value in ``z``."""
+    out: Latents = {}
+    for g in model.layout.groups:
+        if g.kind != "continuous":
+            out[g.name] = z[g.name]
+            continue
+        p = model.group_prior(g.name, z)
+        out[g.name] = (z[g.name] - p.mean) / p.stddev
+    return out
+
+
+def from_prior_units(model: Any, u: Mapping[str, torch.Tensor]) -> Latents:
+    """{group: z_g}, top-down: z_g = mu_p(z_parent) + sigma_p(z_parent) u_g; discrete groups as given."""
+    z: Latents = {}
+    for g in model.layout.top_down():
+        if g.kind != "continuous":
+            z[g.name] = u[g.name]
+            continue
+        p = model.group_prior(g.name, z)
+        z[g.name] = p.mean + p.stddev * u[g.name]
+    return z
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+                   ) -> Latents:
+    """Ancestral draws from the prior with every continuous group's s.d. scaled by the temperature T:
+    z_g = mu_p + T sigma_p eps, eps ~ N(0, I) (the global RNG on the model's device, or ``generator`` on its own
+    device); discrete groups drawn from their priors."""
+    dev = _device(model)
+    z: Latents = {}
+    for g in model.layout.top_down():
+        p = model.group_prior(g.name, z)
+        if g.kind != "continuous":
+            z[g.name] = p.sample((n,)) if p.batch_shape == () else p.sample()
+            continue
+        if generator is None:
+            eps = torch.randn(n, *g.shape, device=dev)
+        else:
+            eps = torch.randn(n, *g.shape, generator=generator, device=generator.device).to(dev)
+        z[g.name] = p.mean + temperature * p.stddev * eps
+    return z
+
+
+def encode_units(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z|x) in prior units along the mean pass, flat: (mean (B, D), s.d. (B, D)), each group measured against
+    its prior at its parent's posterior mean."""
+    require(model, CONTINUOUS, "prior-unit coordinates")
+    qs = model.posteriors(x)
+    means = {name: _mean(q) for name, q in qs.items()}
+    mu, sd = {}, {}
+    for g in model.layout.continuous:
+        p = model.group_prior(g.name, means)
+        mu[g.name] = (means[g.name] - p.mean) / p.stddev
+        sd[g.name] = _std(qs[g.name]) / p.stddev
+    return flatten(model.layout, mu), flatten(model.layout, sd)
+
+
+def decode_units(model: Any, u: torch.Tensor) -> Distribution:
+    """p(x|z) at the latents whose prior units are the flat u (B, D)."""
+    require(model, CONTINUOUS, "decoding prior-unit coordinates")
+    return model.decode(from_prior_units(model, unflatten(model.layout, u)))
+
+
+@torch.no_grad()
+def decode_mean(model: Any, u: torch.Tensor) -> torch.Tensor:
+    """E[x|z] (B, *data_shape) at flat prior units u (B, D)."""
+    return decode_units(model, u).mean
+
+
+class LatentUsesMixin:
+    """``embed``, ``sample`` and ``reconstruct`` from the four primitives, for a family with no faster way."""
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D): the continuous groups' posterior means, flattened in layout order."""
+        return flatten(self.layout, posterior_means(self, x))
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """Means of p(x|z) at n ancestral draws from the prior at temperature T."""
+        return self.decode(sample_latents(self, n, temperature)).mean
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z) at the posterior means."""
+        return self.decode(posterior_means(self, x)).mean
