@@ -154,3 +154,74 @@ def test_per_group_beta_and_free_bits():
     torch.testing.assert_close(res.loss, expected)
     with pytest.raises(ValueError, match="no entry for latent group 'layer2'"):
         ELBO(beta={"layer1": 1.0})(model, x)
+
+
+# -- the uses half ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_uses_half_layout_posteriors_decode_and_prior_units(family):
+    """Every family: the layout names what posteriors() returns (with the layout's event shapes); decode takes
+    the groups sample_latents draws; prior units round-trip; embed gives the continuous groups' means flat;
+    capabilities come from the declared set."""
+    from vaekit.models.contract import CAPABILITIES, LatentUses
+    from vaekit.models.uses import flatten, from_prior_units, posterior_means, sample_latents, to_prior_units
+
+    torch.manual_seed(0)
+    model = build_family(ModelConfig(likelihood="gaussian", **FAMILIES[family]), SHAPE).double().eval()
+    assert isinstance(model, LatentUses)
+    assert set(model.capabilities) <= set(CAPABILITIES)
+    x = _data("gaussian", b=4)
+    layout = model.layout
+    with torch.no_grad():
+        qs = model.posteriors(x)
+        assert list(qs) == layout.names
+        for g in layout.groups:
+            assert tuple(qs[g.name].batch_shape) == (4,) and tuple(qs[g.name].event_shape) == g.shape
+        z = sample_latents(model, 5, temperature=0.7)
+        assert {k: tuple(v.shape) for k, v in z.items()} == {g.name: (5, *g.shape) for g in layout.groups}
+        px = model.decode(z)
+        assert tuple(px.batch_shape) == (5,) and tuple(px.event_shape) == SHAPE
+        back = from_prior_units(model, to_prior_units(model, z))
+        for name in layout.names:
+            torch.testing.assert_close(back[name], z[name])
+        torch.manual_seed(3)  # a flow's posterior mean is a sample mean
+        e = model.embed(x)
+        torch.manual_seed(3)
+        torch.testing.assert_close(e, flatten(layout, posterior_means(model, x)))
+        assert model.embed(x).shape == (4, layout.continuous_size)
+
+
+def test_prior_units_are_z_for_a_standard_normal_prior_and_whiten_a_ladders_layers():
+    from vaekit.models.uses import sample_latents, to_prior_units
+
+    torch.manual_seed(0)
+    vae = build_family(ModelConfig(**FAMILIES["vae-gaussian"]), SHAPE).eval()
+    z = {"z": torch.randn(7, 3)}
+    assert torch.equal(to_prior_units(vae, z)["z"], z["z"])
+    ladder = build_family(ModelConfig(**FAMILIES["ladder"]), SHAPE).eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        z = sample_latents(ladder, 4000, temperature=1.0)
+        u = to_prior_units(ladder, z)
+        # u_2 = z_2 (standard normal top); u_1 = (z_1 - mu_p(z_2)) / sigma_p(z_2) is N(0, I) by construction
+        p = ladder.top_down[0](z["layer2"])
+        torch.testing.assert_close(u["layer1"], (z["layer1"] - p.loc) / p.scale)
+    assert abs(float(u["layer1"].mean())) < 0.05 and abs(float(u["layer1"].std()) - 1) < 0.05
+    # ancestral sampling at a temperature draws the same noise the Ladder's own sample() does
+    torch.manual_seed(2)
+    a = ladder.sample(3, temperature=0.5)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        top = 0.5 * torch.randn(3, 2)
+        p = ladder.top_down[0](top)
+        z1 = p.loc + 0.5 * p.scale * torch.randn(3, 3)
+        b = ladder.decode(z1).mean
+    torch.testing.assert_close(a, b)
+
+
+def test_a_use_the_model_cannot_serve_is_one_line_naming_the_capability():
+    from vaekit.models.contract import CLASSIFIER, MissingCapability, require
+
+    vae = build_family(ModelConfig(**FAMILIES["vae-gaussian"]), SHAPE)
+    with pytest.raises(MissingCapability, match=r"^classifying needs a model with the capability 'classifier' "
+                                                r"\(a classifier q\(y\|x\)\); this VAE has: continuous"):
+        require(vae, CLASSIFIER, "classifying")

@@ -191,7 +191,8 @@ def _class_runs(loaded: Sequence[tuple[Any, Any, nn.Module, dict[str, Any]]]
     """``load_class_runs`` on (run_dir, config, model, doc) of runs already loaded."""
     if len(loaded) < 2:
         raise ValueError("classify needs one run folder per class (at least two), each trained with "
-                         "data.classes=[k], or a single M2 run (model.family=m2)")
+                         "data.classes=[k], or a single run whose model has the capability 'classifier' "
+                         "(a classifier q(y|x), e.g. model.family=m2)")
     models, classes, counts, cfgs, docs = [], [], [], [], []
     for d, cfg, model, doc in loaded:
         cls = cfg.data.classes

@@ -191,7 +191,10 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
                     written[name] = figures.plot_manifold(model, out / f"{name}.png", grid=g, dims=informative_dims(),
                                                           dims_note=note)
             elif kind == "analogies":
-                xs, ys = _one_per_class(x, y)
+                group = model.layout.class_group()
+                k = group.shape[0] if group is not None else 0
+                fits = y is not None and k and int(y.min()) >= 0 and int(y.max()) < k  # the data's labels are its classes
+                xs, ys = _one_per_class(x, y if fits else None)
                 written[kind] = figures.plot_analogies(model, xs, out / "analogies.png", y=ys)
             elif kind == "class-samples":
                 written[kind] = figures.plot_class_samples(model, out / "class-samples.png", seed=seed)
