@@ -7,6 +7,7 @@ and save them all with ``python tests/test_notebooks.py``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,12 @@ def execute(path: Path, cwd: Path):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", record_timing=False,
                                      resources={"metadata": {"path": str(cwd)}})
-    client.execute()
+    backend = os.environ.pop("MPLBACKEND", None)  # the kernel draws inline, as in Jupyter (CI sets Agg)
+    try:
+        client.execute()
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
     for cell in nb.cells:  # nothing that differs from run to run besides the outputs
         cell.get("metadata", {}).pop("execution", None)
     return nb
