@@ -1,5 +1,5 @@
 """The disentanglement experiment of docs/results/disentanglement.md: β-VAE (β = 1, 4, 8) and β-TCVAE (β = 6)
-on generated dSprites,3 seeds each; MIG, FactorVAE score and DCI disentanglement as mean ± s.d. over seeds.
+on generated dSprites, 3 seeds each; MIG, FactorVAE score and DCI disentanglement as mean ± s.d. over seeds.
 
     VAEKIT_DATA_DIR=... python bench/disentanglement.py --out runs/dis --budget 3600 --jobs 2
 
