@@ -34,3 +34,12 @@ def test_reference_lists_every_command_and_key():
     parser = gen._find_parser()
     for name, _, _ in gen._subcommands(parser):
         assert f"## vaekit {name}\n" in files["cli.md"], name
+
+
+def test_readme_test_command_is_what_ci_runs():
+    """The README's second set-up command is the line .ci/run runs (keep the two in step)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv .venv") and "pytest" in line]
+    assert len(commands) == 1, commands
+    assert commands[0] in ci.splitlines(), f".ci/run does not run the README's test command: {commands[0]}"
