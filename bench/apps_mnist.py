@@ -1,4 +1,4 @@
-"""Every measured figure of the README section "Using a trained model", from the command line, on MNIST.
+"""Every measured figure of docs/results/apps.md (uses of a trained model), from the command line, on MNIST.
 
 Trains (one process at a time, ``--threads`` threads, time budgets via train.time_limit; runs that already have a
 summary.json are reused) and then measures with the `vaekit` app commands:

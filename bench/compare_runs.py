@@ -2,7 +2,7 @@
 
 Each run is a `vaekit train` process pinned to one thread (``--threads``), all started together, so on a
 machine with as many cores as runs each gets one core for the same wall time; then each is evaluated with
-`vaekit evaluate --json`. Example (the IAF comparison of the README):
+`vaekit evaluate --json`. Example (the IAF comparison of docs/results/iaf-ladder.md):
 
   python bench/compare_runs.py --out runs/iaf-vs-gaussian --iw-samples 1000 --first 3000 \\
       --run "gaussian: --preset binarized-mnist-vae train.time_limit=null train.epochs=60 \\

@@ -1,5 +1,5 @@
-"""The disentanglement experiment of issue 18: β-VAE (β = 1, 4, 8) and β-TCVAE (β = 6) on generated dSprites,
-3 seeds each; MIG, FactorVAE score and DCI disentanglement as mean ± s.d. over seeds.
+"""The disentanglement experiment of docs/results/disentanglement.md: β-VAE (β = 1, 4, 8) and β-TCVAE (β = 6)
+on generated dSprites, 3 seeds each; MIG, FactorVAE score and DCI disentanglement as mean ± s.d. over seeds.
 
     VAEKIT_DATA_DIR=... python bench/disentanglement.py --out runs/dis --budget 3600 --jobs 2
 
@@ -126,7 +126,7 @@ def main() -> None:
         elbos = ", ".join(f"{per[s]['test_elbo']:.0f}" for s in sorted(per))
         print(f"| {name} | {cells} | {migs} | {steps} | {elbos} |")
     target = None
-    if "beta-tcvae-6" in table and "beta-vae-1" in table:  # the issue's target, seed by seed
+    if "beta-tcvae-6" in table and "beta-vae-1" in table:  # the target, seed by seed
         tc, v1 = table["beta-tcvae-6"], table["beta-vae-1"]
         common = sorted(set(tc) & set(v1))
         target = {"tcvae_mig_at_least_0.2": all(tc[s]["mig"] >= 0.2 for s in common),

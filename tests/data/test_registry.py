@@ -24,7 +24,7 @@ DATA_DIR = os.environ.get("VAEKIT_DATA_DIR")
 
 def _need(rel: str) -> str:
     if not DATA_DIR or not (Path(DATA_DIR) / rel).exists():
-        pytest.skip(f"{rel} not found: set VAEKIT_DATA_DIR to a folder holding it (CI: ../shared/data)")
+        pytest.skip(f"{rel} not found: set VAEKIT_DATA_DIR to a folder holding it (.ci/run sets it)")
     return DATA_DIR
 
 
@@ -54,7 +54,7 @@ def test_binarized_mnist_real():
     d = load_data("binarized-mnist", data_dir=_need("binarized_mnist"))
     assert d.shape == (1, 28, 28) and d.n_levels == 2 and d.train.y is None
     assert (len(d.train), len(d.val), len(d.test)) == (50000, 10000, 10000)
-    for part, mean in ((d.train, 0.130562), (d.val, 0.131127), (d.test, 0.132512)):  # shared/data/README.md
+    for part, mean in ((d.train, 0.130562), (d.val, 0.131127), (d.test, 0.132512)):  # mean pixel of each published split
         assert bool(((part.x == 0) | (part.x == 1)).all())
         assert abs(float(part.x.sum(dtype=torch.float64)) / part.x.numel() - mean) < 1e-5
 

@@ -2,7 +2,7 @@
 ``executable_path``: no browser download): a slider decodes live, the map shows thumbnails and decodes a click, an
 uploaded PNG is encoded, samples and an interpolation are drawn, and the page asks nothing of another origin.
 
-Set VAEKIT_UPDATE_SCREENSHOT=1 to also write the screenshot to docs/serve.png (the README's)."""
+Set VAEKIT_UPDATE_SCREENSHOT=1 to also write the screenshot to docs/serve.png (shown in docs/using.md)."""
 
 from __future__ import annotations
 
