@@ -415,7 +415,7 @@ def _cmd_presets(a: argparse.Namespace) -> int:
 
     width = max(60, min(120, shutil.get_terminal_size().columns))
     for name, desc in list_presets().items():  # whole descriptions, wrapped beside the name
-        lines = textwrap.wrap(desc, width - 26) or [""]
+        lines = textwrap.wrap(desc, width - 26, break_on_hyphens=False) or [""]
         print(f"{name:<25} {lines[0]}")
         for line in lines[1:]:
             print(f"{'':<25} {line}")

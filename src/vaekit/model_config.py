@@ -231,13 +231,13 @@ def validate_model(m: ModelConfig) -> ModelConfig:
                 object.__setattr__(obj, f.name, {k: getattr(typed, k) for k in getattr(obj, f.name) or {}})
     getattr(out.options, "check", lambda *_: None)(out, "model")
     spec = OBJECTIVES[out.objective]
+    for need in sorted(spec.needs - fam.capabilities):
+        takers = [n for n, f in _families().items() if need in f.capabilities]
+        raise ConfigError(f"model.objective={out.objective} needs a {need} model (model.family="
+                          f"{'/'.join(takers) or 'none'}), not model.family={fam.name}; change one of them")
     for key in dict.fromkeys(k for s in OBJECTIVES.values() for k in s.reads):
         if key not in spec.reads and getattr(out, key) != _default(ModelConfig, key):
             readers = [n for n, s in OBJECTIVES.items() if key in s.reads]
             raise ConfigError(f"model.{key} applies to model.objective={'/'.join(readers)}, not "
                               f"model.objective={out.objective}; remove it (or set model.objective={readers[0]})")
-    for need in sorted(spec.needs - fam.capabilities):
-        takers = [n for n, f in _families().items() if need in f.capabilities]
-        raise ConfigError(f"model.objective={out.objective} needs a {need} model (model.family="
-                          f"{'/'.join(takers) or 'none'}), not model.family={fam.name}; change one of them")
     return out
