@@ -413,12 +413,14 @@ def _cmd_presets(a: argparse.Namespace) -> int:
 
     import textwrap
 
+    presets = list_presets()
     width = max(60, min(120, shutil.get_terminal_size().columns))
-    for name, desc in list_presets().items():  # whole descriptions, wrapped beside the name
-        lines = textwrap.wrap(desc, width - 26, break_on_hyphens=False) or [""]
-        print(f"{name:<25} {lines[0]}")
+    col = max(map(len, presets), default=0) + 2
+    for name, desc in presets.items():  # whole descriptions, wrapped beside the name
+        lines = textwrap.wrap(desc, max(30, width - col), break_on_hyphens=False) or [""]
+        print(f"{name:<{col}}{lines[0]}")
         for line in lines[1:]:
-            print(f"{'':<25} {line}")
+            print(f"{'':<{col}}{line}")
     return 0
 
 
