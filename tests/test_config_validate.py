@@ -246,7 +246,8 @@ def test_component_option_declarations_match_their_constructors():
 def test_config_modules_compare_no_family_name():
     """Families are named only in their modules, their registry and the presets: what a family or objective
     needs is declared (options, capabilities, supervised), never found by comparing its name."""
-    pattern = re.compile(r"""[!=]=\s*["'](vae|ladder|m2)["']|["'](vae|ladder|m2)["']\s*[!=]=|in \(["'](vae|ladder|m2)""")
+    name = r"""["'](?:vae|ladder|m2)["']"""
+    pattern = re.compile(rf"[!=]=\s*{name}|{name}\s*[!=]=|in \(\s*{name}")
     files = [SRC / n for n in ("config.py", "model_config.py", "options.py", "config_help.py", "run.py", "api.py",
                                "registry.py", "cli.py")]
     files += [*(SRC / "objectives").glob("*.py"), *(SRC / "likelihoods").glob("*.py"),

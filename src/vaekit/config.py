@@ -23,7 +23,8 @@ from vaekit.options import ConfigError, check_dataclass, check_field, coerce, fi
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_config",
            "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys", "validate",
-           "validate_model", "component_options", "keys_help", "read_config_file", "YamlLoader", "parse_yaml", "FILE_METADATA"]
+           "validate_model", "component_options", "keys_help", "read_config_file", "YamlLoader", "parse_yaml",
+           "FILE_METADATA"]
 
 #: top-level keys a config file may hold that are not config: what the file is (presets have one)
 FILE_METADATA = ("description",)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from vaekit.options import Activation, ConfigError, check_dataclass, check_field, coerce, field_hints, nearest, \
     option, parse_options
 
-__all__ = ["ModelConfig", "validate_model", "component_options", "family_keys"]
+__all__ = ["ModelConfig", "validate_model", "component_options", "model_fields", "family_keys"]
 
 
 def _families() -> dict[str, Any]:
@@ -191,15 +191,22 @@ def _all_keys() -> list[str]:
     return [f.name for f in _shared_fields()] + [k for k in family_keys() if k not in {"family"}]
 
 
+def model_fields(m: ModelConfig) -> Iterator[tuple[Any, dataclasses.Field]]:
+    """(the object holding it, the field) for every key of the model: the shared ones, then the family's."""
+    for obj in (m, m.options):
+        for f in dataclasses.fields(obj):
+            if "doc" in f.metadata:
+                yield obj, f
+
+
 def component_options(m: ModelConfig, kind: str) -> Any:
     """The typed options of the model's chosen ``kind`` ("likelihood", "posterior", "objective"): its options
     mapping (``model.<kind>_options``) read as the dataclass the component's registry declares."""
-    for obj in (m, m.options):
-        for f in dataclasses.fields(obj):
-            selector, resolve = f.metadata.get("schema", (None, None))
-            if selector == kind:
-                name = getattr(obj, selector)
-                return parse_options(resolve(name), getattr(obj, f.name), f"model.{f.name}", f"{name} {kind}")
+    for obj, f in model_fields(m):
+        selector, resolve = f.metadata.get("schema", (None, None))
+        if selector == kind:
+            name = getattr(obj, selector)
+            return parse_options(resolve(name), getattr(obj, f.name), f"model.{f.name}", f"{name} {kind}")
     raise KeyError(f"model.family={m.family} has no {kind}")
 
 
@@ -223,12 +230,11 @@ def validate_model(m: ModelConfig) -> ModelConfig:
         raise _misplaced_error(m)
     fam = _families()[shared["family"]]
     out = ModelConfig(**shared, options=check_dataclass(m.options, "model."))
-    for obj in (out, out.options):  # each component's options, then the rules they declare
-        for f in dataclasses.fields(obj):
-            if "schema" in f.metadata:
-                typed = component_options(out, f.metadata["schema"][0])
-                getattr(typed, "check", lambda *_: None)(out, f"model.{f.name}")
-                object.__setattr__(obj, f.name, {k: getattr(typed, k) for k in getattr(obj, f.name) or {}})
+    for obj, f in model_fields(out):  # each component's options, then the rules they declare
+        if "schema" in f.metadata:
+            typed = component_options(out, f.metadata["schema"][0])
+            getattr(typed, "check", lambda *_: None)(out, f"model.{f.name}")
+            object.__setattr__(obj, f.name, {k: getattr(typed, k) for k in getattr(obj, f.name) or {}})
     getattr(out.options, "check", lambda *_: None)(out, "model")
     spec = OBJECTIVES[out.objective]
     for need in sorted(spec.needs - fam.capabilities):

@@ -34,8 +34,8 @@ import typing
 from dataclasses import MISSING, Field
 from typing import Any, Callable, Iterable, Literal
 
-__all__ = ["ConfigError", "Activation", "option", "nearest", "coerce", "check_field", "check_dataclass", "parse_options",
-           "type_text", "default_text", "describe", "field_hints"]
+__all__ = ["ConfigError", "Activation", "option", "nearest", "coerce", "check_field", "check_dataclass",
+           "parse_options", "type_text", "default_text", "describe", "field_hints"]
 
 
 class ConfigError(ValueError):

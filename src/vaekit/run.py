@@ -67,20 +67,20 @@ def with_recorded_constants(cfg: RunConfig) -> RunConfig:
     log-variance clamp), so the run folder rebuilds the same model even if a later vaekit changes a default, and
     whose path options (``model.m1_run``) are absolute, so the run loads from any working directory. Given
     values are kept."""
-    import copy
     import dataclasses
 
-    from vaekit.config import component_options
+    from vaekit.config import component_options, validate
+    from vaekit.model_config import model_fields
 
-    cfg = copy.deepcopy(cfg)
+    cfg = validate(cfg)  # a checked copy: every component is known
     m = cfg.model
-    for obj in (m, m.options):
-        for f in dataclasses.fields(obj):
-            if "schema" in f.metadata:
-                typed = component_options(m, f.metadata["schema"][0])
-                object.__setattr__(obj, f.name, {**dataclasses.asdict(typed), **(getattr(obj, f.name) or {})})
-            elif f.metadata.get("path") and getattr(obj, f.name):
-                setattr(obj, f.name, str(Path(getattr(obj, f.name)).expanduser().resolve()))
+    for obj, f in model_fields(m):
+        value = getattr(obj, f.name)
+        if "schema" in f.metadata:
+            value = {**dataclasses.asdict(component_options(m, f.metadata["schema"][0])), **(value or {})}
+        elif f.metadata.get("path") and value:
+            value = str(Path(value).expanduser().resolve())
+        object.__setattr__(obj, f.name, value)
     return cfg
 
 

@@ -71,7 +71,7 @@ def test_m1m2_on_the_active_units_trains_records_them_and_decodes_through_m1(m1_
 def test_bad_unit_choices_are_config_errors(m1_dir):
     base = load_preset("digits-quick")
     for over, msg in ((["model.m1_units=[0]"], "set model.m1_run"),
-                      ([f"model.m1_run={m1_dir}", "model.m1_units=some"], "m1_units must be a list of integers, 'active'"),
+                      ([f"model.m1_run={m1_dir}", "model.m1_units=some"], "a list of integers, 'active' or null"),
                       ([f"model.m1_run={m1_dir}", "model.m1_units=[1, 1]"], "distinct")):
         with pytest.raises(ConfigError, match=msg):
             validate(apply_overrides(base, M1M2 + over))

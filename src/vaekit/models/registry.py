@@ -64,11 +64,11 @@ def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(f"bad model option: {e}") from None
 
 
-def _heads(m: ModelConfig) -> dict[str, Any]:
-    """The likelihood's constructor arguments (every declared option) for the family builders."""
+def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
+    """The constructor arguments of the model's likelihood or posterior: every option its registry declares."""
     from vaekit.config import component_options
 
-    return {"likelihood": m.likelihood, "likelihood_kwargs": dataclasses.asdict(component_options(m, "likelihood"))}
+    return dataclasses.asdict(component_options(m, kind))
 
 
 # -- the families shipped with vaekit (their modules load when a model is built) --------------------------
@@ -99,14 +99,13 @@ class VAEOptions:
 @register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal prior",
                  capabilities=("single-latent",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    from vaekit.config import component_options
     from vaekit.models.build import build_vae
 
     try:
         return build_vae(data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
-                         conv_channels=m.conv_channels, posterior=m.posterior,
-                         posterior_kwargs=dataclasses.asdict(component_options(m, "posterior")), dropout=m.dropout,
-                         conv_out=m.conv_out, **_heads(m))
+                         conv_channels=m.conv_channels, likelihood=m.likelihood,
+                         likelihood_kwargs=_kwargs(m, "likelihood"), posterior=m.posterior,
+                         posterior_kwargs=_kwargs(m, "posterior"), dropout=m.dropout, conv_out=m.conv_out)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -128,7 +127,8 @@ def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
     try:
         return build_ladder(data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
-                            conv_channels=m.conv_channels, batch_norm=m.batch_norm, merge=m.merge, **_heads(m))
+                            conv_channels=m.conv_channels, likelihood=m.likelihood,
+                            likelihood_kwargs=_kwargs(m, "likelihood"), batch_norm=m.batch_norm, merge=m.merge)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -170,9 +170,8 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(f"model.m1_units={units} names units beyond the M1 run's {m1.latent_dim} "
                           f"(indices 0..{m1.latent_dim - 1})")
     feat_shape = ((m1.latent_dim if units is None else len(units)),) if m1 is not None else tuple(data_shape)
-    heads = _heads(m)
     try:
-        lik = build_likelihood(heads["likelihood"], feat_shape, **heads["likelihood_kwargs"])
+        lik = build_likelihood(m.likelihood, feat_shape, **_kwargs(m, "likelihood"))
         return M2(tuple(data_shape), lik, m.latent_dim, m.n_classes, list(m.hidden), act=m.act, m1=m1,
                   m1_units=units)
     except ValueError as e:
