@@ -1,4 +1,4 @@
-"""Names the CLI and configs can use -> builders. The only place a config object is unpacked into kwargs."""
+"""Names the CLI and configs can use -> builders: models and objectives from a ModelConfig, presets by name."""
 
 from __future__ import annotations
 
