@@ -25,10 +25,11 @@ _WHERE = {"Likelihood": "base", "check_finite": "base", "BernoulliLikelihood": "
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(f"vaekit.likelihoods.{_WHERE[name]}"), name)
-    if name == "LIKELIHOODS":  # name -> class, in the registry's order
+    if name == "LIKELIHOODS":  # name -> class, in the registry's order; built once
         from vaekit.likelihoods.registry import LIKELIHOOD_SPECS, load_likelihood
 
-        return {n: load_likelihood(n) for n in LIKELIHOOD_SPECS}
+        globals()[name] = {n: load_likelihood(n) for n in LIKELIHOOD_SPECS}
+        return globals()[name]
     raise AttributeError(f"module 'vaekit.likelihoods' has no attribute {name!r}")
 
 

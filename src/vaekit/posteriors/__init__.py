@@ -23,10 +23,11 @@ _WHERE = {"DiagonalGaussian": "gaussian", "GaussianPosterior": "gaussian", "soft
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(f"vaekit.posteriors.{_WHERE[name]}"), name)
-    if name == "POSTERIORS":  # name -> class, in the registry's order
+    if name == "POSTERIORS":  # name -> class, in the registry's order; built once
         from vaekit.posteriors.registry import POSTERIOR_SPECS, load_posterior
 
-        return {n: load_posterior(n) for n in POSTERIOR_SPECS}
+        globals()[name] = {n: load_posterior(n) for n in POSTERIOR_SPECS}
+        return globals()[name]
     raise AttributeError(f"module 'vaekit.posteriors' has no attribute {name!r}")
 
 
