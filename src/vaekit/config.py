@@ -269,10 +269,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     from vaekit.objectives.registry import OBJECTIVES
 
     if out.data.labels is not None and not OBJECTIVES[out.model.objective].supervised:
-        takers = ", ".join(n for n, s in OBJECTIVES.items() if s.supervised)
+        takers = [n for n, s in OBJECTIVES.items() if s.supervised]
         raise ConfigError(f"data.labels labels training examples for a supervised objective (model.objective="
-                          f"{takers}), not model.objective={out.model.objective}; remove it (or set "
-                          f"model.objective={takers.split(', ')[0]})")
+                          f"{'/'.join(takers)}), not model.objective={out.model.objective}; remove it (or set "
+                          f"model.objective={takers[0]})")
     return out
 
 

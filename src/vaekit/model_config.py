@@ -151,12 +151,11 @@ class ModelConfig:
         return dataclasses.asdict(self.options) if self.options is not None else {}
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat mapping a config file holds: shared keys, the family's keys, then any misplaced ones."""
+        """The flat mapping a config file holds: the family, its keys, the shared keys, then any misplaced ones."""
         import copy
 
         shared = {f.name: copy.deepcopy(getattr(self, f.name)) for f in _shared_fields()}
-        head = dict(list(shared.items())[:5])  # family, arch, hidden, act, conv_channels
-        return {**head, **self._own(), **shared, **copy.deepcopy(self.misplaced)}
+        return {"family": self.family, **self._own(), **shared, **copy.deepcopy(self.misplaced)}
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -188,7 +187,7 @@ def _shared_fields() -> list[dataclasses.Field]:
 
 
 def _all_keys() -> list[str]:
-    return [f.name for f in _shared_fields()] + [k for k in family_keys() if k not in {"family"}]
+    return [f.name for f in _shared_fields()] + list(family_keys())
 
 
 def model_fields(m: ModelConfig) -> Iterator[tuple[Any, dataclasses.Field]]:
