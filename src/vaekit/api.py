@@ -22,7 +22,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from vaekit.config import ConfigError, RunConfig, apply_overrides, config_from_dict, config_to_dict, load_config
+from vaekit.config import (ConfigError, RunConfig, apply_overrides, config_from_dict, config_to_dict, load_config,
+                           validate)
 from vaekit.process_state import preserve_process_state
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "fit", "save", "load"]
@@ -35,7 +36,8 @@ _SECTIONS = ("data", "model", "train", "eval")
 def _config(preset: str | None, config: Any, sections: Mapping[str, Any], overrides: Sequence[str],
             seed: int | None) -> tuple[RunConfig, set[str]]:
     """The RunConfig: preset (or the defaults), then config (RunConfig / mapping / YAML file), then the
-    keyword sections, then ``key=value`` overrides. Also returns the train keys the caller set explicitly."""
+    keyword sections, then ``key=value`` overrides, validated (``vaekit.config.validate``). Also returns the
+    train keys the caller set explicitly."""
     unknown = set(sections) - set(_SECTIONS)
     if unknown:
         raise ConfigError(f"unknown keyword {sorted(unknown)[0]!r}; fit takes config sections "
@@ -60,7 +62,7 @@ def _config(preset: str | None, config: Any, sections: Mapping[str, Any], overri
     explicit |= {o.split("=", 1)[0].strip().removeprefix("train.") for o in overrides}
     if seed is not None:
         cfg.seed = int(seed)
-    return cfg, explicit
+    return validate(cfg), explicit
 
 
 def _split(x: torch.Tensor, val: Any, cfg: RunConfig, y: torch.Tensor | None = None,
@@ -188,10 +190,8 @@ def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, ru
     if cfg.data.binarize not in ("none", "dynamic") or cfg.data.dequantize:
         raise ConfigError("fit takes data.binarize=none or dynamic and no data.dequantize (your arrays have no "
                           "known number of levels); prepare the data before calling fit")
-    from vaekit.config import check_values
     from vaekit.run import check_run_folder, resolve_m1_units, with_recorded_constants
 
-    check_values(cfg)
     cfg = resolve_m1_units(cfg, train_x)
     if keep:  # the user's run folder: a new, empty or restartable one only (never someone's own files)
         check_run_folder(run_dir)

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -24,16 +25,7 @@ __all__ = ["main"]
 _EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps", "vaekit.cli_compare", "vaekit.cli_serve",
                "vaekit.cli_disentangle", "vaekit.cli_restore")
 _HANDLERS: dict = {}
-
-EPILOG_KEYS = (
-    "config keys (key=value; nested with dots; values are YAML): seed, data.name, data.dir, data.path, "
-    "data.binarize (none|static|dynamic), data.dequantize, model.family (vae|ladder), model.arch (mlp|conv), "
-    "model.latent_dim, model.hidden, model.likelihood, model.posterior (gaussian|iaf), model.beta, "
-    "model.warmup_steps, model.free_bits, model.n_samples, train.epochs, train.steps, train.time_limit, "
-    "train.batch_size, train.lr, train.lr_schedule, train.patience, train.grad_clip, "
-    "train.loggers (tensorboard|mlflow|wandb), train.logger_options, eval.iw_samples"
-)
-
+ALL_KEYS = ("run", "data", "model", "train", "eval")  # the config sections `vaekit train` takes keys of
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in ``--help``: appended as "(default: X)" unless its help already names one."""
@@ -59,11 +51,23 @@ _COMMON_HELP = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser without prefix matching: ``--data`` is never read as an abbreviation of ``--data-dir``."""
+    """An ArgumentParser without prefix matching: ``--data`` is never read as an abbreviation of ``--data-dir``.
 
-    def __init__(self, *args, **kwargs) -> None:
+    ``keys``: the config sections whose keys the command takes; its help ends with them, generated from their
+    declarations (``vaekit.config_help``) when the help is shown, laid out as generated."""
+
+    def __init__(self, *args, keys: tuple[str, ...] = (), **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.keys = keys
+
+    def format_help(self) -> str:
+        if not self.keys:
+            return super().format_help()
+        from vaekit.config_help import keys_help
+
+        width = max(60, min(120, shutil.get_terminal_size().columns - 2))
+        return super().format_help().rstrip("\n") + "\n\n" + keys_help(self.keys, width)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", epilog=EPILOG_KEYS)
+    t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", keys=ALL_KEYS)
     t.add_argument("--preset", default=None, help="named preset (see `vaekit presets`); default digits-quick")
     t.add_argument("--config", default=None, help="YAML config file (applied on top of the preset)")
     t.add_argument("--out", default=None, help="run folder to create (default runs/<preset>-<time>)")
@@ -88,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the resolved config (preset + --config + key=value) as YAML and exit; writes nothing")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-3")
 
-    e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) ± s.e., bits/dim, active units")
+    e = sub.add_parser("evaluate", help="ELBO, importance-sampled log p(x) ± s.e., bits/dim, active units",
+                       keys=("data",))
     e.add_argument("run_dir")
     add_device_argument(e)
     e.add_argument("--iw-samples", type=int, default=None, help="importance samples K (default eval.iw_samples)")
@@ -146,9 +151,8 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from vaekit.config import apply_overrides, load_config
+    from vaekit.config import apply_overrides, load_config, validate
     from vaekit.registry import load_preset
-    from vaekit.run import train_run
 
     if a.resume:
         run_dir = Path(a.resume)
@@ -176,11 +180,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg.train.progress = False
     if a.tensorboard:
         cfg.train.tensorboard = True
+    cfg = validate(cfg)  # every value, before anything is printed, loaded or written
     if a.print_config:
         from vaekit.config import dump_config
 
         print(dump_config(cfg), end="")
         return 0
+    from vaekit.run import train_run
     from vaekit.training.distributed import barrier, init_from_env, launched
 
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -407,8 +413,16 @@ def _cmd_datasets(a: argparse.Namespace) -> int:
 def _cmd_presets(a: argparse.Namespace) -> int:
     from vaekit.presets import list_presets  # reads the YAML files only: no torch import
 
-    for name, desc in list_presets().items():
-        print(f"{name:<24} {desc}")
+    import textwrap
+
+    presets = list_presets()
+    width = max(60, min(120, shutil.get_terminal_size().columns))
+    col = max(map(len, presets), default=0) + 2
+    for name, desc in presets.items():  # whole descriptions, wrapped beside the name
+        lines = textwrap.wrap(desc, max(30, width - col), break_on_hyphens=False) or [""]
+        print(f"{name:<{col}}{lines[0]}")
+        for line in lines[1:]:
+            print(f"{'':<{col}}{line}")
     return 0
 
 

@@ -1,28 +1,33 @@
-"""Typed run configuration: dataclasses, YAML load/dump, ``key=value`` overrides.
+"""Typed run configuration: dataclasses, YAML load/dump, ``key=value`` overrides, and ``validate``.
 
-Unknown keys are errors naming the closest valid key; values are coerced to the field's type, so a missing
-key never silently becomes None.
+Every key is a dataclass field declared with its type, default, doc and rules (``vaekit.options``); the model
+section holds what every family shares plus the chosen family's options (declared with the family in
+``vaekit.models.registry``), the likelihood's, posterior's and objective's options as mappings whose schema
+their registries declare. Reading a file or overrides checks the keys and their types; ``validate`` checks
+everything else (ranges, names, rules across keys) and runs before anything is loaded or written.
+``vaekit train --help`` is generated from the same declarations (``keys_help``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig",
-           "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys",
-           "check_values", "YamlLoader", "parse_yaml"]
+from vaekit.model_config import ModelConfig, component_options, validate_model
+from vaekit.options import ConfigError, check_dataclass, check_field, coerce, field_hints, nearest, option
 
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_config",
+           "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys", "validate",
+           "validate_model", "component_options", "keys_help", "read_config_file", "YamlLoader", "parse_yaml",
+           "FILE_METADATA"]
 
-class ConfigError(ValueError):
-    """A bad configuration: unknown key, wrong type, impossible value."""
+#: top-level keys a config file may hold that are not config: what the file is (presets have one)
+FILE_METADATA = ("description",)
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -52,161 +57,119 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+def _dataset_names() -> list[str]:
+    from vaekit.data.registry import DATASETS
+
+    return list(DATASETS)
+
+
 @dataclass
 class DataConfig:
-    name: str = "digits"            # registry name (vaekit datasets lists them)
-    dir: str | None = None           # data directory; default $VAEKIT_DATA_DIR or ~/.cache/vaekit/data
-    path: str | None = None          # file or folder for image-folder / arrays
-    binarize: str = "none"           # none | static | dynamic
-    dequantize: bool = False         # uniform dequantisation of 8-bit data (continuous likelihoods)
-    val_fraction: float = 0.1        # held out from train when a dataset has no validation split
-    image_size: list[int] | None = None
-    grayscale: bool | None = None
-    classes: list[int] | None = None  # keep only these labels (e.g. one model per class)
-    labels: int | str | None = None   # semi-supervised (model.family=m2): N labelled training examples, or "all"
-    merge_val: bool = False          # train on train + val (no validation: 'best' is the last weights)
-    dataset_options: dict[str, Any] = field(default_factory=dict)  # per dataset, e.g. dsprites {n_train: 100000}
+    """``data.*``: what to train on."""
 
-
-@dataclass
-class ModelConfig:
-    family: str = "vae"              # vae | ladder
-    arch: str = "mlp"                # mlp | conv
-    latent_dim: int = 10
-    latent_dims: list[int] = field(default_factory=lambda: [64, 32])   # ladder: bottom to top
-    hidden: list[int] = field(default_factory=lambda: [256])
-    act: str = "relu"
-    dropout: float = 0.0             # mlp decoder: dropout after each hidden layer (regularises p(x|z))
-    conv_channels: list[int] = field(default_factory=lambda: [32, 64])
-    conv_out: str = "conv3x3"        # vae, conv: conv3x3 | deconv (last transposed conv gives the image channels)
-    likelihood: str = "bernoulli"
-    likelihood_options: dict[str, Any] = field(default_factory=dict)  # e.g. {sigma: 0.1}
-    posterior: str = "gaussian"      # gaussian | iaf
-    posterior_options: dict[str, Any] = field(default_factory=dict)   # e.g. {steps: 2, context: 50}
-    batch_norm: bool = False         # ladder
-    merge: bool = True               # ladder: precision-weighted merge (False: bottom-up only)
-    n_classes: int = 10              # m2: classes of y
-    m1_run: str | None = None        # m2: a trained VAE run whose posterior means M2 models (M1+M2)
-    m1_units: list[int] | str | None = None  # m2 with m1_run: M1's units M2 models: all (None), active, [i, ...]
-    beta: float = 1.0
-    warmup_steps: int = 0
-    free_bits: float = 0.0
-    n_samples: int = 1
-    objective: str = "elbo"          # elbo | beta-tcvae | factor-vae (vaekit.objectives.registry)
-    objective_options: dict[str, Any] = field(default_factory=dict)  # e.g. {gamma: 10} for factor-vae
+    name: str = option("digits", doc="dataset (`vaekit datasets` lists them)", choices=_dataset_names)
+    dir: str | None = option(None, doc="data directory (null: $VAEKIT_DATA_DIR, else ~/.cache/vaekit/data)")
+    path: str | None = option(None, doc="file or folder of the image-folder and arrays datasets")
+    binarize: Literal["none", "static", "dynamic"] = option("none", doc="binarise grey values: once, or per batch")
+    dequantize: bool = option(False, doc="uniform dequantisation of 8-bit data (continuous likelihoods)")
+    val_fraction: float = option(0.1, doc="held out from train when a dataset has no validation split", min=0, lt=1)
+    image_size: list[int] | None = option(None, doc="resize images to [H, W]", min=1, length=2)
+    grayscale: bool | None = option(None, doc="convert images to one channel (null: as stored)")
+    classes: list[int] | None = option(None, doc="keep only these labels (e.g. one model per class)", min=0)
+    labels: int | Literal["all"] | None = option(
+        None, doc="a supervised objective: N labelled training examples, balanced over the classes, or all", min=1)
+    merge_val: bool = option(False, doc="train on train + val (nothing to validate on: 'best' is the last weights)")
+    dataset_options: dict[str, Any] = option(default_factory=dict, doc="per dataset, e.g. dsprites {n_train: 100000}")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    steps: int | None = None         # overrides epochs when set
-    time_limit: float | None = None  # seconds of training; stops cleanly at the next step
-    time_clock: str = "wall"         # what time_limit counts: wall | cpu (the process's CPU seconds, all threads)
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_schedule: str = "constant"    # constant | cosine | exponential
-    lr_decay: float = 1.0            # exponential: factor per epoch
-    min_lr: float = 0.0
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam's (beta1, beta2); Pyro's SS-VAE: [0.95, 0.999]
-    grad_clip: float | None = None
-    val_every: int | None = None     # steps between validations; default once per epoch
-    patience: int | None = None      # early stopping after this many validations without improvement
-    checkpoint_every: int | None = None  # steps between 'last' checkpoints; default at each validation
-    max_bad_steps: int = 10          # stop after this many non-finite steps in a row
-    threads: int | None = None
-    device: str = "cpu"              # cpu | cuda | auto (exact resume is guaranteed on CPU)
-    progress: bool = True
-    malloc_tuning: bool = True       # `vaekit train` raises glibc's malloc thresholds at start-up (vaekit.tuning)
-    fused_adam: bool = True
-    ema_decay: float | None = None   # average the weights (e.g. 0.999) for validation, 'best' and evaluation
-    snapshot_every: int | None = None  # steps between saved posterior means of a fixed subset (latent GIF)
-    tensorboard: bool = False        # also log scalars and image grids to run_dir/tensorboard
-    precision: str = "fp32"          # fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler; densities in float32)
-    compile: bool = False            # torch.compile the objective's forward (opt-in; needs a C++ compiler on CPU)
-    loggers: list[str] = field(default_factory=list)  # experiment trackers: tensorboard, mlflow, wandb
-    logger_options: dict[str, Any] = field(default_factory=dict)  # {mlflow: {tracking_uri, experiment}, wandb: {...}}
+    """``train.*``: how long and how to train."""
+
+    epochs: int = option(10, doc="passes over the training data", min=1)
+    steps: int | None = option(None, doc="optimiser steps; overrides epochs when set", min=1)
+    time_limit: float | None = option(None, doc="seconds of training; stops cleanly at the next step", gt=0)
+    time_clock: Literal["wall", "cpu"] = option("wall", doc="what time_limit counts (cpu: the process's CPU "
+                                                            "seconds, all threads)")
+    batch_size: int = option(128, doc="examples per step (the global batch under torchrun)", min=1)
+    lr: float = option(1e-3, doc="Adam's learning rate", gt=0)
+    lr_schedule: Literal["constant", "cosine", "exponential"] = option("constant", doc="learning-rate schedule")
+    lr_decay: float = option(1.0, doc="exponential: factor per epoch", gt=0)
+    min_lr: float = option(0.0, doc="cosine: the final learning rate", min=0)
+    weight_decay: float = option(0.0, doc="Adam's L2 weight decay", min=0)
+    betas: list[float] = option(default_factory=lambda: [0.9, 0.999], doc="Adam's (beta1, beta2)", min=0, lt=1,
+                                length=2)
+    grad_clip: float | None = option(None, doc="clip the gradient's global norm to this", gt=0)
+    val_every: int | None = option(None, doc="steps between validations (null: once per epoch)", min=1)
+    patience: int | None = option(None, doc="stop after this many validations without improvement", min=1)
+    checkpoint_every: int | None = option(None, doc="steps between 'last' checkpoints (null: at each validation)",
+                                          min=1)
+    max_bad_steps: int = option(10, doc="stop after this many non-finite steps in a row", min=1)
+    threads: int | None = option(None, doc="CPU threads (null: torch's default)", min=1)
+    device: str = option("cpu", doc="where to train (exact resume is guaranteed on CPU)",
+                         syntax=(r"cpu|cuda(:\d+)?|mps|auto", "cpu, cuda, cuda:N, mps or auto"))
+    progress: bool = option(True, doc="show a progress bar")
+    malloc_tuning: bool = option(True, doc="raise glibc's malloc thresholds at start-up (vaekit.tuning)")
+    fused_adam: bool = option(True, doc="use torch's fused Adam where the device has it")
+    ema_decay: float | None = option(None, doc="average the weights (e.g. 0.999) for validation, 'best' and "
+                                               "evaluation", min=0, lt=1)
+    snapshot_every: int | None = option(None, doc="steps between saved posterior means of 1,000 validation points "
+                                                  "(latent GIF)", min=1)
+    tensorboard: bool = option(False, doc="also log scalars and image grids to RUN/tensorboard")
+    precision: Literal["fp32", "bf16", "fp16"] = option("fp32", doc="autocast precision (fp16 with a GradScaler; "
+                                                                    "densities stay float32)")
+    compile: bool = option(False, doc="torch.compile the objective's forward (needs a C++ compiler on CPU)")
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = option(default_factory=list,
+                                                                      doc="experiment trackers")
+    logger_options: dict[str, Any] = option(default_factory=dict, doc="per tracker, e.g. {mlflow: {experiment: "
+                                                                      "digits}, wandb: {project: vae}}")
 
 
 @dataclass
 class EvalConfig:
-    iw_samples: int = 1000
-    batch_size: int = 500
+    """``eval.*``: how a run is measured."""
+
+    iw_samples: int = option(1000, doc="importance samples K of the log p(x) estimate", min=1)
+    batch_size: int = option(500, doc="examples per evaluation batch", min=1)
 
 
 @dataclass
 class RunConfig:
-    seed: int = 0
-    name: str = "run"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    """A whole run: a seed, a name and the four sections."""
+
+    seed: int = option(0, doc="fixes data order, initialisation and sampling", min=0)
+    name: str = option("run", doc="the run's name (the preset's; default folder runs/<name>-<time>)")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
 
-def valid_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
-    """All dotted keys of a config class (``model.beta``, ...)."""
-    keys = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        t = hints[f.name]
-        if dataclasses.is_dataclass(t):
-            keys += valid_keys(t, prefix + f.name + ".")
-        else:
-            keys.append(prefix + f.name)
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a config can set: ``seed``, ``data.name``, ..., each family's ``model.*`` keys."""
+    keys = [f.name for f in dataclasses.fields(RunConfig) if f.name not in _SECTIONS]
+    for section, cls in _SECTIONS.items():
+        names = ModelConfig.keys() if cls is ModelConfig else [f.name for f in dataclasses.fields(cls)]
+        keys += [f"{section}.{n}" for n in names]
     return keys
 
 
 def _unknown(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else "; `vaekit train --help` lists the keys"
+    hint = nearest(key, valid_keys()) or "; `vaekit train --help` lists the keys"
     return ConfigError(f"unknown config key {key!r}{hint}")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for a in inner[1:]:  # int | str: the first type that takes the value as it is
-            if a in (int, str) and isinstance(value, a) and not isinstance(value, bool):
-                return value
-        return _coerce(value, inner[0], key)
-    if origin is list:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            value = [value]  # train.loggers=mlflow means [mlflow]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_coerce(v, args[0], key) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping like {{name: value}}, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    return value
-
-
-def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """Merge a nested mapping into a copy of ``base`` (default RunConfig()), validating every key."""
-    cfg = dataclasses.replace(base) if base is not None else RunConfig()
-    cfg = config_from_flat(_flatten(d), cfg)
-    return cfg
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The nested plain mapping config.yaml holds (the model section flat)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(cfg, f.name)
+        out[f.name] = (value.to_dict() if isinstance(value, ModelConfig)
+                       else dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+    return out
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -220,36 +183,30 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _section(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """A section dataclass from a mapping of its keys, each coerced to its declared type."""
+    hints = field_hints(cls)
+    return cls(**{k: coerce(v, hints[k], prefix + k) for k, v in values.items()})
+
+
 def config_from_flat(flat: dict[str, Any], cfg: RunConfig) -> RunConfig:
-    """Set dotted keys on a deep copy of cfg."""
-    cfg = config_from_plain(config_to_dict(cfg))
+    """A new RunConfig: ``cfg`` with dotted keys set (in any order); unknown keys and wrong types are errors."""
+    d = config_to_dict(cfg)
     keys = set(valid_keys())
     for key, value in flat.items():
         if key not in keys:
             raise _unknown(key)
-        *parents, leaf = key.split(".")
-        obj = cfg
-        for p in parents:
-            obj = getattr(obj, p)
-        tp = typing.get_type_hints(type(obj))[leaf]
-        setattr(obj, leaf, _coerce(value, tp, key))
-    return cfg
+        section, _, leaf = key.rpartition(".")
+        (d[section] if section else d)[leaf] = value
+    top = field_hints(RunConfig)
+    return RunConfig(**{k: coerce(d[k], top[k], k) for k in top if k not in _SECTIONS},
+                     data=_section(DataConfig, d["data"], "data."), model=ModelConfig.parse(d["model"]),
+                     train=_section(TrainConfig, d["train"], "train."), eval=_section(EvalConfig, d["eval"], "eval."))
 
 
-def config_from_plain(d: dict[str, Any]) -> RunConfig:
-    cfg = RunConfig()
-    for f in dataclasses.fields(RunConfig):
-        if f.name in d:
-            v = d[f.name]
-            if dataclasses.is_dataclass(getattr(cfg, f.name)):
-                setattr(cfg, f.name, type(getattr(cfg, f.name))(**v))
-            else:
-                setattr(cfg, f.name, v)
-    return cfg
-
-
-def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Merge a nested mapping into a copy of ``base`` (default RunConfig()), checking every key."""
+    return config_from_flat(_flatten(d), base if base is not None else RunConfig())
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
@@ -267,8 +224,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     return config_from_flat(flat, cfg)
 
 
-def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
-    """Read a YAML file of nested keys on top of ``base``."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of keys a YAML config file holds, without its metadata (``FILE_METADATA``)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
@@ -281,7 +238,12 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {_yaml_problem(e)}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys")
-    return config_from_dict(d, base)
+    return {k: v for k, v in d.items() if k not in FILE_METADATA}
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a YAML file of nested keys on top of ``base``."""
+    return config_from_dict(read_config_file(path), base)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -292,70 +254,30 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 
 def dump_config(cfg: RunConfig) -> str:
+    """The config as YAML (what config.yaml and ``--print-config`` show)."""
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
-# (key, smallest allowed value, None allowed): numbers that must be positive counts or sizes
-_AT_LEAST = (("train.epochs", 1, False), ("train.steps", 1, True), ("train.batch_size", 1, False),
-             ("train.threads", 1, True), ("train.val_every", 1, True), ("train.patience", 1, True),
-             ("train.checkpoint_every", 1, True), ("train.max_bad_steps", 1, False),
-             ("train.snapshot_every", 1, True), ("model.latent_dim", 1, False), ("model.n_samples", 1, False),
-             ("model.warmup_steps", 0, False), ("eval.iw_samples", 1, False), ("eval.batch_size", 1, False))
-_POSITIVE = ("train.lr", "train.time_limit", "train.grad_clip")
-_NON_NEGATIVE = ("model.beta", "model.free_bits", "train.weight_decay", "train.min_lr")
-_SIZES = ("model.hidden", "model.latent_dims", "model.conv_channels", "data.image_size")
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every value of ``cfg``: types, ranges, choices and names (with the nearest valid one), the chosen
+    components' options and the rules across keys they declare. Returns the checked copy (numbers as their
+    declared types); ConfigError, one line naming the key and what to do, at the first problem."""
+    top = {f.name: check_field(getattr(cfg, f.name), field_hints(RunConfig)[f.name], f.metadata, f.name)
+           for f in dataclasses.fields(RunConfig) if f.name not in _SECTIONS}
+    out = RunConfig(**top, data=check_dataclass(cfg.data, "data."), model=validate_model(cfg.model),
+                    train=check_dataclass(cfg.train, "train."), eval=check_dataclass(cfg.eval, "eval."))
+    from vaekit.objectives.registry import OBJECTIVES
+
+    if out.data.labels is not None and not OBJECTIVES[out.model.objective].supervised:
+        takers = [n for n, s in OBJECTIVES.items() if s.supervised]
+        raise ConfigError(f"data.labels labels training examples for a supervised objective (model.objective="
+                          f"{'/'.join(takers)}), not model.objective={out.model.objective}; remove it (or set "
+                          f"model.objective={takers[0]})")
+    return out
 
 
-def _get(cfg: RunConfig, key: str) -> Any:
-    obj: Any = cfg
-    for part in key.split("."):
-        obj = getattr(obj, part)
-    return obj
+def keys_help(sections: tuple[str, ...] = ("run", "data", "model", "train", "eval"), width: int = 100) -> str:
+    """Every key of ``sections`` with its type, default and doc, grouped (``vaekit train --help``)."""
+    from vaekit.config_help import keys_help as _help
 
-
-def check_values(cfg: RunConfig) -> RunConfig:
-    """ConfigError naming the key when a value is of the right type but impossible (``train.steps=-5``,
-    ``model.latent_dim=0``, ``model.hidden=[-5]``, ``train.threads=0``, a NaN learning rate). Returns ``cfg``."""
-    import math
-
-    for key, low, nullable in _AT_LEAST:
-        v = _get(cfg, key)
-        if v is None and nullable:
-            continue
-        if v is None or v < low:
-            raise ConfigError(f"{key} must be at least {low}{' (or null)' if nullable else ''}, got {v!r}")
-    for key in _POSITIVE + _NON_NEGATIVE:
-        v = _get(cfg, key)
-        if v is None and key in _POSITIVE and key != "train.lr":
-            continue
-        if v is None or not math.isfinite(v) or (v <= 0 if key in _POSITIVE else v < 0):
-            what = "a positive number" if key in _POSITIVE else "zero or more"
-            raise ConfigError(f"{key} must be {what}, got {v!r}")
-    for key in _SIZES:
-        v = _get(cfg, key)
-        if v is not None and any(n < 1 for n in v):
-            raise ConfigError(f"{key} must hold positive sizes, got {v!r}")
-    if cfg.data.image_size is not None and len(cfg.data.image_size) != 2:
-        raise ConfigError(f"data.image_size must be [H, W], got {cfg.data.image_size!r}")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout!r}")
-    b = cfg.train.betas
-    if len(b) != 2 or not all(isinstance(v, (int, float)) and 0.0 <= v < 1.0 for v in b):
-        raise ConfigError(f"train.betas must be two numbers in [0, 1) (Adam's beta1, beta2), got {b!r}")
-    if cfg.train.time_clock not in ("wall", "cpu"):
-        raise ConfigError(f"train.time_clock must be wall or cpu, got {cfg.train.time_clock!r}")
-    lab = cfg.data.labels
-    if lab is not None and not ((isinstance(lab, int) and lab >= 1) or lab == "all"):
-        raise ConfigError(f"data.labels must be a number of labelled examples (at least 1) or 'all', got {lab!r}")
-    if lab is not None and cfg.model.family != "m2":
-        raise ConfigError("data.labels applies to model.family=m2 (semi-supervised training); remove it")
-    u = cfg.model.m1_units
-    if u is not None and not cfg.model.m1_run:
-        raise ConfigError("model.m1_units picks units of an M1 run (M1+M2); set model.m1_run or remove it")
-    if isinstance(u, str) and u != "active":
-        raise ConfigError(f"model.m1_units must be active or a list of unit indices, got {u!r}")
-    if isinstance(u, list) and (not u or len(set(u)) != len(u) or min(u) < 0):
-        raise ConfigError(f"model.m1_units must be distinct unit indices >= 0 (at least one), got {u!r}")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction!r}")
-    return cfg
+    return _help(sections, width)

@@ -19,7 +19,7 @@ from vaekit.training.checkpoint import CheckpointError, load_checkpoint
 from vaekit.training.trainer import Trainer
 from vaekit.utils import atomic_write_text
 
-__all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "check_model_options", "state_dict_problem",
+__all__ = ["Prepared", "prepare", "train_run", "check_resume_config", "state_dict_problem",
            "with_recorded_constants", "resolve_m1_units", "check_run_folder", "start_fresh",
            "load_run", "resolve_device", "write_images", "load_test_data",
            "run_figures", "build_report"]
@@ -62,66 +62,26 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
     return dev
 
 
-def check_model_options(m: Any) -> None:
-    """ConfigError naming the key for a ``model.likelihood_options`` / ``model.posterior_options`` value of the
-    wrong type, checked against the chosen class's annotations (unknown names are the model registry's to
-    report), so a string where a number belongs is not a TypeError deep inside a module."""
-    import inspect
-    import typing
-
-    from vaekit.config import _coerce
-    from vaekit.likelihoods import LIKELIHOODS
-    from vaekit.posteriors import POSTERIORS
-
-    for kind, table, name in (("likelihood", LIKELIHOODS, m.likelihood), ("posterior", POSTERIORS, m.posterior)):
-        cls = table.get(name)
-        options = getattr(m, f"{kind}_options") or {}
-        if cls is None or not options:
-            continue
-        try:
-            hints = typing.get_type_hints(cls.__init__ if inspect.isclass(cls) else cls)
-        except (TypeError, ValueError, NameError):
-            continue
-        for key, value in options.items():
-            if key in hints:
-                _coerce(value, hints[key], f"model.{kind}_options.{key}")
-
-
-def _defaults(cls: Any, skip: int) -> dict[str, Any]:
-    """The keyword defaults of ``cls``'s constructor after ``skip`` positional arguments (plain values only)."""
-    import inspect
-
-    try:
-        params = list(inspect.signature(cls).parameters.values())[skip:]
-    except (TypeError, ValueError):
-        return {}
-    out = {}
-    for p in params:
-        d = p.default
-        if isinstance(d, tuple) and all(isinstance(v, (int, float)) for v in d):
-            d = list(d)
-        if d is not inspect.Parameter.empty and isinstance(d, (int, float, str, bool, type(None), list)):
-            out[p.name] = d
-    return out
-
-
 def with_recorded_constants(cfg: RunConfig) -> RunConfig:
-    """A copy of ``cfg`` whose ``model.likelihood_options`` / ``model.posterior_options`` spell out every
-    constructor constant of the chosen likelihood and posterior (e.g. the posterior's log-variance clamp), so the
-    run folder rebuilds the same model even if a later vaekit changes a default. Given values are kept."""
-    import copy
+    """A copy of ``cfg`` whose component options (``model.likelihood_options``, and the family's, e.g. the vae's
+    ``model.posterior_options``) spell out every declared option of the chosen component (e.g. the posterior's
+    log-variance clamp), so the run folder rebuilds the same model even if a later vaekit changes a default, and
+    whose path options (``model.m1_run``) are absolute, so the run loads from any working directory. Given
+    values are kept."""
+    import dataclasses
 
-    from vaekit.likelihoods import LIKELIHOODS
-    from vaekit.posteriors import POSTERIORS
+    from vaekit.config import component_options, validate
+    from vaekit.model_config import model_fields
 
-    cfg = copy.deepcopy(cfg)
+    cfg = validate(cfg)  # a checked copy: every component is known
     m = cfg.model
-    if m.likelihood in LIKELIHOODS:
-        m.likelihood_options = {**_defaults(LIKELIHOODS[m.likelihood], 1), **(m.likelihood_options or {})}
-    if m.family == "vae" and m.posterior in POSTERIORS:
-        m.posterior_options = {**_defaults(POSTERIORS[m.posterior], 2), **(m.posterior_options or {})}
-    if m.m1_run:  # M1+M2: the M1 run by absolute path, so the run loads from any working directory
-        m.m1_run = str(Path(m.m1_run).expanduser().resolve())
+    for obj, f in model_fields(m):
+        value = getattr(obj, f.name)
+        if "schema" in f.metadata:
+            value = {**dataclasses.asdict(component_options(m, f.metadata["schema"][0])), **(value or {})}
+        elif f.metadata.get("path") and value:
+            value = str(Path(value).expanduser().resolve())
+        object.__setattr__(obj, f.name, value)
     return cfg
 
 
@@ -151,13 +111,12 @@ def resolve_m1_units(cfg: RunConfig, train_x: torch.Tensor, n: int = 1000) -> Ru
 
 
 def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
-    """Check the config's values, load the data it names and build its model (seeded) and batch transform."""
-    from vaekit.config import check_values
+    """Check the config (``vaekit.config.validate``), load the data it names and build its model (seeded) and
+    batch transform."""
+    from vaekit.config import validate
     from vaekit.data import load_data, make_batch_transform
 
-    check_values(cfg)
-    if build:
-        check_model_options(cfg.model)
+    cfg = validate(cfg)
 
     d = cfg.data
     splits = load_data(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vaekit.config import ConfigError, ModelConfig, apply_overrides, check_values
+from vaekit.config import ConfigError, ModelConfig, apply_overrides, validate
 from vaekit.models.registry import build_family
 from vaekit.registry import load_preset
 from vaekit.run import load_run, prepare, resolve_m1_units, train_run
@@ -71,10 +71,10 @@ def test_m1m2_on_the_active_units_trains_records_them_and_decodes_through_m1(m1_
 def test_bad_unit_choices_are_config_errors(m1_dir):
     base = load_preset("digits-quick")
     for over, msg in ((["model.m1_units=[0]"], "set model.m1_run"),
-                      ([f"model.m1_run={m1_dir}", "model.m1_units=some"], "active or a list"),
+                      ([f"model.m1_run={m1_dir}", "model.m1_units=some"], "a list of integers, 'active' or null"),
                       ([f"model.m1_run={m1_dir}", "model.m1_units=[1, 1]"], "distinct")):
         with pytest.raises(ConfigError, match=msg):
-            check_values(apply_overrides(base, M1M2 + over))
+            validate(apply_overrides(base, M1M2 + over))
     with pytest.raises(ConfigError, match="beyond the M1 run's 4"):
         build_family(ModelConfig(family="m2", m1_run=str(m1_dir), m1_units=[0, 4]), (1, 8, 8))
     with pytest.raises(ConfigError, match="resolved from the training data"):

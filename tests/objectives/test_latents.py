@@ -62,7 +62,7 @@ def test_affine_vae_from_an_empty_hidden_list():
     assert not any(isinstance(mod, (torch.nn.ReLU, torch.nn.Tanh)) for mod in m.modules())
     x = torch.randn(7, 5)
     assert m(x, None).px.log_prob(x).shape == (7,) and m(x, 2).px.log_prob(x).shape == (2, 7)
-    with pytest.raises(ConfigError, match="model.hidden widths must be positive"):
+    with pytest.raises(ConfigError, match="every entry of model.hidden must be at least 1"):
         build_family(ModelConfig(hidden=[-5]), (5,))
     with pytest.raises(ConfigError, match="model.latent_dim must be at least 1"):
         build_family(ModelConfig(latent_dim=0), (5,))

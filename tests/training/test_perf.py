@@ -67,12 +67,12 @@ def test_adam_betas_reach_the_trainers_optimizer_and_bad_ones_are_refused():
     outside [0, 1) or not two of them are a ConfigError naming the key."""
     import pytest
 
-    from vaekit.config import ConfigError, RunConfig, apply_overrides, check_values
+    from vaekit.config import ConfigError, RunConfig, apply_overrides, validate
     from vaekit.models import build_vae
     from vaekit.objectives import ELBO
     from vaekit.training import Trainer
 
-    cfg = check_values(apply_overrides(RunConfig(), ["train.betas=[0.95, 0.99]"]))
+    cfg = validate(apply_overrides(RunConfig(), ["train.betas=[0.95, 0.99]"]))
     assert cfg.train.betas == [0.95, 0.99]
     for fused in (True, False):
         p = torch.nn.Parameter(torch.zeros(3))
@@ -87,4 +87,4 @@ def test_adam_betas_reach_the_trainers_optimizer_and_bad_ones_are_refused():
     assert tr.opt.defaults["betas"] == (0.95, 0.99)
     for bad in ("[0.9]", "[0.9, 1.0]", "[-0.1, 0.999]", "[0.9, 0.99, 0.9]"):
         with pytest.raises(ConfigError, match="train.betas"):
-            check_values(apply_overrides(RunConfig(), [f"train.betas={bad}"]))
+            validate(apply_overrides(RunConfig(), [f"train.betas={bad}"]))

@@ -41,7 +41,8 @@ def test_the_baseline_trains_the_classifier_alone(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["data.labels=15"], "multiple of 10"),
     (["data.labels=abc"], "data.labels must be"),
-    (["model.objective=elbo", "model.family=vae", "model.hidden=[64]", "data.labels=50"], "applies to model.family=m2"),
+    (["model.objective=elbo", "model.family=vae", "model.hidden=[64]", "data.labels=50"],
+     "data.labels labels training examples for a supervised objective"),
 ])
 def test_bad_label_settings_are_one_line_errors(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -55,7 +56,7 @@ def test_m2_objective_without_labels_says_what_to_set(tmp_path):
 
 
 def test_cpu_time_budget_stops_the_run(tmp_path):
-    from vaekit.config import TrainConfig, check_values
+    from vaekit.config import TrainConfig, validate
     from vaekit.models import build_vae
     from vaekit.objectives import ELBO
     from vaekit.training import Trainer
@@ -66,4 +67,4 @@ def test_cpu_time_budget_stops_the_run(tmp_path):
     assert summary["stopped"] == "time limit" and 0.5 <= summary["train_cpu_seconds"] < 2.0
     assert summary["steps"] < 10**6
     with pytest.raises(ConfigError, match="time_clock"):
-        check_values(apply_overrides(load_preset("digits-quick"), ["train.time_clock=gpu"]))
+        validate(apply_overrides(load_preset("digits-quick"), ["train.time_clock=gpu"]))

@@ -1,140 +1,166 @@
-"""Model families by name: ``model.family`` -> builder with the config keys it reads (its typed options).
+"""Model families by name: ``model.family`` -> builder with its typed options.
+
+A family's options are a dataclass declared next to its entry (``VAEOptions``, ...); in config files they sit
+flat under ``model.`` beside the keys every family shares (``vaekit.config.ModelConfig``). A key of another
+family is an error naming the key and its family (``vaekit.config``). A family also declares its capabilities,
+which objectives ask for (``vaekit.objectives.registry.ObjectiveSpec.needs``).
 
 A new family is its own module under ``models/`` that speaks the contract, one ``register_family`` call here
-(or in its module), and its presets. Keys of ``ModelConfig`` that belong to another family must keep their
-defaults, so a misplaced option is an error naming the key rather than silently ignored.
+(or in its module), and its presets. Read without torch: a family's module loads when a model is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
-from torch import nn
+from vaekit.options import ConfigError, option
+from vaekit.posteriors.registry import posterior_names, posterior_options
 
-from vaekit.config import ConfigError, ModelConfig
+if TYPE_CHECKING:
+    from torch import nn
 
-__all__ = ["Family", "FAMILIES", "register_family", "build_family", "check_options", "load_m1"]
+    from vaekit.config import ModelConfig
 
-#: keys every family reads (the likelihood, the nets' shared settings, the objective's settings)
-COMMON_KEYS = ("family", "arch", "hidden", "act", "conv_channels", "likelihood", "likelihood_options", "beta",
-               "warmup_steps", "free_bits", "n_samples", "objective", "objective_options")
+__all__ = ["Family", "FAMILIES", "register_family", "build_family", "load_m1", "VAEOptions", "LadderOptions",
+           "M2Options"]
 
 
 @dataclass(frozen=True)
 class Family:
-    """name; build(model_config, data_shape) -> model; keys: the family's own ModelConfig keys; doc: one line."""
+    """name; build(model_config, data_shape) -> model; options: the dataclass of the family's own keys;
+    doc: one line; capabilities: what its models offer objectives ("single-latent": one sampled latent vector,
+    "class-latent": a discrete class group y)."""
 
     name: str
     build: Callable[[ModelConfig, Sequence[int]], nn.Module]
-    keys: tuple[str, ...]
+    options: type
     doc: str
+    capabilities: frozenset[str] = frozenset()
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, keys: Sequence[str], doc: str):
+def register_family(name: str, options: type, doc: str, capabilities: Sequence[str] = ()):
     """Decorator registering ``build(m: ModelConfig, data_shape) -> nn.Module`` as family ``name``."""
 
     def deco(build: Callable[[ModelConfig, Sequence[int]], nn.Module]):
-        FAMILIES[name] = Family(name, build, tuple(keys), doc)
+        FAMILIES[name] = Family(name, build, options, doc, frozenset(capabilities))
         return build
 
     return deco
 
 
-def check_options(what: str, key: str, cls: type, options: Mapping[str, Any], skip: int = 0) -> None:
-    """ConfigError when ``options`` has a name ``cls.__init__`` does not take (after ``skip`` positional
-    arguments): names the config key, the nearest valid name and what to do."""
-    params = [p for p in list(inspect.signature(cls.__init__).parameters.values())[1 + skip:]
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    names = [p.name for p in params]
-    for k in options:
-        if k not in names:
-            close = difflib.get_close_matches(k, names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            takes = ", ".join(names) if names else "no options"
-            raise ConfigError(f"{key} has {k!r}, which the {what} does not take ({hint}it takes: {takes}); "
-                              f"remove it, e.g. {key}={{}}")
-
-
 def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    """Build the model a ModelConfig describes, after checking that every set key belongs to its family."""
-    if m.family not in FAMILIES:
-        close = difflib.get_close_matches(m.family, list(FAMILIES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown model.family {m.family!r}; {hint}choose from {', '.join(FAMILIES)}")
-    fam = FAMILIES[m.family]
-    defaults = ModelConfig()
-    for f in dataclasses.fields(ModelConfig):
-        if f.name in COMMON_KEYS or f.name in fam.keys:
-            continue
-        if getattr(m, f.name) != getattr(defaults, f.name):
-            owners = [x.name for x in FAMILIES.values() if f.name in x.keys]
-            where = f"family={'/'.join(owners)}" if owners else "another family"
-            raise ConfigError(f"model.{f.name} applies to model.{where}, not model.family={m.family}; remove it "
-                              f"(or set model.family={owners[0] if owners else '...'})")
-    from vaekit.likelihoods import LIKELIHOODS
+    """Build the model a ModelConfig describes, after validating it (``vaekit.config.validate_model``)."""
+    from vaekit.config import validate_model
 
-    if m.likelihood in LIKELIHOODS:
-        check_options(f"{m.likelihood} likelihood", "model.likelihood_options", LIKELIHOODS[m.likelihood],
-                      m.likelihood_options, skip=1)
+    m = validate_model(m)
     try:
-        return fam.build(m, data_shape)
-    except TypeError as e:  # a wrong value type inside an options mapping
+        return FAMILIES[m.family].build(m, data_shape)
+    except TypeError as e:  # a wrong value type deep inside a module
         raise ConfigError(f"bad model option: {e}") from None
+
+
+def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
+    """The constructor arguments of the model's likelihood or posterior: every option its registry declares."""
+    from vaekit.config import component_options
+
+    return dataclasses.asdict(component_options(m, kind))
 
 
 # -- the families shipped with vaekit (their modules load when a model is built) --------------------------
 
 
-@register_family("vae", ("latent_dim", "posterior", "posterior_options", "dropout", "conv_out"),
-                 "one latent vector, Gaussian or IAF posterior, standard normal prior")
+@dataclass
+class VAEOptions:
+    """``model.family=vae``: one latent vector z with a standard normal prior."""
+
+    latent_dim: int = option(10, doc="size of the latent vector z", min=1)
+    posterior: str = option("gaussian", doc="the posterior head q(z|x)", choices=posterior_names)
+    posterior_options: dict[str, Any] = option(default_factory=dict, doc="options of the posterior (below)",
+                                               schema=("posterior", posterior_options))
+    dropout: float = option(0.0, doc="dropout after each hidden layer of the MLP decoder", min=0, lt=1)
+    conv_out: Literal["conv3x3", "deconv"] = option(
+        "conv3x3", doc="arch=conv: the decoder ends in a 3x3 conv, or in its last transposed conv (deconv)")
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        """Rules across keys: the conv decoder's ending and dropout need the matching arch."""
+        if self.conv_out != "conv3x3" and m.arch != "conv":
+            raise ConfigError(f"model.conv_out={self.conv_out} shapes the conv decoder; set model.arch=conv or "
+                              f"remove model.conv_out")
+        if self.dropout > 0 and m.arch != "mlp":
+            raise ConfigError("model.dropout regularises the mlp decoder only; set model.arch=mlp or "
+                              "model.dropout=0")
+
+
+@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal prior",
+                 capabilities=("single-latent",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae
-    from vaekit.posteriors import POSTERIORS
 
-    if m.posterior in POSTERIORS:
-        check_options(f"{m.posterior} posterior", "model.posterior_options", POSTERIORS[m.posterior],
-                      m.posterior_options, skip=2)
     try:
-        return build_vae(
-            data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
-            conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-            posterior=m.posterior, posterior_kwargs=m.posterior_options, dropout=m.dropout,
-            conv_out=m.conv_out,
-        )
+        return build_vae(data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
+                         conv_channels=m.conv_channels, likelihood=m.likelihood,
+                         likelihood_kwargs=_kwargs(m, "likelihood"), posterior=m.posterior,
+                         posterior_kwargs=_kwargs(m, "posterior"), dropout=m.dropout, conv_out=m.conv_out)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
 
-@register_family("ladder", ("latent_dims", "batch_norm", "merge"),
+@dataclass
+class LadderOptions:
+    """``model.family=ladder``: a hierarchy of Gaussian layers (Sønderby et al. 2016)."""
+
+    latent_dims: list[int] = option(default_factory=lambda: [64, 32], doc="latent sizes, bottom to top", min=1)
+    batch_norm: bool = option(False, doc="batch norm in the deterministic blocks")
+    merge: bool = option(True, doc="precision-weighted merge of bottom-up and top-down Gaussians (false: "
+                                   "bottom-up only)")
+
+
+@register_family("ladder", LadderOptions,
                  "Ladder VAE (Sønderby et al. 2016): a hierarchy of Gaussian layers, precision-weighted merge")
 def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.ladder import build_ladder
 
     try:
-        return build_ladder(
-            data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
-            conv_channels=m.conv_channels, likelihood=m.likelihood, likelihood_kwargs=m.likelihood_options,
-            batch_norm=m.batch_norm, merge=m.merge,
-        )
+        return build_ladder(data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
+                            conv_channels=m.conv_channels, likelihood=m.likelihood,
+                            likelihood_kwargs=_kwargs(m, "likelihood"), batch_norm=m.batch_norm, merge=m.merge)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
 
-@register_family("m2", ("latent_dim", "n_classes", "m1_run", "m1_units"),
-                 "M2 (Kingma et al. 2014): classifier q(y|x), style z, p(x|y,z); semi-supervised, conditional, M1+M2")
+@dataclass
+class M2Options:
+    """``model.family=m2`` (Kingma et al. 2014): classifier q(y|x), style z, decoder p(x|y, z)."""
+
+    latent_dim: int = option(10, doc="size of the style vector z", min=1)
+    n_classes: int = option(10, doc="number of classes K of y", min=2)
+    m1_run: str | None = option(None, doc="a trained vae run whose posterior means M2 models (M1+M2)", path=True)
+    m1_units: list[int] | Literal["active"] | None = option(
+        None, doc="with m1_run: M1's units M2 models: all (null), active, or a list of indices", min=0)
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        """Rules across keys: MLP nets; m1_units picks distinct units of an m1_run."""
+        if m.arch != "mlp":
+            raise ConfigError("model.family=m2 is built from MLPs; use model.arch=mlp")
+        u = self.m1_units
+        if u is not None and not self.m1_run:
+            raise ConfigError("model.m1_units picks units of an M1 run (M1+M2); set model.m1_run or remove it")
+        if isinstance(u, list) and (not u or len(set(u)) != len(u)):
+            raise ConfigError(f"model.m1_units must be distinct unit indices (at least one), got {u!r}")
+
+
+@register_family("m2", M2Options,
+                 "M2 (Kingma et al. 2014): classifier q(y|x), style z, p(x|y,z); semi-supervised, conditional, M1+M2",
+                 capabilities=("class-latent",))
 def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.likelihoods import build_likelihood
     from vaekit.models.m2 import M2
 
-    if m.arch != "mlp":
-        raise ConfigError("model.family=m2 is built from MLPs; use model.arch=mlp")
     m1 = load_m1(m.m1_run, data_shape) if m.m1_run else None
     units = m.m1_units
     if units == "active":
@@ -145,7 +171,7 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
                           f"(indices 0..{m1.latent_dim - 1})")
     feat_shape = ((m1.latent_dim if units is None else len(units)),) if m1 is not None else tuple(data_shape)
     try:
-        lik = build_likelihood(m.likelihood, feat_shape, **(m.likelihood_options or {}))
+        lik = build_likelihood(m.likelihood, feat_shape, **_kwargs(m, "likelihood"))
         return M2(tuple(data_shape), lik, m.latent_dim, m.n_classes, list(m.hidden), act=m.act, m1=m1,
                   m1_units=units)
     except ValueError as e:
@@ -153,7 +179,8 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
 
 def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
-    """The trained VAE of an M1 run folder (its config and best weights), for M1+M2."""
+    """The trained model of an M1 run folder (its config and best weights), for M1+M2: a family with one latent
+    vector."""
     from pathlib import Path
 
     from vaekit.config import load_config
@@ -165,8 +192,10 @@ def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(f"model.m1_run={run_dir!r} is not a trained vaekit run (no config.yaml and checkpoint "
                           f"there); train the M1 VAE first, e.g. `vaekit train --preset mnist-m1 --out {run_dir}`")
     cfg = load_config(d / "config.yaml")
-    if cfg.model.family != "vae":
-        raise ConfigError(f"model.m1_run={run_dir!r} is a {cfg.model.family} run; M1+M2 needs a vae run")
+    if "single-latent" not in FAMILIES[cfg.model.family].capabilities:
+        takers = ", ".join(f.name for f in FAMILIES.values() if "single-latent" in f.capabilities)
+        raise ConfigError(f"model.m1_run={run_dir!r} is a {cfg.model.family} run; M1+M2 needs a run with one "
+                          f"latent vector (model.family={takers})")
     m1 = build_family(cfg.model, data_shape)
     tensors, _ = load_checkpoint(ckpt)
     try:

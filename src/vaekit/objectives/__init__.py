@@ -1,12 +1,25 @@
 """Objectives on the model contract: per-example bound terms (ELBO, importance weights, IWAE), the training
-objectives (ELBO with beta, KL warm-up and free bits; IWAE; β-TCVAE; FactorVAE), latent sampling and KL per group; schedules."""
+objectives (ELBO with beta, KL warm-up and free bits; IWAE; β-TCVAE; FactorVAE), latent sampling and KL per group; schedules.
 
-from vaekit.objectives.bounds import ELBOTerms, elbo_terms, iwae_bound, log_weights
-from vaekit.objectives.elbo import ELBO, IWAE, Objective, ObjectiveResult
-from vaekit.objectives.factor_vae import FactorVAE
-from vaekit.objectives.latents import group_kl, kl_dims, register_fused_sampler, register_kl_dims, sample_latent
-from vaekit.objectives.schedules import kl_weight
-from vaekit.objectives.tc import BetaTCVAE
+Exports load on first use, so the registry of objective names and options (``vaekit.objectives.registry``) is
+read without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ELBO", "IWAE", "BetaTCVAE", "FactorVAE", "Objective", "ObjectiveResult", "ELBOTerms", "elbo_terms", "log_weights", "iwae_bound",
            "sample_latent", "group_kl", "kl_dims", "register_fused_sampler", "register_kl_dims", "kl_weight"]
+
+_WHERE = {"ELBOTerms": "bounds", "elbo_terms": "bounds", "iwae_bound": "bounds", "log_weights": "bounds",
+          "ELBO": "elbo", "IWAE": "elbo", "Objective": "elbo", "ObjectiveResult": "elbo", "FactorVAE": "factor_vae",
+          "group_kl": "latents", "kl_dims": "latents", "register_fused_sampler": "latents",
+          "register_kl_dims": "latents", "sample_latent": "latents", "kl_weight": "schedules", "BetaTCVAE": "tc"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"vaekit.objectives.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'vaekit.objectives' has no attribute {name!r}")

@@ -1,117 +1,137 @@
 """Objective names a config can pick (``model.objective``) -> builders with typed options
-(``model.objective_options``). ``vaekit.registry.build_objective`` is the one caller."""
+(``model.objective_options``). ``vaekit.registry.build_objective`` is the one caller of ``make_objective``.
+
+An entry declares, besides its options dataclass, which of the model keys every family shares it reads
+(``reads``: ``model.beta``, ``model.warmup_steps``, ...), the capabilities it needs from the model family
+(``needs``, matched against ``vaekit.models.registry.Family.capabilities``) and whether it trains with labels
+(``supervised``: only then may ``data.labels`` be set). ``vaekit.config.validate`` checks all of it, so this
+module names no model family. Read without torch: the objectives' classes load when one is built.
+"""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from vaekit.objectives.elbo import ELBO, Objective
+from vaekit.options import option
 
-__all__ = ["ObjectiveSpec", "OBJECTIVES", "make_objective"]
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
+    from vaekit.objectives.elbo import Objective
+
+__all__ = ["ObjectiveSpec", "OBJECTIVES", "objective_names", "objective_options", "make_objective",
+           "ELBOOptions", "BetaTCVAEOptions", "FactorVAEOptions", "M2ObjectiveOptions"]
+
+
+@dataclass
+class ELBOOptions:
+    """``elbo`` takes no ``model.objective_options``: it reads model.beta, warmup_steps, free_bits, n_samples."""
+
+
+@dataclass
+class BetaTCVAEOptions:
+    """``beta-tcvae`` (Chen et al. 2018); model.beta weighs the total correlation."""
+
+    alpha: float = option(1.0, doc="weight of the index-code mutual information", min=0)
+    gamma: float = option(1.0, doc="weight of the dimension-wise KL", min=0)
+    estimator: Literal["mws", "mss"] = option("mws", doc="minibatch weighted (mws) or stratified (mss) sampling")
+    dataset_size: int | None = option(None, doc="training set size N of the estimator (null: the run's)", min=1)
+
+
+@dataclass
+class FactorVAEOptions:
+    """``factor-vae`` (Kim & Mnih 2018): ELBO + gamma x a discriminator's TC estimate."""
+
+    gamma: float = option(10.0, doc="weight of the discriminator's total-correlation estimate", min=0)
+    hidden: list[int] = option(default_factory=lambda: [1000] * 6, doc="hidden widths of the discriminator", min=1)
+    disc_lr: float = option(1e-4, doc="the discriminator's Adam learning rate", gt=0)
+    disc_betas: list[float] = option(default_factory=lambda: [0.5, 0.9], doc="the discriminator's Adam betas",
+                                     min=0, lt=1, length=2)
+
+
+@dataclass
+class M2ObjectiveOptions:
+    """``m2``: M2's semi-supervised bound (Kingma et al. 2014, Eq. 9)."""
+
+    alpha: float | Literal["auto"] = option("auto", doc="weight of the classifier's loss (auto: 0.1 N)", min=0)
+    labelled_batch: int = option(100, doc="labelled examples joining each step", min=1)
+    generative: bool = option(True, doc="train the generative bound (false: the classifier alone, a baseline)")
 
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """build(model options, objective options) -> Objective; options: the accepted keys and their defaults
-    (a default's type is the option's type; None means "from the run": the training set size)."""
+    """description; build(model config, options, n_train=, supervision=) -> Objective (n_train: the training set
+    size, supervision: the labels of a supervised objective); options: the options dataclass; reads: the shared
+    model keys it uses; needs: capabilities the family must have; supervised: trains with labels (data.labels)."""
 
     description: str
     build: Callable[..., Objective]
-    options: Mapping[str, Any]
-    supervised: bool = False  # build(model, options, supervision): trains with labels (data.labels)
+    options: type
+    reads: tuple[str, ...] = ()
+    needs: frozenset[str] = frozenset()
+    supervised: bool = False
 
 
-def _elbo(m: dict[str, Any], o: dict[str, Any]) -> Objective:
-    return ELBO(beta=m["beta"], warmup_steps=m["warmup_steps"], free_bits=m["free_bits"], n_samples=m["n_samples"])
+def _elbo(m: ModelConfig, o: ELBOOptions, **run: Any) -> Objective:
+    from vaekit.objectives.elbo import ELBO
+
+    return ELBO(beta=m.beta, warmup_steps=m.warmup_steps, free_bits=m.free_bits, n_samples=m.n_samples)
 
 
-def _tc(m: dict[str, Any], o: dict[str, Any]) -> Objective:
+def _tc(m: ModelConfig, o: BetaTCVAEOptions, n_train: int | None = None, **run: Any) -> Objective:
     from vaekit.objectives.tc import BetaTCVAE
 
-    return BetaTCVAE(beta=m["beta"], alpha=o["alpha"], gamma=o["gamma"], dataset_size=o["dataset_size"],
-                     estimator=o["estimator"])
+    size = o.dataset_size if o.dataset_size is not None else n_train
+    return BetaTCVAE(beta=m.beta, alpha=o.alpha, gamma=o.gamma, dataset_size=size, estimator=o.estimator)
 
 
-def _factor(m: dict[str, Any], o: dict[str, Any]) -> Objective:
+def _factor(m: ModelConfig, o: FactorVAEOptions, **run: Any) -> Objective:
     from vaekit.objectives.factor_vae import FactorVAE
 
-    return FactorVAE(latent_dim=m["latent_dim"], gamma=o["gamma"], hidden=o["hidden"], disc_lr=o["disc_lr"],
-                     disc_betas=o["disc_betas"], beta=m["beta"])
+    return FactorVAE(latent_dim=m.latent_dim, gamma=o.gamma, hidden=o.hidden, disc_lr=o.disc_lr,
+                     disc_betas=o.disc_betas, beta=m.beta)
 
 
-def _m2(m: dict[str, Any], o: dict[str, Any], supervision: Any) -> Objective:
+def _m2(m: ModelConfig, o: M2ObjectiveOptions, supervision: Any = None, **run: Any) -> Objective:
     from vaekit.objectives.semi_supervised import SemiSupervisedELBO
 
-    return SemiSupervisedELBO(supervision, alpha=None if o["alpha"] == "auto" else o["alpha"],
-                              labelled_batch=o["labelled_batch"], generative=o["generative"])
+    if supervision is None:
+        raise ValueError("model.objective=m2 needs labels: set data.labels=N (N labelled training examples, "
+                         "balanced over the classes) or data.labels=all")
+    return SemiSupervisedELBO(supervision, alpha=None if o.alpha == "auto" else o.alpha,
+                              labelled_batch=o.labelled_batch, generative=o.generative)
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
-    "elbo": ObjectiveSpec("negative ELBO with model.beta (β-VAE), KL warm-up, free bits", _elbo, {}),
+    "elbo": ObjectiveSpec("negative ELBO with model.beta (β-VAE), KL warm-up, free bits", _elbo, ELBOOptions,
+                          reads=("beta", "warmup_steps", "free_bits", "n_samples")),
     "beta-tcvae": ObjectiveSpec("β-TCVAE (Chen et al. 2018): model.beta weighs the minibatch-estimated total "
-                                "correlation", _tc, {"alpha": 1.0, "gamma": 1.0, "estimator": "mws",
-                                                     "dataset_size": None}),
+                                "correlation", _tc, BetaTCVAEOptions, reads=("beta",),
+                                needs=frozenset({"single-latent"})),
     "factor-vae": ObjectiveSpec("FactorVAE (Kim & Mnih 2018): ELBO + gamma x a discriminator's TC estimate",
-                                _factor, {"gamma": 10.0, "hidden": [1000] * 6, "disc_lr": 1e-4,
-                                          "disc_betas": [0.5, 0.9]}),
+                                _factor, FactorVAEOptions, reads=("beta",), needs=frozenset({"single-latent"})),
     "m2": ObjectiveSpec("M2's semi-supervised bound (Kingma et al. 2014, Eq. 9): labelled bound + class-summed "
                         "unlabelled bound + alpha x the classifier's loss (alpha: auto = 0.1 N); needs data.labels",
-                        _m2, {"alpha": "auto", "labelled_batch": 100, "generative": True}, supervised=True),
+                        _m2, M2ObjectiveOptions, needs=frozenset({"class-latent"}), supervised=True),
 }
 
 
-def _typed(name: str, key: str, value: Any, default: Any) -> Any:
-    if default == "auto":  # a number, or "auto" for the objective's own choice
-        ok = value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool))
-        value = float(value) if ok and value != "auto" else value
-    elif default is None:
-        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
-    elif isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, list):
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        want = "an integer" if default is None else f"like {default!r}"
-        raise ValueError(f"model.objective_options.{key} of {name} must be {want}, got {value!r}")
-    return value
+def objective_names() -> list[str]:
+    """The names ``model.objective`` can take."""
+    return list(OBJECTIVES)
 
 
-def make_objective(name: str, model: dict[str, Any], options: Mapping[str, Any] | None,
-                   n_train: int | None = None, supervision: Any = None) -> Objective:
-    """The objective ``name`` built from the model config's fields and its options (unknown keys are errors
-    naming the closest valid one). An option whose default is None (dataset_size) takes ``n_train``."""
-    if name not in OBJECTIVES:
-        close = difflib.get_close_matches(str(name), list(OBJECTIVES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown model.objective {name!r}; {hint}known: {', '.join(OBJECTIVES)}")
-    spec = OBJECTIVES[name]
-    opts = dict(spec.options)
-    for k, v in (options or {}).items():
-        if k not in spec.options:
-            close = difflib.get_close_matches(str(k), list(spec.options), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{name} has no option {k!r}{hint} (its options: {', '.join(spec.options) or 'none'})")
-        opts[k] = _typed(name, k, v, spec.options[k])
-    for k, default in spec.options.items():
-        if default is None and opts[k] is None:
-            opts[k] = n_train
-    if name != "elbo" and (model["free_bits"] or model["warmup_steps"] or model["n_samples"] != 1):
-        raise ValueError(f"model.free_bits, model.warmup_steps and model.n_samples apply to objective=elbo only; "
-                         f"drop them for {name}")
-    if model.get("family") == "m2" and name not in ("m2", "elbo"):
-        raise ValueError(f"model.family=m2 trains with objective m2 (semi-supervised) or elbo, not {name}")
-    if spec.supervised:
-        if supervision is None:
-            raise ValueError(f"model.objective={name} needs labels: set data.labels=N (N labelled training "
-                             f"examples, balanced over the classes) or data.labels=all")
-        if model.get("family") != "m2":
-            raise ValueError(f"model.objective={name} trains the m2 family; set model.family=m2")
-        return spec.build(model, opts, supervision)
-    return spec.build(model, opts)
+def objective_options(name: str) -> type:
+    """The options dataclass of objective ``name`` (a known name)."""
+    return OBJECTIVES[name].options
+
+
+def make_objective(m: ModelConfig, n_train: int | None = None, supervision: Any = None) -> Objective:
+    """The objective of a validated model config (``vaekit.config.validate_model``): ``n_train`` (the training
+    set size) fills what comes from the run (beta-tcvae's dataset_size); ``supervision`` holds the labels of a
+    supervised objective, which refuses to be built without them."""
+    from vaekit.options import parse_options
+
+    spec = OBJECTIVES[m.objective]
+    opts = parse_options(spec.options, m.objective_options, "model.objective_options", f"{m.objective} objective")
+    return spec.build(m, opts, n_train=n_train, supervision=supervision)
