@@ -36,7 +36,7 @@ BAD = [  # (overrides, what the one-line error must say)
     (["model.family=ladder", "model.dropout=0.2"], "applies to model.family=vae"),  # the preset's latent_dim first
     (["model.latent_dims=[3, 2]"], "model.latent_dims applies to model.family=ladder"),
     (["data.labels=50"], "data.labels"),
-    (["model.objective=m2"], "needs a class-latent model"),
+    (["model.objective=m2"], "needs a classifier model"),
     (["model.family=ladder", "model.latent_dim=10", "model.objective=beta-tcvae"], "model.objective=beta-tcvae needs"),
     (["model.objective=beta-tcvae"], "applies to model.objective=elbo"),  # the preset's warm-up
     (["model.likelihood=gausian"], "did you mean 'gaussian'"), (["model.posterior=iafs"], "model.posterior"),

@@ -225,3 +225,14 @@ def test_a_use_the_model_cannot_serve_is_one_line_naming_the_capability():
     with pytest.raises(MissingCapability, match=r"^classifying needs a model with the capability 'classifier' "
                                                 r"\(a classifier q\(y\|x\)\); this VAE has: continuous"):
         require(vae, CLASSIFIER, "classifying")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_familys_declared_capabilities_are_its_models(family):
+    """What the registry declares before a model is built (objectives are validated against it) holds for the
+    built model."""
+    from vaekit.models.registry import FAMILIES as REGISTRY
+
+    cfg = ModelConfig(**FAMILIES[family])
+    model = build_family(cfg, SHAPE)
+    assert REGISTRY[cfg.family].capabilities <= model.capabilities

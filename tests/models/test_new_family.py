@@ -57,7 +57,8 @@ def runs(tmp_path_factory):
         argv += ["--config", str(preset)] if overrides is None else ["--preset", "digits-quick", *FAST, *overrides]
         assert main(argv) == 0, name
         out[name] = d
-    return out
+    yield out
+    toy_family.unregister()
 
 
 COMMANDS = {

@@ -8,6 +8,7 @@ the trainer, evaluator, figures, apps and the explorer must run on it, or refuse
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
@@ -20,6 +21,7 @@ from vaekit.models.contract import (CLASS_CONDITIONAL, DISCRETE, DISCRETE_DATA, 
                                     LatentGroup, LatentLayout, ModelOutput)
 from vaekit.models.uses import LatentUsesMixin
 from vaekit.objectives.latents import sample_latent
+from vaekit.options import option
 
 TOP = (2, 2, 2)
 
@@ -108,16 +110,30 @@ class ToyFamily(LatentUsesMixin, nn.Module):
         return self.likelihood.decoded(h, b.shape[:-1]).full
 
 
+@dataclass
+class ToyOptions:
+    """``model.family=toy``: the test family's own keys."""
+
+    latent_dim: int = option(3, doc="size of the bottom vector group", min=1)
+    n_classes: int = option(4, doc="values of the class group", min=2)
+
+
 def register() -> None:
-    """The one registry entry."""
+    """The one registry entry (``unregister`` takes it away again: tests leave the registry as they found it)."""
     from vaekit.models.registry import FAMILIES, register_family
 
     if "toy" in FAMILIES:
         return
 
-    @register_family("toy", ("latent_dim",), "a test family: enumerated class, a latent map, a vector below it")
+    @register_family("toy", ToyOptions, "a test family: enumerated class, a latent map, a vector below it")
     def _toy(m, data_shape):
-        return ToyFamily(data_shape, bottom=m.latent_dim)
+        return ToyFamily(data_shape, bottom=m.latent_dim, n_classes=m.n_classes)
+
+
+def unregister() -> None:
+    from vaekit.models.registry import FAMILIES
+
+    FAMILIES.pop("toy", None)
 
 
 PRESET = """# toy: the test family on the bundled digits, a few seconds of training

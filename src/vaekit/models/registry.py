@@ -30,8 +30,8 @@ __all__ = ["Family", "FAMILIES", "register_family", "build_family", "load_m1", "
 @dataclass(frozen=True)
 class Family:
     """name; build(model_config, data_shape) -> model; options: the dataclass of the family's own keys;
-    doc: one line; capabilities: what its models offer objectives ("single-latent": one sampled latent vector,
-    "class-latent": a discrete class group y)."""
+    doc: one line; capabilities: what its models offer objectives ("single-vector": one sampled latent vector,
+    "classifier": a discrete class group y)."""
 
     name: str
     build: Callable[[ModelConfig, Sequence[int]], nn.Module]
@@ -97,7 +97,7 @@ class VAEOptions:
 
 
 @register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal prior",
-                 capabilities=("single-latent",))
+                 capabilities=("single-vector",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae
 
@@ -156,7 +156,7 @@ class M2Options:
 
 @register_family("m2", M2Options,
                  "M2 (Kingma et al. 2014): classifier q(y|x), style z, p(x|y,z); semi-supervised, conditional, M1+M2",
-                 capabilities=("class-latent",))
+                 capabilities=("classifier",))
 def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.likelihoods import build_likelihood
     from vaekit.models.m2 import M2
@@ -192,8 +192,8 @@ def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(f"model.m1_run={run_dir!r} is not a trained vaekit run (no config.yaml and checkpoint "
                           f"there); train the M1 VAE first, e.g. `vaekit train --preset mnist-m1 --out {run_dir}`")
     cfg = load_config(d / "config.yaml")
-    if "single-latent" not in FAMILIES[cfg.model.family].capabilities:
-        takers = ", ".join(f.name for f in FAMILIES.values() if "single-latent" in f.capabilities)
+    if "single-vector" not in FAMILIES[cfg.model.family].capabilities:
+        takers = ", ".join(f.name for f in FAMILIES.values() if "single-vector" in f.capabilities)
         raise ConfigError(f"model.m1_run={run_dir!r} is a {cfg.model.family} run; M1+M2 needs a run with one "
                           f"latent vector (model.family={takers})")
     m1 = build_family(cfg.model, data_shape)

@@ -107,12 +107,12 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
                           reads=("beta", "warmup_steps", "free_bits", "n_samples")),
     "beta-tcvae": ObjectiveSpec("β-TCVAE (Chen et al. 2018): model.beta weighs the minibatch-estimated total "
                                 "correlation", _tc, BetaTCVAEOptions, reads=("beta",),
-                                needs=frozenset({"single-latent"})),
+                                needs=frozenset({"single-vector"})),
     "factor-vae": ObjectiveSpec("FactorVAE (Kim & Mnih 2018): ELBO + gamma x a discriminator's TC estimate",
-                                _factor, FactorVAEOptions, reads=("beta",), needs=frozenset({"single-latent"})),
+                                _factor, FactorVAEOptions, reads=("beta",), needs=frozenset({"single-vector"})),
     "m2": ObjectiveSpec("M2's semi-supervised bound (Kingma et al. 2014, Eq. 9): labelled bound + class-summed "
                         "unlabelled bound + alpha x the classifier's loss (alpha: auto = 0.1 N); needs data.labels",
-                        _m2, M2ObjectiveOptions, needs=frozenset({"class-latent"}), supervised=True),
+                        _m2, M2ObjectiveOptions, needs=frozenset({"classifier"}), supervised=True),
 }
 
 
