@@ -56,7 +56,7 @@ def probe(run: Path, out: Path, threads: int) -> dict[str, float]:
     from sklearn.preprocessing import StandardScaler
 
     from vaekit.apps import load_inputs
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     feats = {}
     for split in ("train", "test"):

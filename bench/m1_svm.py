@@ -27,7 +27,7 @@ def main() -> None:
     from vaekit.apps import load_inputs
     from vaekit.apps.embed import embed
     from vaekit.objectives.semi_supervised import balanced_label_subset
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     cfg, model, doc = load_run(a.run)
     feats = {}

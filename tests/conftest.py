@@ -42,7 +42,7 @@ def m2_run(tmp_path_factory):
     trained once per test session for the M2 figure, report, classify and evaluate tests."""
     from vaekit.config import apply_overrides
     from vaekit.registry import load_preset
-    from vaekit.run import train_run
+    from vaekit.runs import train_run
 
     run_dir = tmp_path_factory.mktemp("m2") / "run"
     cfg = apply_overrides(load_preset("digits-quick"), M2_RUN)

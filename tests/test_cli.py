@@ -182,7 +182,7 @@ def smoke_sized_splits(monkeypatch):
         i = subset_index(len(a.x), n, None)
         return ArrayData(a.x[i], None if a.y is None else a.y[i], None if a.factors is None else a.factors[i])
 
-    real = vaekit.run.prepare
+    real = vaekit.runs.prepare
 
     def prepare(cfg, **kw):
         p = real(cfg, **kw)

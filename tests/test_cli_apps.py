@@ -38,7 +38,7 @@ def _rows(path: Path) -> list[dict[str, float]]:
 
 def _test_split(run_dir):
     from vaekit.apps import load_inputs
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     cfg, model, doc = load_run(run_dir)
     return model, load_inputs(cfg, doc, None, "test")

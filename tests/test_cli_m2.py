@@ -22,7 +22,7 @@ def run(capsys, *argv):
 def m2_test(m2_run):
     """(model, test inputs and labels as `vaekit classify` sees them) of the M2 run."""
     from vaekit.apps import load_inputs
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     cfg, model, doc = load_run(m2_run[0])
     return model, load_inputs(cfg, doc, None, "test", evaluated=True)

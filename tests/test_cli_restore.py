@@ -37,7 +37,7 @@ def _bad(capsys, *argv, match: str) -> None:
 
 def test_super_resolution_json_outputs_and_figure(run_dir, tmp_path, capsys):
     from vaekit.apps import load_inputs, psnr_ssim
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     code, out, _ = run(capsys, "restore", run_dir, "--operator", "downsample:2+noise:0.05", "--first", "10",
                        "--samples", "3", "--proposals", "16", *FAST, "--json", "-o", tmp_path / "r.npz",

@@ -15,7 +15,6 @@ package versions), with a readable copy beside it as ``.json``; loading never un
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -166,70 +165,15 @@ def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: st
         if val_y is not None and val is not None:  # val_y without val: _split says so
             val_y = _labels(val_y, len(as_data_tensor(val)), cfg.model.n_classes, "val_y")
     train_x, val_x, y, val_y = _split(data, val, cfg, y, val_y)
-    labels = None if y is None else (y, val_y)
-    with preserve_process_state():
-        if run_dir is None:
-            with tempfile.TemporaryDirectory(prefix="vaekit-fit-") as tmp:
-                return _train(cfg, train_x, val_x, Path(tmp), keep=False, labels=labels)
-        return _train(cfg, train_x, val_x, Path(run_dir), keep=True, labels=labels)
-
-
-def _train(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path, keep: bool,
-           labels: tuple | None = None) -> nn.Module:
-    import contextlib
-
-    from vaekit.data import make_batch_transform
-    from vaekit.run import start_fresh
-    from vaekit.runfolder import run_lock
-    from vaekit.registry import build_model, build_objective
-    from vaekit.run import resolve_device
-    from vaekit.training.callbacks import run_callbacks
-    from vaekit.training.checkpoint import load_checkpoint
-    from vaekit.training.trainer import Trainer
-
     if cfg.data.binarize not in ("none", "dynamic") or cfg.data.dequantize:
         raise ConfigError("fit takes data.binarize=none or dynamic and no data.dequantize (your arrays have no "
                           "known number of levels); prepare the data before calling fit")
-    from vaekit.run import check_run_folder, resolve_m1_units, with_recorded_constants
+    from vaekit.runs import train_arrays
 
-    cfg = resolve_m1_units(cfg, train_x)
-    if keep:  # the user's run folder: a new, empty or restartable one only (never someone's own files)
-        check_run_folder(run_dir)
-        cfg = with_recorded_constants(cfg)
-    shape = tuple(int(s) for s in train_x.shape[1:])
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, shape).to(device)
-    train_x = train_x.to(device)
-    val_x = val_x.to(device) if val_x is not None else None
-    model.check_input(train_x)
-    if val_x is not None:
-        model.check_input(val_x)
-    cfg.data.name = "arrays"  # what a saved run folder says its data were
-    doc = {"config": config_to_dict(cfg), "data": {"name": "arrays", "shape": list(shape), "n_levels": None,
-                                                   "source": "python", "n_train": int(train_x.shape[0])}}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir) if keep else contextlib.nullcontext():
-        if keep:
-            check_run_folder(run_dir, locked=True)
-            start_fresh(run_dir, cfg)  # marker, then config.yaml
-        transform = make_batch_transform(cfg.data.binarize, False, None)
-        callbacks = run_callbacks(cfg.train, run_dir, config=doc["config"]) if keep else []
-        supervision = None
-        if labels is not None:
-            from vaekit.objectives.semi_supervised import supervision_from_labels
-
-            y, val_y = (t if t is None else t.to(train_x.device) for t in labels)
-            supervision, train_x = supervision_from_labels(train_x, y, transform, cfg.seed, val_y)
-        objective = build_objective(cfg.model, n_train=len(train_x), supervision=supervision)
-        trainer = Trainer(model, objective, train_x, val_x, settings=cfg.train, run_dir=run_dir,
-                          seed=cfg.seed, transform=transform, doc=doc, callbacks=callbacks)
-        trainer.fit()
-        best = run_dir / "best.safetensors"
-        if best.exists():
-            tensors, _ = load_checkpoint(best)
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    return _tag(model.eval(), config_to_dict(cfg)["model"], shape)
+    with preserve_process_state():
+        cfg, model = train_arrays(cfg, train_x, val_x, None if run_dir is None else Path(run_dir),
+                                  labels=None if y is None else (y, val_y))
+    return _tag(model, config_to_dict(cfg)["model"], train_x.shape[1:])
 
 
 def _model_dict(model_config: Any) -> dict[str, Any]:
@@ -275,7 +219,7 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
     """A model (eval mode) from a file ``save`` wrote, a run checkpoint (``best.safetensors``), or a run folder
     (its ``checkpoint``: best or last). CheckpointError for a missing, corrupt or newer-format file."""
     from vaekit.registry import build_model
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
     from vaekit.training.checkpoint import CheckpointError, load_checkpoint
 
     path = Path(path)

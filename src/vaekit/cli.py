@@ -186,7 +186,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
         print(dump_config(cfg), end="")
         return 0
-    from vaekit.run import train_run
+    from vaekit.runs import train_run
     from vaekit.training.distributed import barrier, init_from_env, launched
 
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -195,7 +195,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if not a.resume:
         run_dir = Path(a.out) if a.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if launched():  # join the group now; train_run checks the folder on rank 0 before it writes anything
-        from vaekit.run import resolve_device
+        from vaekit.runs import resolve_device
 
         init_from_env(resolve_device(cfg.train.device))
         barrier()
@@ -246,7 +246,7 @@ def _warn_huge_loss(run_dir: Path) -> None:
 
 def _load_eval_data(cfg, split: str, overrides: list[str], data_dir: str | None):
     from vaekit.config import apply_overrides
-    from vaekit.run import prepare
+    from vaekit.runs import prepare
 
     bad = [o for o in overrides if not o.startswith("data.")]
     if bad:
@@ -268,7 +268,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.evaluation import evaluate
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     cfg, model, doc = load_run(a.run_dir, a.checkpoint, a.device)
     from vaekit.evaluation import decoder_dtype_for
@@ -353,7 +353,7 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.plots import save_image_grid
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     _check_image_request(a.n, a.output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
@@ -370,7 +370,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     import torch
 
     from vaekit.plots import save_image_grid
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     _check_image_request(a.n, a.output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)

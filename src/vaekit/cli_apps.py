@@ -42,7 +42,7 @@ def _threads(a: argparse.Namespace) -> None:
 
 
 def _start(a: argparse.Namespace) -> tuple[Any, Any, dict]:
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     _threads(a)
     return load_run(a.run_dir, a.checkpoint, a.device)

@@ -34,7 +34,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 def _cmd_compare(a: argparse.Namespace) -> int:
     from vaekit.apps import load_inputs
     from vaekit.evaluation import estimate_log_likelihood
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
     from vaekit.utils import mean_and_stderr
 
     if a.iw_samples < 1:

@@ -42,7 +42,7 @@ def _cmd(a: argparse.Namespace) -> int:
 
     from vaekit.data import ground_truth
     from vaekit.evaluation.disentanglement import draw_disentanglement_figures, evaluate_disentanglement
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
     from vaekit.utils import atomic_write_text
 
     for flag, v in (("--num-train", a.num_train), ("--num-eval", a.num_eval)):

@@ -44,7 +44,7 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
 
 
 def _cmd_plot(a: argparse.Namespace) -> int:
-    from vaekit.run import run_figures
+    from vaekit.runs import run_figures
 
     if any(t <= 0 for t in a.temperature):
         raise ValueError(f"--temperature values must be positive, got {a.temperature}")
@@ -59,7 +59,7 @@ def _cmd_plot(a: argparse.Namespace) -> int:
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
-    from vaekit.run import build_report
+    from vaekit.runs import build_report
 
     path = build_report(a.run_dir, a.output, checkpoint=a.checkpoint, data_dir=a.data_dir, device=a.device)
     print(f"report: {path}")

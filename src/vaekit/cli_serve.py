@@ -47,7 +47,7 @@ def build_explorer(run_dir: str, checkpoint: str = "best", device: str = "cpu", 
     import logging
     from pathlib import Path
 
-    from vaekit.run import load_run, load_test_data, resolve_device
+    from vaekit.runs import load_run, load_test_data, resolve_device
     from vaekit.serve.explorer import Explorer
 
     cfg, model, _ = load_run(run_dir, checkpoint)

@@ -5,7 +5,7 @@ section holds what every family shares plus the chosen family's options (declare
 ``vaekit.models.registry``), the likelihood's, posterior's and objective's options as mappings whose schema
 their registries declare. Reading a file or overrides checks the keys and their types; ``validate`` checks
 everything else (ranges, names, rules across keys) and runs before anything is loaded or written.
-``vaekit train --help`` is generated from the same declarations (``keys_help``).
+``vaekit train --help`` is generated from the same declarations (``vaekit.config_help.keys_help``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from vaekit.options import ConfigError, check_dataclass, check_field, coerce, fi
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_config",
            "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys", "validate",
-           "validate_model", "component_options", "keys_help", "read_config_file", "YamlLoader", "parse_yaml",
+           "validate_model", "component_options", "read_config_file", "YamlLoader", "parse_yaml",
            "FILE_METADATA"]
 
 #: top-level keys a config file may hold that are not config: what the file is (presets have one)
@@ -274,10 +274,3 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f"{'/'.join(takers)}), not model.objective={out.model.objective}; remove it (or set "
                           f"model.objective={takers[0]})")
     return out
-
-
-def keys_help(sections: tuple[str, ...] = ("run", "data", "model", "train", "eval"), width: int = 100) -> str:
-    """Every key of ``sections`` with its type, default and doc, grouped (``vaekit train --help``)."""
-    from vaekit.config_help import keys_help as _help
-
-    return _help(sections, width)

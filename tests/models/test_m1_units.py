@@ -10,7 +10,7 @@ import torch
 from vaekit.config import ConfigError, ModelConfig, apply_overrides, validate
 from vaekit.models.registry import build_family
 from vaekit.registry import load_preset
-from vaekit.run import load_run, prepare, resolve_m1_units, train_run
+from vaekit.runs import load_run, prepare, prepare_family, train_run
 from vaekit.training.checkpoint import load_checkpoint, save_checkpoint
 
 M1M2 = ["model.family=m2", "model.objective=m2", "model.warmup_steps=0", "model.free_bits=0", "model.hidden=[16]",
@@ -43,10 +43,10 @@ def test_active_units_are_the_ones_whose_posterior_mean_varies(m1_dir):
     _, m1, _ = load_run(m1_dir)
     sd = m1.embed(x).std(0)  # (4,) over all training digits
     assert sd[0] > 0.1 and sd[3] > 0.1 and sd[1] < 1e-6 and sd[2] < 0.01
-    resolved = resolve_m1_units(cfg, x)
+    resolved = prepare_family(cfg, x)
     assert resolved.model.m1_units == [0, 3] and cfg.model.m1_units == "active"  # the given config is unchanged
     plain = apply_overrides(load_preset("digits-quick"), M1M2 + [f"model.m1_run={m1_dir}"])
-    assert resolve_m1_units(plain, x) is plain
+    assert prepare_family(plain, x) is plain
 
 
 def test_m1m2_on_the_active_units_trains_records_them_and_decodes_through_m1(m1_dir, tmp_path):

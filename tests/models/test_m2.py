@@ -130,7 +130,7 @@ def test_m1_plus_m2_models_the_frozen_m1_posterior_means_and_loads_back(tmp_path
     """M1+M2: the M2's likelihood is over M1's posterior means; M1 stays frozen; the run folder loads back."""
     from vaekit.config import apply_overrides
     from vaekit.registry import load_preset
-    from vaekit.run import load_run, train_run
+    from vaekit.runs import load_run, train_run
 
     m1_dir = tmp_path / "m1"
     train_run(apply_overrides(load_preset("digits-quick"), ["train.steps=20", "train.progress=false",

@@ -12,6 +12,7 @@ import torch
 
 from tests.models import toy_family
 from vaekit.cli import main
+from vaekit.process_state import preserve_process_state
 
 FAST = ["train.steps=30", "train.val_every=15", "eval.iw_samples=10", "train.threads=1"]
 FAMILIES = {
@@ -38,7 +39,8 @@ REFUSES = {
 
 
 def run(capsys, *argv):
-    code = main([str(a) for a in argv])
+    with preserve_process_state():  # the CLI tunes the process (denormals) as an application does
+        code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -55,7 +57,8 @@ def runs(tmp_path_factory):
         d = root / name
         argv = ["train", "--quiet", "--out", str(d)]
         argv += ["--config", str(preset)] if overrides is None else ["--preset", "digits-quick", *FAST, *overrides]
-        assert main(argv) == 0, name
+        with preserve_process_state():
+            assert main(argv) == 0, name
         out[name] = d
     yield out
     toy_family.unregister()
@@ -89,7 +92,7 @@ def test_every_command_runs_or_names_the_missing_capability(runs, family, comman
 
 
 def test_the_toy_figures_and_report(runs, tmp_path, capsys):
-    from vaekit.run import run_figures
+    from vaekit.runs import run_figures
 
     written, skipped = run_figures(runs["toy"], ["all"], tmp_path)
     # class-conditional: analogies and class samples are drawn; the latent figures need continuous groups only
@@ -127,7 +130,7 @@ def test_the_explorer_api_serves_every_continuous_family(runs, family):
 def test_the_uses_layer_known_answers_on_the_toy(runs):
     """Prior units round-trip, and u ~ N(0, I) pushed through from_prior_units is the model's ancestral sample."""
     from vaekit.models.uses import from_prior_units, sample_latents, to_prior_units
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     _, model, _ = load_run(runs["toy"])
     torch.manual_seed(0)

@@ -75,7 +75,7 @@ def one_dim_model():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """30 steps of a 3-latent digits VAE (snapshots every 10 steps) with its end-of-training report."""
-    from vaekit.run import train_run
+    from vaekit.runs import train_run
 
     run_dir = tmp_path_factory.mktemp("plots") / "run"
     cfg = apply_overrides(load_preset("digits-quick"), TINY_RUN)

@@ -10,7 +10,7 @@ import torch
 
 from vaekit.plots import figures as F
 from vaekit.plots.run_figures import CAPTIONS
-from vaekit.run import load_run, load_test_data, run_figures
+from vaekit.runs import load_run, load_test_data, run_figures
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_all_draws_the_m2_figures_and_says_truly_why_it_skips_the_others(m2_run,
     with pytest.raises(ValueError, match="capability 'continuous'"):
         run_figures(run_dir, ["manifold"], tmp_path)
     from vaekit.plots.run_figures import _group_label
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     # the KL heat map's rows: the units of z, then KL(q(y|x) || p(y)), named from the model's layout
     assert _group_label(load_run(run_dir)[1]) == "KL unit (z, y)"

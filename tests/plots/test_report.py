@@ -14,7 +14,7 @@ import torch
 from vaekit.config import ModelConfig
 from vaekit.plots.report import metrics_rows
 from vaekit.plots.run_figures import KINDS, make_figures
-from vaekit.run import build_report, run_figures
+from vaekit.runs import build_report, run_figures
 from vaekit.registry import build_model
 
 

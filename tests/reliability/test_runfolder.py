@@ -144,7 +144,7 @@ def test_the_run_folder_records_every_model_constant(tmp_path, capsys):
     and the model is rebuilt from what is written there, not from the current defaults."""
     import yaml
 
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     run = tmp_path / "run"
     assert cli(capsys, "train", "--quiet", "--out", run, *QUICK, "model.likelihood=sigma-vae")[0] == 0

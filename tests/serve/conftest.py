@@ -17,7 +17,7 @@ LADDER = ["model.family=ladder", "model.latent_dim=10", "model.latent_dims=[3,2]
 
 def make_run(run_dir: Path, overrides: list[str], steps: int = 150) -> Path:
     """A run folder (config.yaml + best.safetensors) of a digits model trained ``steps`` Adam steps."""
-    from vaekit.run import prepare
+    from vaekit.runs import prepare
     from vaekit.training.checkpoint import save_checkpoint
 
     cfg = apply_overrides(load_preset("digits-quick"), overrides)

@@ -10,7 +10,7 @@ import torch
 
 from vaekit.config import ConfigError, apply_overrides
 from vaekit.registry import load_preset
-from vaekit.run import train_run
+from vaekit.runs import train_run
 
 M2 = ["model.family=m2", "model.objective=m2", "model.warmup_steps=0", "model.free_bits=0", "model.hidden=[64]",
       "model.latent_dim=4", "train.steps=300", "train.val_every=50", "train.progress=false"]

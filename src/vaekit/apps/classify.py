@@ -160,7 +160,7 @@ def load_classifier_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best
     """What `vaekit classify` classifies with: one run of a model with a class latent (M2) gives a
     ``ClassLatentClassifier``; one run per class (``data.classes=[k]``) a ``GenerativeClassifier``, as in
     ``load_class_runs``. Returns (classifier, configs, docs)."""
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     if not run_dirs:
         raise ValueError("classify needs a run folder")
@@ -179,7 +179,7 @@ def load_class_runs(run_dirs: Sequence[str | Path], checkpoint: str = "best", de
                     ) -> tuple[GenerativeClassifier, list[Any], list[dict[str, Any]]]:
     """A GenerativeClassifier from run folders trained with ``data.classes=[k]`` (one class each); the prior is
     the runs' training-set sizes (``n_train`` in the checkpoint document). Returns (classifier, configs, docs)."""
-    from vaekit.run import load_run
+    from vaekit.runs import load_run
 
     if len(run_dirs) < 2:
         _class_runs([])  # the error for too few runs

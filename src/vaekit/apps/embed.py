@@ -168,7 +168,7 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                              f"likelihood needs X in [0, 1]; rescale X or choose likelihood='sigma-vae'")
         with preserve_process_state(), _quiet(not self.verbose):
             if self.run_dir is not None:
-                from vaekit.run import load_run
+                from vaekit.runs import load_run
 
                 _, model, doc = load_run(self.run_dir, self.checkpoint, self.device)
                 shape = tuple(doc["data"]["shape"])
@@ -180,24 +180,18 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return self
 
     def _train(self, x: np.ndarray) -> tuple[nn.Module, tuple[int, ...]]:
-        from vaekit.config import ModelConfig, TrainConfig
-        from vaekit.registry import build_model, build_objective
-        from vaekit.training.trainer import Trainer
+        from vaekit.config import RunConfig, validate
+        from vaekit.runs import train_arrays
 
         shape = tuple(int(s) for s in self.data_shape) if self.data_shape is not None else (x.shape[1],)
         data = self._as_data(x, shape, torch.float32)
-        cfg = ModelConfig(latent_dim=int(self.latent_dim), hidden=[int(h) for h in self.hidden], arch=self.arch,
-                          likelihood=self.likelihood)
-        from vaekit.run import resolve_device
-
-        dev = resolve_device(str(self.device), "device")
-        torch.manual_seed(int(self.seed))  # inside preserve_process_state: the caller's RNG is restored
-        model = build_model(cfg, shape).to(dev)
-        data = data.to(dev)
-        model.check_input(data)
-        settings = TrainConfig(steps=int(self.steps), batch_size=int(self.batch_size), lr=float(self.lr),
-                               threads=self.threads, progress=False, val_every=int(self.steps), malloc_tuning=False)
-        Trainer(model, build_objective(cfg), data, None, settings=settings, run_dir=None, seed=int(self.seed)).fit()
+        cfg = RunConfig(name="VAEEmbedding", seed=int(self.seed))
+        cfg.model.latent_dim, cfg.model.hidden = int(self.latent_dim), [int(h) for h in self.hidden]
+        cfg.model.arch, cfg.model.likelihood = self.arch, self.likelihood
+        t = cfg.train
+        t.steps, t.batch_size, t.lr, t.threads = int(self.steps), int(self.batch_size), float(self.lr), self.threads
+        t.progress, t.val_every, t.malloc_tuning, t.device = False, int(self.steps), False, str(self.device)
+        _, model = train_arrays(validate(cfg), data, None, None, files=False)
         return model, shape
 
     # -- transformer API -----------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class AppData:
 
 
 def _from_registry(cfg: Any, split: str, keep_classes: bool) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
-    from vaekit.run import prepare
+    from vaekit.runs import prepare
 
     if not keep_classes:
         cfg = copy.deepcopy(cfg)

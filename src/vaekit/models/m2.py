@@ -8,7 +8,7 @@ For a labelled batch (``y=`` given) y is observed: one group z and p(x | y, z) (
 label is known). M1+M2 (their Sec. 3.2, "stacked"): with ``m1`` (a trained, frozen VAE) M2 models M1's latent z1
 of x instead of x (drawn from q(z1|x) in training, its mean in evaluation); sample and reconstruct decode back
 through M1's decoder. ``m1_units`` keeps only some of M1's units, as Kingma's code does with the units whose posterior
-mean varies (s.d. > 0.1 over 1,000 digits, learn_yz_x_ss.py; ``vaekit.run.resolve_m1_units``); decoding through
+mean varies (s.d. > 0.1 over 1,000 digits, learn_yz_x_ss.py; ``vaekit.runs.resolve_m1_units``); decoding through
 M1 sets the others to 0, their prior mean (his code drops their decoder weights, the same thing).
 """
 

@@ -38,16 +38,21 @@ class Family:
     options: type
     doc: str
     capabilities: frozenset[str] = frozenset()
+    #: hook run when a run starts, before the model is built: (config, training examples) -> the config to build
+    #: and record (e.g. M1+M2's ``m1_units=active`` resolved from the data); None: the config as it is
+    prepare: Callable[[Any, Any], Any] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, options: type, doc: str, capabilities: Sequence[str] = ()):
-    """Decorator registering ``build(m: ModelConfig, data_shape) -> nn.Module`` as family ``name``."""
+def register_family(name: str, options: type, doc: str, capabilities: Sequence[str] = (),
+                    prepare: Callable[[Any, Any], Any] | None = None):
+    """Decorator registering ``build(m: ModelConfig, data_shape) -> nn.Module`` as family ``name`` (with its
+    options dataclass, one line of doc, its capabilities and an optional ``prepare`` hook, see ``Family``)."""
 
     def deco(build: Callable[[ModelConfig, Sequence[int]], nn.Module]):
-        FAMILIES[name] = Family(name, build, options, doc, frozenset(capabilities))
+        FAMILIES[name] = Family(name, build, options, doc, frozenset(capabilities), prepare)
         return build
 
     return deco
@@ -154,9 +159,37 @@ class M2Options:
             raise ConfigError(f"model.m1_units must be distinct unit indices (at least one), got {u!r}")
 
 
+def _m2_prepare(cfg: Any, train_x: Any, n: int = 1000) -> Any:
+    """``cfg`` with ``model.m1_units=active`` spelled out as the indices of the M1 run's active units, so the run
+    folder rebuilds the same model; other configs unchanged. Active as in Kingma et al. 2014's M1+M2 code
+    (learn_yz_x_ss.py): the s.d. over ``n`` training examples (``subset_index``'s fixed draw) of the posterior
+    mean above 0.1, i.e. Burda et al.'s A_u > 0.01 (``vaekit.evaluation.metrics.active_units``)."""
+    if cfg.model.m1_units != "active":
+        return cfg
+    import copy
+    import logging
+
+    import torch
+
+    from vaekit.data import subset_index
+    from vaekit.evaluation.metrics import active_units
+
+    m1 = load_m1(cfg.model.m1_run, train_x.shape[1:])
+    au = active_units(m1, train_x[subset_index(train_x.shape[0], n)], threshold=0.01, seed=cfg.seed)
+    units = [int(i) for i in torch.nonzero(au.variance > au.threshold).flatten()]
+    if not units:
+        raise ConfigError(f"model.m1_units=active: the M1 run {cfg.model.m1_run} has no active unit (no posterior "
+                          f"mean varies with s.d. > 0.1); train M1 longer or set model.m1_units to indices")
+    logging.getLogger("vaekit.run").info("model.m1_units=active: %d of M1's %d units (%s)", len(units),
+                                         m1.latent_dim, units)
+    cfg = copy.deepcopy(cfg)
+    cfg.model.m1_units = units
+    return cfg
+
+
 @register_family("m2", M2Options,
                  "M2 (Kingma et al. 2014): classifier q(y|x), style z, p(x|y,z); semi-supervised, conditional, M1+M2",
-                 capabilities=("classifier",))
+                 capabilities=("classifier",), prepare=_m2_prepare)
 def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.likelihoods import build_likelihood
     from vaekit.models.m2 import M2
@@ -165,7 +198,7 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     units = m.m1_units
     if units == "active":
         raise ConfigError("model.m1_units=active is resolved from the training data when a run starts "
-                          "(vaekit.run.resolve_m1_units); give the unit indices to build the model directly")
+                          "(the m2 family's prepare hook); give the unit indices to build the model directly")
     if units is not None and m1 is not None and max(units) >= m1.latent_dim:
         raise ConfigError(f"model.m1_units={units} names units beyond the M1 run's {m1.latent_dim} "
                           f"(indices 0..{m1.latent_dim - 1})")
@@ -184,7 +217,7 @@ def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
     from pathlib import Path
 
     from vaekit.config import load_config
-    from vaekit.training.checkpoint import CheckpointError, load_checkpoint
+    from vaekit.training.checkpoint import load_weights
 
     d = Path(run_dir)
     ckpt = d / "best.safetensors" if (d / "best.safetensors").is_file() else d / "last.safetensors"
@@ -197,10 +230,5 @@ def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(f"model.m1_run={run_dir!r} is a {cfg.model.family} run; M1+M2 needs a run with one "
                           f"latent vector (model.family={takers})")
     m1 = build_family(cfg.model, data_shape)
-    tensors, _ = load_checkpoint(ckpt)
-    try:
-        m1.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    except RuntimeError as e:
-        raise CheckpointError(f"model.m1_run={run_dir!r}: its checkpoint does not fit data of shape "
-                              f"{tuple(data_shape)} ({str(e).splitlines()[0]})") from None
+    load_weights(m1, ckpt, f"model.m1_run={run_dir!r}: its checkpoint, for data of shape {tuple(data_shape)},")
     return m1.eval()

@@ -94,7 +94,7 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     """Write the figures ``kinds`` (names from KINDS, or "all") of a run; return ({name: path}, {kind: why skipped}).
 
     Draws what it is handed: model and its test data x/y (the kinds in NEEDS_MODEL / NEEDS_DATA need them;
-    ``vaekit.run.run_figures`` loads them from a run folder), the latent snapshots recorded during training (the
+    ``vaekit.runs.run_figures`` loads them from a run folder), the latent snapshots recorded during training (the
     latent GIF), and the run folder's metrics file for the curves. around: traversals around the posterior mean of test input number ``around`` (None: the origin).
     grid: manifold grid "linear", "ppf" or "both".
     """
@@ -112,7 +112,7 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
         raise ValueError(f"unknown manifold grid {grid!r}; choose linear, ppf or both")
     missing = [k for k in todo if (k in NEEDS_MODEL and model is None) or (k in NEEDS_DATA and x is None)]
     if missing and strict:
-        raise ValueError(f"the {missing[0]} figure needs the model and its test data; use vaekit.run.run_figures")
+        raise ValueError(f"the {missing[0]} figure needs the model and its test data; use vaekit.runs.run_figures")
     todo = [k for k in todo if k not in missing]
     if not strict and model is not None and CLASS_CONDITIONAL not in model.capabilities:  # "all": when they apply
         todo = [k for k in todo if k not in ("analogies", "class-samples")]

@@ -17,7 +17,7 @@ from safetensors.torch import save
 
 from vaekit.utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_weights", "state_dict_problem", "atomic_write_bytes", "atomic_write_text",
            "pack_optimizer", "unpack_optimizer", "versions"]
 
 _META_KEY = "vaekit"
@@ -88,3 +88,27 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"(best/last) or retrain"
         ) from None
     return tensors, doc
+
+
+def state_dict_problem(e: Exception) -> str:
+    """The useful part of a ``load_state_dict`` error: its first detail line (and how many more there are)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    details = [ln for ln in lines if not ln.startswith("Error(s) in loading state_dict")]
+    if not details:
+        return lines[0] if lines else type(e).__name__
+    first = details[0].split(". ")[0].rstrip(".")
+    more = f"; and {len(details) - 1} more" if len(details) > 1 else ""
+    return first + more
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, what: str | None = None) -> dict[str, Any]:
+    """Load the model weights of a checkpoint or saved model (the tensors named ``model.*``) into ``model``, on
+    the model's device whatever device wrote them; returns the file's JSON document. The one place a run's or a
+    saved model's weights are read. CheckpointError (one line, naming ``what`` or the file) when they do not fit."""
+    tensors, doc = load_checkpoint(path)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        raise CheckpointError(f"{what or f'checkpoint {str(path)!r}'} does not match the model config "
+                              f"({state_dict_problem(e)})") from None
+    return doc
