@@ -288,7 +288,7 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
     (its ``checkpoint``: best or last). CheckpointError for a missing, corrupt or newer-format file."""
     from vaekit.registry import build_model
     from vaekit.run import load_run
-    from vaekit.training.checkpoint import CheckpointError, load_checkpoint
+    from vaekit.training.checkpoint import CheckpointError, check_saved_model, load_checkpoint
 
     path = Path(path)
     with preserve_process_state():  # building a model seeds torch's RNG
@@ -296,6 +296,7 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
             cfg, model, doc = load_run(path, checkpoint)
             return _tag(model, config_to_dict(cfg)["model"], doc["data"]["shape"])
         tensors, doc = load_checkpoint(path)
+        check_saved_model(doc, path)  # bounded before anything is built from the header
         if doc.get("format") == FORMAT:
             if int(doc.get("format_version", 0)) > FORMAT_VERSION:
                 raise CheckpointError(f"{str(path)!r} has format version {doc['format_version']}; this vaekit reads "
