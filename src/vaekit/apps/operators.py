@@ -5,8 +5,9 @@ Each operator is an object whose ``__call__(x)`` is the deterministic, different
 back to image space (the pseudo-input whose encoder mean starts the MAP search, and what the figures show):
 
 - ``downsample:K``: K x K average pooling (super-resolution); start: nearest-neighbour upsampling;
-- ``blur:S``: a normalised Gaussian kernel of standard deviation S pixels (at most the image's larger side), radius
-  int(4 S + 0.5), edges replicated: ``scipy.ndimage.gaussian_filter(x, S, mode="nearest")`` (deblurring); start: y itself;
+- ``blur:S``: a normalised Gaussian kernel of standard deviation S pixels (at most the image's larger side: the
+  kernel is bounded by the image), radius int(4 S + 0.5), edges replicated:
+  ``scipy.ndimage.gaussian_filter(x, S, mode="nearest")`` (deblurring); start: y itself;
 - ``mask:NAME`` / ``mask:random:P`` / ``mask:FILE`` (inpainting; ``vaekit.apps.inpaint.load_mask``; True = missing):
   the missing values are dropped from the likelihood (set to 0 in y); start: missing values set to ``fill``;
 - ``noise:S``: additive Gaussian noise of standard deviation S (denoising, or on top of the others);

@@ -17,8 +17,8 @@ from safetensors.torch import save
 
 from vaekit.utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_saved_model", "atomic_write_bytes", "atomic_write_text",
-           "pack_optimizer", "unpack_optimizer", "versions"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_saved_model", "atomic_write_bytes",
+           "atomic_write_text", "pack_optimizer", "unpack_optimizer", "versions"]
 
 _META_KEY = "vaekit"
 
