@@ -87,7 +87,19 @@ def _split(x: torch.Tensor, val: Any, cfg: RunConfig, y: torch.Tensor | None = N
 
 def _labels(y: Any, n: int, n_classes: int, name: str) -> torch.Tensor:
     """(n,) int64 class ids in 0..K-1, -1 for an unlabelled example (scikit-learn's semi-supervised convention)."""
-    t = torch.as_tensor(y.values if hasattr(y, "values") else y)
+    import numpy as np
+
+    raw = y.values if hasattr(y, "values") else y
+    try:
+        t = raw if isinstance(raw, torch.Tensor) else torch.as_tensor(np.asarray(raw))
+    except (TypeError, ValueError, RuntimeError):  # text labels, objects, ragged lists
+        try:
+            kind = type(next(iter(raw))).__name__.rstrip("_")  # numpy's str_ reads as str
+        except (TypeError, StopIteration):
+            kind = type(raw).__name__
+        raise ValueError(f"{name} must hold integer class ids 0..{n_classes - 1} (-1 for an unlabelled example), "
+                         f"one per example; got {kind} values: map the labels to ids first (e.g. with "
+                         f"sklearn.preprocessing.LabelEncoder)") from None
     if t.dim() != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must hold one label per example, shape ({n},), got {tuple(t.shape)}")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
@@ -220,7 +232,7 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
     (its ``checkpoint``: best or last). CheckpointError for a missing, corrupt or newer-format file."""
     from vaekit.registry import build_model
     from vaekit.runs import load_run
-    from vaekit.training.checkpoint import CheckpointError, load_checkpoint
+    from vaekit.training.checkpoint import CheckpointError, check_saved_model, load_checkpoint
 
     path = Path(path)
     with preserve_process_state():  # building a model seeds torch's RNG
@@ -228,6 +240,7 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
             cfg, model, doc = load_run(path, checkpoint)
             return _tag(model, config_to_dict(cfg)["model"], doc["data"]["shape"])
         tensors, doc = load_checkpoint(path)
+        check_saved_model(doc, path)  # bounded before anything is built from the header
         if doc.get("format") == FORMAT:
             if int(doc.get("format_version", 0)) > FORMAT_VERSION:
                 raise CheckpointError(f"{str(path)!r} has format version {doc['format_version']}; this vaekit reads "

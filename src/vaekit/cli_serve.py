@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import socket
 import sys
 from typing import Callable
 
-__all__ = ["register", "build_explorer"]
+__all__ = ["register", "build_explorer", "listen_socket"]
 
 _LOOPBACK_NAMES = ("localhost",)
 
@@ -39,6 +41,28 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn would bind it; a ValueError naming the address and what to
+    do when it cannot be (the port is in use, the address is not this machine's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ValueError(f"cannot listen on {shown}: the port is already in use (another server?); stop that "
+                             f"server or choose another --port") from None
+        if e.errno == errno.EACCES:
+            raise ValueError(f"cannot listen on {shown}: permission denied (ports below 1024 need privileges); "
+                             f"choose a --port above 1023") from None
+        why = (e.strerror or str(e)).rstrip(".")
+        raise ValueError(f"cannot listen on {shown}: {why}; check --host and --port") from None
+    return sock
 
 
 def build_explorer(run_dir: str, checkpoint: str = "best", device: str = "cpu", data_dir: str | None = None,
@@ -77,16 +101,26 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(a.threads)  # this process is the server's own
-    explorer = build_explorer(a.run_dir, a.checkpoint, a.device, a.data_dir, a.max_points)
-    if _is_loopback(a.host):
-        hosts: list[str] | None = ["127.0.0.1", "localhost", "[::1]", a.host]
-    else:
-        print(f"vaekit serve: warning: binding {a.host} exposes the model to the network (no authentication)",
+    sock = listen_socket(a.host, a.port)  # a port in use is refused before the model is loaded
+    try:
+        explorer = build_explorer(a.run_dir, a.checkpoint, a.device, a.data_dir, a.max_points)
+        if _is_loopback(a.host):
+            hosts: list[str] | None = ["127.0.0.1", "localhost", "[::1]", a.host]
+        else:
+            print(f"vaekit serve: warning: binding {a.host} exposes the model to the network (no authentication)",
+                  file=sys.stderr)
+            hosts = None
+        app = create_app(explorer, allowed_hosts=hosts)
+        shown = f"[{a.host}]" if ":" in a.host else a.host
+        print(f"serving {a.run_dir} at http://{shown}:{a.port}/ (OpenAPI schema at /openapi.json); Ctrl-C stops",
               file=sys.stderr)
-        hosts = None
-    app = create_app(explorer, allowed_hosts=hosts)
-    shown = f"[{a.host}]" if ":" in a.host else a.host
-    print(f"serving {a.run_dir} at http://{shown}:{a.port}/ (OpenAPI schema at /openapi.json); Ctrl-C stops", file=sys.stderr)
-    # limit_concurrency: connections + requests in flight beyond it get 503 instead of queueing without bound
-    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", server_header=False, limit_concurrency=256)
+        # limit_concurrency: connections + requests in flight beyond it get 503 instead of queueing without bound
+        config = uvicorn.Config(app, host=a.host, port=a.port, log_level="warning", server_header=False,
+                                limit_concurrency=256)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C is how a server is stopped (uvicorn.run swallows it too)
+            pass
+    finally:
+        sock.close()
     return 0

@@ -24,7 +24,7 @@ from vaekit.options import ConfigError, check_dataclass, check_field, coerce, fi
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_config",
            "apply_overrides", "config_to_dict", "config_from_dict", "dump_config", "valid_keys", "validate",
            "validate_model", "component_options", "read_config_file", "YamlLoader", "parse_yaml",
-           "FILE_METADATA"]
+           "FILE_METADATA", "check_yaml_bounds", "check_bounds"]
 
 #: top-level keys a config file may hold that are not config: what the file is (presets have one)
 FILE_METADATA = ("description",)
@@ -52,9 +52,62 @@ YamlLoader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with scientific notation read as numbers (``YamlLoader``)."""
+#: bounds on YAML text, checked on its event stream before a Python object is made: its length (characters; a
+#: config file's size in bytes), nesting depth, and values with every alias expanded (an alias bomb's size)
+MAX_YAML_CHARS = 1 << 18
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 10_000
+
+
+def parse_yaml(text: str, where: str = "the YAML text") -> Any:
+    """``yaml.safe_load`` with scientific notation read as numbers (``YamlLoader``), after ``check_yaml_bounds``
+    (ConfigError naming ``where``)."""
+    check_yaml_bounds(text, where)
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def check_yaml_bounds(text: str, where: str) -> None:
+    """ConfigError when ``text`` is longer than MAX_YAML_CHARS, nests collections deeper than MAX_YAML_DEPTH or
+    holds more than MAX_YAML_NODES values once its aliases are expanded. Reads PyYAML's event stream (its parser
+    keeps no recursion and builds nothing), so a bomb or a 1000-deep mapping costs its length, not its expansion;
+    syntax errors are left to the loader (a YAMLError)."""
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError(f"{where} is {len(text)} characters long, above the limit of {MAX_YAML_CHARS}; a config "
+                          f"is a few kilobytes")
+    anchors: dict[Any, tuple[int, int]] = {}  # anchor -> (values in it, collection levels in it)
+    stack: list[list[Any]] = []  # open collections: [anchor, values before it, tallest child's levels]
+    nodes = 0
+
+    def add(count: int, levels: int) -> None:
+        nonlocal nodes
+        nodes += count
+        if len(stack) + levels > MAX_YAML_DEPTH:
+            raise ConfigError(f"{where} nests collections more than {MAX_YAML_DEPTH} levels deep; flatten it")
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(f"{where} holds more than {MAX_YAML_NODES} values once its aliases (*name) are "
+                              f"expanded; a config is a few hundred")
+        if stack:
+            stack[-1][2] = max(stack[-1][2], levels)
+
+    try:
+        for ev in yaml.parse(text, Loader=YamlLoader):
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                add(0, 1)
+                stack.append([ev.anchor, nodes, 0])
+                nodes += 1
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, start, tallest = stack.pop()
+                if anchor is not None:
+                    anchors[anchor] = (nodes - start, tallest + 1)
+                add(0, tallest + 1)
+            elif isinstance(ev, yaml.ScalarEvent):
+                if ev.anchor is not None:
+                    anchors[ev.anchor] = (1, 0)
+                add(1, 0)
+            elif isinstance(ev, yaml.AliasEvent):
+                add(*anchors.get(ev.anchor, (1, 0)))
+    except yaml.YAMLError:
+        return  # the loader reports it, with its line and column
 
 
 def _dataset_names() -> list[str]:
@@ -217,11 +270,11 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=5)")
         key, raw = item.split("=", 1)
         try:
-            value = parse_yaml(raw) if raw != "" else ""
+            value = parse_yaml(raw, f"the value of {key.strip()}") if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         flat[key.strip()] = value
-    return config_from_flat(flat, cfg)
+    return check_bounds(config_from_flat(flat, cfg))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -229,8 +282,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
+    size = p.stat().st_size
+    if size > MAX_YAML_CHARS:  # refused before it is read
+        raise ConfigError(f"config file {str(p)!r} is {size} bytes, above the limit of {MAX_YAML_CHARS}; a config is "
+                          f"a few kilobytes")
     try:
-        d = parse_yaml(p.read_text(encoding="utf-8")) or {}
+        d = parse_yaml(p.read_text(encoding="utf-8"), f"config file {str(p)!r}") or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}: {e.reason}); save it as "
                           f"UTF-8") from None
@@ -243,7 +300,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     """Read a YAML file of nested keys on top of ``base``."""
-    return config_from_dict(read_config_file(path), base)
+    return check_bounds(config_from_dict(read_config_file(path), base))
+
+
+def check_bounds(cfg: RunConfig) -> RunConfig:
+    """ConfigError naming the key when the config asks for more than ``vaekit.limits`` allows (a latent size or
+    width above 65536, more than 64 layers, networks of over 2**30 weights, ...), before anything is built from
+    it. Returns ``cfg``."""
+    from vaekit.limits import MAX_LIST, MAX_SIZE, model_problem
+
+    problem = model_problem(config_to_dict(cfg)["model"])
+    size, classes = cfg.data.image_size, cfg.data.classes
+    if problem is None and size is not None and any(not abs(n) <= MAX_SIZE for n in size):
+        problem = f"data.image_size = {size!r} has a side above the limit of {MAX_SIZE}"
+    if problem is None and classes is not None and len(classes) > MAX_LIST:
+        problem = f"data.classes lists {len(classes)} entries, above the limit of {MAX_LIST}"
+    if problem is not None:
+        raise ConfigError(f"{problem}; use a smaller value")
+    return cfg
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

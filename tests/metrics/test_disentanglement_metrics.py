@@ -108,3 +108,20 @@ def test_seeded_and_checked():
     assert a["factor_vae"]["factor_vae"] == b["factor_vae"]["factor_vae"]  # each metric has its own stream
     with pytest.raises(ValueError, match="unknown disentanglement metric"):
         _run("identity", ["mgi"])
+
+
+def test_explicitness_standardises_the_codes_as_disentanglement_lib():
+    """Logistic regressions on codes standardised by the training codes' mean and s.d.: identity codes reach the
+    peers' ~0.977 at 1,000 training points (0.93 unstandardised)."""
+    ident = scores.modularity(_sampler("identity"), num_train=1000, num_test=500)["explicitness"]
+    assert ident == pytest.approx(0.977, abs=0.01)
+
+
+def test_explicitness_ignores_the_codes_scale_and_a_code_of_zero_variance():
+    x, x_t = scores.standardize_codes(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), np.array([[2.0], [7.0]]))
+    assert np.allclose(x[:, 0] * np.sqrt(2 / 3), [-1, 0, 1]) and np.all(x[:, 1] == 0) and x_t.tolist() == [[0.0, 0.0]]
+    padded = Sampler(Identity(3, 3), lambda x: torch.cat([1000 * x - 50, torch.full_like(x[:, :1], 4.0)], 1), seed=0)
+    plain = Sampler(Identity(3, 3), lambda x: x, seed=0)
+    a = scores.modularity(padded, num_train=200, num_test=200)["explicitness"]
+    assert np.isfinite(a) and a == pytest.approx(scores.modularity(plain, num_train=200, num_test=200)["explicitness"],
+                                                 abs=1e-3)

@@ -220,3 +220,43 @@ def test_a_model_without_one_latent_vector_is_a_one_line_refusal():
     m2 = build_family(ModelConfig(family="m2", latent_dim=2, hidden=[8], n_classes=3), (1, 4, 4))
     with pytest.raises(ValueError, match="vaekit serve needs a model with the capability 'continuous'.*M2 has"):
         Explorer(m2, torch.rand(5, 1, 4, 4))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature and IHDR declaring width x height grey pixels, an empty IDAT, IEND: under 70 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])
+def test_a_png_declaring_billions_of_pixels_is_a_413(client, side):
+    """PIL refuses a header of over 2 * MAX_IMAGE_PIXELS itself (DecompressionBombError): still a 413, no 500."""
+    png = _png_header_only(side, side)
+    assert len(png) < 70
+    r = client.post("/api/encode", json={"image": base64.b64encode(png).decode()})
+    assert r.status_code == 413, r.text
+    assert "2048" in r.json()["detail"]
+
+
+def test_a_port_in_use_is_a_one_line_error(vae_run, capsys):
+    import socket
+
+    from vaekit.cli import main
+    from vaekit.process_state import preserve_process_state
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with preserve_process_state():
+            code = main(["serve", str(vae_run), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("vaekit serve: error: ") and f"127.0.0.1:{port}" in last and "--port" in last, last

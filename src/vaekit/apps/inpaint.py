@@ -66,6 +66,10 @@ def named_mask(name: str, data_shape: Sequence[int], n: int = 1, seed: int = 0,
     return m.expand(n, *shape).clone()
 
 
+_KINDS = {"U": "text", "S": "bytes", "c": "complex numbers", "O": "Python objects", "V": "records",
+          "M": "dates", "m": "time spans"}
+
+
 def load_mask(spec: str, n: int, data_shape: Sequence[int], seed: int = 0) -> torch.Tensor:
     """A mask from a name (``named_mask``) or a file: ``.npy`` of 0/1 (shape data_shape, (H, W), or one mask per
     input) or a ``.png`` whose white pixels (> 127) are missing. Returns a float or bool tensor; ``inpaint``
@@ -94,6 +98,9 @@ def load_mask(spec: str, n: int, data_shape: Sequence[int], seed: int = 0) -> to
                              f"truncated or pickled") from None
     else:
         raise ValueError(f"mask file {spec!r} must be .npy or .png")
+    if m.dtype.kind not in "biuf":  # strings, complex numbers, records, dates: not 0/1 flags
+        raise ValueError(f"mask {spec!r} holds values of type {m.dtype} ({_KINDS.get(m.dtype.kind, 'not numbers')}); "
+                         f"a mask must hold 0/1 numbers or booleans (1 = missing pixel)")
     t = torch.as_tensor(np.asarray(m).astype(np.float32))
     one = math.prod(shape)
     if t.numel() == one:

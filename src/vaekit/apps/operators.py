@@ -5,8 +5,9 @@ Each operator is an object whose ``__call__(x)`` is the deterministic, different
 back to image space (the pseudo-input whose encoder mean starts the MAP search, and what the figures show):
 
 - ``downsample:K``: K x K average pooling (super-resolution); start: nearest-neighbour upsampling;
-- ``blur:S``: a normalised Gaussian kernel of standard deviation S pixels, radius int(4 S + 0.5), edges
-  replicated: ``scipy.ndimage.gaussian_filter(x, S, mode="nearest")`` (deblurring); start: y itself;
+- ``blur:S``: a normalised Gaussian kernel of standard deviation S pixels (at most the image's larger side: the
+  kernel is bounded by the image), radius int(4 S + 0.5), edges replicated:
+  ``scipy.ndimage.gaussian_filter(x, S, mode="nearest")`` (deblurring); start: y itself;
 - ``mask:NAME`` / ``mask:random:P`` / ``mask:FILE`` (inpainting; ``vaekit.apps.inpaint.load_mask``; True = missing):
   the missing values are dropped from the likelihood (set to 0 in y); start: missing values set to ``fill``;
 - ``noise:S``: additive Gaussian noise of standard deviation S (denoising, or on top of the others);
@@ -250,7 +251,11 @@ def parse_operator(spec: str, data_shape: Sequence[int], n: int = 1, seed: int =
         if kind == "downsample":
             ops.append(Downsample(int(_number(kind, arg, spec, integer=True))))
         elif kind == "blur":
-            ops.append(Blur(_number(kind, arg, spec)))
+            sigma, side = _number(kind, arg, spec), max(cur[1], cur[2])
+            if sigma > side:  # the kernel (radius 4 sigma) is bounded by the image: wider leaves only its mean
+                raise ValueError(f"blur in --operator {spec!r} needs a SIGMA of at most {side} pixels, the larger "
+                                 f"side of the {cur[1]} x {cur[2]} images it blurs; got {arg!r}")
+            ops.append(Blur(sigma))
         elif kind == "noise":
             ops.append(Noise(_number(kind, arg, spec)))
         elif kind == "identity" and not arg:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from vaekit.data.base import DataNotFoundError, DataSplits
 from vaekit.data.download import fetch
@@ -78,7 +80,30 @@ def _options(spec: DatasetSpec, options: dict | None) -> dict:
             known = ", ".join(spec.options) or "none"
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(f"dataset {spec.name!r} has no option {k!r}; {hint}its options: {known}")
-    return {**spec.options, **(options or {})}
+    return {**spec.options, **{k: _typed(spec, k, v) for k, v in (options or {}).items()}}
+
+
+def _typed(spec: DatasetSpec, key: str, value: Any) -> Any:
+    """``value`` as the type of the option's default (an integer option takes 100000 or 1e5, never 1.5 or "abc");
+    ValueError naming the option otherwise."""
+    default = spec.options[key]
+    where = f"data.dataset_options {key} of dataset {spec.name!r}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or int(value) != value:
+            raise ValueError(f"{where} must be a whole number (e.g. {default}), got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number (e.g. {default}), got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{where} must be a string (e.g. {default!r}), got {value!r}")
+    return value
 
 
 def ground_truth(name: str, *, path: str | None = None, data_dir: str | None = None):

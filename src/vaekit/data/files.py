@@ -30,6 +30,9 @@ def read_image(path: str | Path, mode: str | None = None) -> "Image.Image":
         with Image.open(path) as im:
             im.load()
             return im.convert(mode) if mode else im.copy()
+    except Image.DecompressionBombError:  # a header declaring billions of pixels: refused before decoding
+        raise ValueError(f"image {str(path)!r} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels (a "
+                         f"decompression bomb?); replace or remove it") from None
     except UnidentifiedImageError:
         raise ValueError(f"image {str(path)!r} is not an image PIL can read (corrupt or of another format); "
                          f"replace or remove it") from None

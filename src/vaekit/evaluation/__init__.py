@@ -8,6 +8,7 @@ from vaekit.evaluation.evaluate import evaluate
 from vaekit.evaluation.loglik import (
     EVAL_PRECISIONS,
     LogLikelihoodResult,
+    NonFiniteModelError,
     auto_chunk_size,
     cpu_supports_bf16,
     cpu_supports_fp16,
@@ -28,6 +29,7 @@ from vaekit.evaluation.metrics import (
 __all__ = [
     "evaluate",
     "LogLikelihoodResult",
+    "NonFiniteModelError",
     "estimate_log_likelihood",
     "iw_log_likelihood",
     "auto_chunk_size",

@@ -37,9 +37,15 @@ from vaekit.utils import (
 
 __all__ = ["LogLikelihoodResult", "estimate_log_likelihood", "iw_log_likelihood", "cpu_supports_bf16",
            "cpu_supports_fp16", "EVAL_PRECISIONS", "decoder_dtype_for",
-           "auto_chunk_size"]
+           "auto_chunk_size", "NonFiniteModelError"]
 
 log = logging.getLogger(__name__)
+
+
+class NonFiniteModelError(RuntimeError, ValueError):
+    """The model gives NaN log-weights on the data (a diverged run, or data far outside what it was trained on).
+
+    A ValueError too: a bad model handed to a command is bad input, reported in one line."""
 
 #: decoded data elements (chunk * batch * elements per example) per log_weights call when chunk_size=None:
 #: 2**20 floats = 4 MB per likelihood temporary (K = 5000 MNIST samples go in 4 calls of 1250), about one core's
@@ -201,7 +207,8 @@ def estimate_log_likelihood(
         MLP on 2 CPU cores it measured 0.9-1.1x eager speed on an idle machine and 1.5x under contention
         (bench/iw_speed.py); the decoder matmul dominates. Its random numbers come from inductor's own
         generator, so a seed gives other (equally valid) samples than eager mode.
-    Raises ValueError on bad arguments or data; RuntimeError if the model returns NaN log-weights.
+    Raises ValueError on bad arguments or data; NonFiniteModelError (a RuntimeError and a ValueError) if the
+    model returns NaN log-weights.
     """
     x = as_data_tensor(x)
     k = check_positive("k", k)
@@ -240,7 +247,9 @@ def estimate_log_likelihood(
         mc_var = gather_rows(mc_var, dev)
     if torch.isnan(per_example).any():
         bad = int(torch.isnan(per_example).sum())
-        raise RuntimeError(f"{bad} of {per_example.numel()} log p(x) estimates are NaN: the model produced NaN "
-                           f"log-weights (check the weights and the data range)")
+        raise NonFiniteModelError(
+            f"{bad} of {per_example.numel()} log p(x) estimates are NaN: the model gives NaN log-weights on these "
+            f"data (the run diverged, or the data lie outside the range it was trained on); retrain it with a lower "
+            f"train.lr or with train.grad_clip, or check the data")
     mean, stderr = mean_and_stderr(per_example)
     return LogLikelihoodResult(mean, stderr, per_example, k, mc_var)

@@ -39,13 +39,15 @@ def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Signs are fixed so each component's largest-magnitude loading is positive (a deterministic orientation)."""
     z = np.asarray(z, dtype=np.float64)
     mean = z.mean(0)
-    _, s, vt = np.linalg.svd(z - mean, full_matrices=False)
+    # one point (N = 1) has a single singular vector: the full basis then completes the pair (D x D, cheap)
+    _, s, vt = np.linalg.svd(z - mean, full_matrices=z.shape[0] < 2)
     comps = vt[:2].T.copy()  # (D, 2)
     for k in range(2):
         if comps[np.argmax(np.abs(comps[:, k])), k] < 0:
             comps[:, k] *= -1
-    var = s ** 2
-    return comps, mean, var[:2] / max(var.sum(), 1e-300)
+    var = np.zeros(2)
+    var[: min(2, s.size)] = s[:2] ** 2
+    return comps, mean, var / max(float((s ** 2).sum()), 1e-300)
 
 
 def choose_map_axes(z: np.ndarray, method: str = "auto", kl: Sequence[float] | None = None) -> MapAxes:

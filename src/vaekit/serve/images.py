@@ -61,6 +61,8 @@ def decode_upload(data: str, shape: tuple[int, int, int], binarize: bool = False
     raw = _raw_bytes(data)
     try:
         im = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError:  # PIL refuses a header of over 2 * MAX_IMAGE_PIXELS before any pixel
+        raise UploadError(f"the image declares far too many pixels; each side must be 1 to {MAX_SIDE}", 413) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise UploadError(f"not an image in a supported format ({', '.join(FORMATS)})") from None
     with im:

@@ -17,8 +17,9 @@ from safetensors.torch import save
 
 from vaekit.utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_weights", "state_dict_problem", "atomic_write_bytes", "atomic_write_text",
-           "pack_optimizer", "unpack_optimizer", "versions"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_saved_model", "load_weights",
+           "state_dict_problem", "atomic_write_bytes", "atomic_write_text", "pack_optimizer", "unpack_optimizer",
+           "versions"]
 
 _META_KEY = "vaekit"
 
@@ -74,20 +75,47 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    doc = None
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        doc = json.loads(meta[_META_KEY])
-        if not isinstance(doc, dict):
-            raise ValueError("its JSON document is not a mapping")
+            if _META_KEY in meta:  # the document first: another program's file is named before its tensors load
+                doc = json.loads(meta[_META_KEY])
+                if not isinstance(doc, dict):
+                    raise ValueError("its JSON document is not a mapping")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises several types for truncated/corrupt headers
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or truncated ({reason}); use the run's other checkpoint "
             f"(best/last) or retrain"
         ) from None
+    if doc is None:
+        raise CheckpointError(f"{str(path)!r} is a safetensors file but not a vaekit model or checkpoint (its header "
+                              f"holds no vaekit document); load it with the program that wrote it")
     return tensors, doc
+
+
+def check_saved_model(doc: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError naming ``path`` when the JSON document of a saved model or checkpoint asks for more than
+    ``vaekit.limits`` allows (a latent size or width above 65536, more than 64 layers, over 2**26 values per
+    example, networks of over 2**30 weights) or has a format version that is not a whole number: checked before
+    any model is built from it, so a damaged or hostile header cannot make the loader allocate without bound."""
+    from vaekit.limits import model_problem
+
+    version = doc.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{str(path)!r} has format_version {version!r}, not a whole number; the file is damaged "
+                              f"or was not written by vaekit")
+    config, data = doc.get("config"), doc.get("data")
+    models = ([doc["model"]] if "model" in doc else []) + (  # a saved model's section, a checkpoint's config
+        [config["model"]] if isinstance(config, dict) and "model" in config else [])
+    shape = data.get("shape") if isinstance(data, dict) else None
+    for model in models or [{}]:  # {}: the data shape alone
+        problem = model_problem(model, shape)
+        if problem is not None:
+            raise CheckpointError(f"{str(path)!r} cannot be loaded: in its header, {problem} (a damaged file, "
+                                  f"or not written by vaekit)")
 
 
 def state_dict_problem(e: Exception) -> str:

@@ -15,7 +15,7 @@ from vaekit.metrics.disentanglement.common import (Sampler, codes_of, discrete_e
                                                    histogram_discretize)
 
 __all__ = ["beta_vae_score", "factor_vae_score", "mig", "sap", "dci", "modularity", "dci_from_importance",
-           "modularity_from_mi"]
+           "modularity_from_mi", "standardize_codes"]
 
 
 def _fixed_factor_pair(s: Sampler, batch_size: int) -> tuple[int, np.ndarray]:
@@ -158,11 +158,22 @@ def modularity_from_mi(mi: np.ndarray) -> float:
     return float(np.mean(score))
 
 
+def standardize_codes(mus: np.ndarray, mus_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, D) training and test codes from (D, n) ones, both standardised with the training codes' mean and
+    standard deviation per code (disentanglement_lib's ``normalize_data``, population s.d.). A code of zero
+    variance becomes 0 everywhere: it has no influence (instead of a division by zero)."""
+    mean = mus.mean(1, keepdims=True)  # (D, 1)
+    sd = mus.std(1, keepdims=True)
+    scale = np.where(sd > 0, sd, np.inf)
+    return ((mus - mean) / scale).T, ((mus_test - mean) / scale).T
+
+
 def modularity(s: Sampler, num_train: int = 10000, num_test: int = 5000, num_bins: int = 20) -> dict:
     """Modularity (Ridgeway & Mozer 2018, Sec. 3): per code dimension 1 - sum_{k != k*} m_k^2 / (m_k*^2 (K - 1))
     over its mutual informations m_k with the factors (0 for a code with none), averaged; explicitness: the
-    one-vs-rest ROC AUC of a logistic regression from all codes, per factor (macro average over the classes
-    present in the test points), averaged."""
+    one-vs-rest ROC AUC of a logistic regression from all codes, standardised by the training codes' mean and
+    s.d. (``standardize_codes``), per factor (macro average over the classes present in the test points),
+    averaged."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -171,13 +182,14 @@ def modularity(s: Sampler, num_train: int = 10000, num_test: int = 5000, num_bin
     mus, ys = codes_of(s, num_train)
     mus_t, ys_t = codes_of(s, num_test)
     mod = modularity_from_mi(discrete_mutual_info(histogram_discretize(mus, num_bins), ys))
+    x, x_t = standardize_codes(mus, mus_t)  # (n, D) each
     aucs = []
     for j in range(ys.shape[0]):
         classes = np.unique(ys[j])
-        with warnings.catch_warnings():  # lbfgs on unscaled codes, as disentanglement_lib runs it
+        with warnings.catch_warnings():  # lbfgs's default iteration cap, as disentanglement_lib runs it
             warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = LogisticRegression(random_state=s.random_state).fit(mus.T, ys[j])
-        prob = clf.predict_proba(mus_t.T)  # (n, classes)
+            clf = LogisticRegression(random_state=s.random_state).fit(x, ys[j])
+        prob = clf.predict_proba(x_t)  # (n, classes)
         onehot = label_binarize(ys_t[j], classes=classes)
         if len(classes) == 2:
             onehot, prob = onehot, prob[:, 1:]
