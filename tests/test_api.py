@@ -44,6 +44,7 @@ def test_fit_on_a_numpy_array_trains_and_is_reproducible(x, fitted):
 def test_fit_leaves_the_process_as_it_found_it(x):
     from vaekit.process_state import flush_denormal_enabled
 
+    torch.set_flush_denormal(False)  # as a fresh process has it (a CLI test run in this process may have set it)
     torch.manual_seed(123)
     np.random.seed(7)
     threads, torch_rng, np_rng = torch.get_num_threads(), torch.get_rng_state(), np.random.get_state()[1].copy()
