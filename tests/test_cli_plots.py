@@ -94,7 +94,7 @@ def test_unlabelled_tabular_run_gets_an_uncoloured_latent_map_and_a_clear_no_ima
 
 
 def test_kind_names_match_the_library():
-    from vaekit.cli_plots import KINDS as CLI
+    from vaekit.cli.plots import KINDS as CLI
     from vaekit.plots.run_figures import KINDS
 
     assert CLI == (*KINDS, "all")

@@ -107,10 +107,11 @@ def estimate_weights(model: Mapping[str, Any], data_shape: Sequence[int] | None 
     decoder of every latent layer over the data, ``model.hidden`` and twice the latent size, the conv stack, an
     IAF's MADE steps."""
     g = lambda k: model.get(k, _DEFAULTS.get(k))  # noqa: E731
-    hidden, family = _ints(g("hidden")), model.get("family", "vae")
+    hidden = _ints(g("hidden"))
     size = lambda v: int(v) if _whole(v) and math.isfinite(v) else 0  # noqa: E731
-    latents = _ints(g("latent_dims")) if family == "ladder" else [size(g("latent_dim"))]
-    latent = sum(latents) + (size(g("n_classes")) if family == "m2" else 0)
+    # whatever the family: a hierarchy's layer sizes where given, else one latent vector; a class group too
+    latents = _ints(model["latent_dims"]) if "latent_dims" in model else [size(g("latent_dim"))]
+    latent = sum(latents) + (size(model["n_classes"]) if "n_classes" in model else 0)
     shape = _ints(data_shape) if data_shape is not None else []
     d = math.prod(shape) if shape else 1
     total = 0

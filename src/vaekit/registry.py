@@ -17,10 +17,12 @@ __all__ = ["build_model", "build_objective", "list_presets", "load_preset"]
 
 
 def build_model(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    """Build the model a ModelConfig describes for data of shape ``data_shape`` (``vaekit.models.registry``)."""
+    """Build the model a ModelConfig describes for data of shape ``data_shape`` (``vaekit.models.registry``),
+    after validating it (``vaekit.config.validate_model``)."""
+    from vaekit.config import validate_model
     from vaekit.models.registry import build_family
 
-    return build_family(m, data_shape)
+    return build_family(validate_model(m), data_shape)
 
 
 def build_objective(m: ModelConfig, n_train: int | None = None, supervision: Any = None) -> Objective:

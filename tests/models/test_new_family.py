@@ -110,7 +110,7 @@ def test_the_explorer_api_serves_every_continuous_family(runs, family):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from vaekit.cli_serve import build_explorer
+    from vaekit.cli.serve import build_explorer
     from vaekit.serve.app import create_app
 
     ex = build_explorer(str(runs[family]), "best", "cpu")

@@ -64,14 +64,14 @@ def ladder_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vae_explorer(vae_run):
-    from vaekit.cli_serve import build_explorer
+    from vaekit.cli.serve import build_explorer
 
     return build_explorer(str(vae_run), max_points=400)
 
 
 @pytest.fixture(scope="session")
 def ladder_explorer(ladder_run):
-    from vaekit.cli_serve import build_explorer
+    from vaekit.cli.serve import build_explorer
 
     return build_explorer(str(ladder_run), max_points=200)
 

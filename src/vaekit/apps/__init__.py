@@ -8,7 +8,7 @@ restoration (super-resolution, deblurring, inpainting, denoising).
     res = refine(model, x); res.gap.mean()                                # amortisation gap, nats
     obs = parse_operator("downsample:4+noise:0.1", model.data_shape); r = restore(model, obs.observe(x), obs)
 
-Each module cites the paper it follows; ``vaekit.cli_apps`` wires them to `vaekit embed|anomaly|classify|inpaint|refine`.
+Each module cites the paper it follows; ``vaekit.cli.apps`` wires them to `vaekit embed|anomaly|classify|inpaint|refine`.
 """
 
 from vaekit.apps.anomaly import (SCORES, anomaly_labels, anomaly_scores, auprc, auroc, calibrate_threshold,

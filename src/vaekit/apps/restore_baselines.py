@@ -25,10 +25,10 @@ import torch
 from vaekit.apps.operators import Blur, Downsample, Observation
 from vaekit.utils import mean_and_stderr
 
-__all__ = ["baselines", "image_metrics", "psnr_ssim"]
+__all__ = ["baselines", "image_metrics", "psnr_ssim", "require_skimage"]
 
 
-def _require_skimage(what: str):
+def require_skimage(what: str):
     try:
         import skimage  # noqa: F401
     except ImportError:
@@ -72,7 +72,7 @@ def baselines(observation: Observation, y: torch.Tensor, seed: int = 0) -> dict[
     if any(isinstance(op, Downsample) for op in ops):
         out = {m: _resize(a, (h, w), m) for m in ("nearest", "bicubic")}
     elif any(isinstance(op, Blur) for op in ops):
-        _require_skimage("the deblurring baselines")
+        require_skimage("the deblurring baselines")
         sigma = math.sqrt(sum(op.sigma**2 for op in ops if isinstance(op, Blur)))
         k = Blur(sigma).kernel.numpy()
         r = min((k.size - 1) // 2, (min(a.shape[-2:]) - 1) // 2)  # a point-spread function no larger than y
@@ -88,7 +88,7 @@ def baselines(observation: Observation, y: torch.Tensor, seed: int = 0) -> dict[
 
 def psnr_ssim(pred: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(N,), (N,) PSNR (dB) and SSIM of each image pred[i] (C, H, W) against target[i], data range 1."""
-    _require_skimage("PSNR and SSIM")
+    require_skimage("PSNR and SSIM")
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     p, t = pred.detach().cpu().double().numpy(), target.detach().cpu().double().numpy()

@@ -59,10 +59,7 @@ def register_family(name: str, options: type, doc: str, capabilities: Sequence[s
 
 
 def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    """Build the model a ModelConfig describes, after validating it (``vaekit.config.validate_model``)."""
-    from vaekit.config import validate_model
-
-    m = validate_model(m)
+    """Build the model a validated ModelConfig describes (``vaekit.registry.build_model`` validates first)."""
     try:
         return FAMILIES[m.family].build(m, data_shape)
     except TypeError as e:  # a wrong value type deep inside a module
@@ -70,10 +67,15 @@ def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
 
 def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
-    """The constructor arguments of the model's likelihood or posterior: every option its registry declares."""
-    from vaekit.config import component_options
+    """The constructor arguments of the model's likelihood or posterior: every option its registry declares,
+    the given ones from ``model.<kind>_options`` and the declared defaults for the rest."""
+    from vaekit.likelihoods.registry import likelihood_options
+    from vaekit.options import parse_options
 
-    return dataclasses.asdict(component_options(m, kind))
+    name = getattr(m, kind)
+    cls = likelihood_options(name) if kind == "likelihood" else posterior_options(name)
+    return dataclasses.asdict(parse_options(cls, getattr(m, f"{kind}_options"), f"model.{kind}_options",
+                                            f"{name} {kind}"))
 
 
 # -- the families shipped with vaekit (their modules load when a model is built) --------------------------
@@ -174,7 +176,7 @@ def _m2_prepare(cfg: Any, train_x: Any, n: int = 1000) -> Any:
     from vaekit.data import subset_index
     from vaekit.evaluation.metrics import active_units
 
-    m1 = load_m1(cfg.model.m1_run, train_x.shape[1:])
+    m1 = load_m1(cfg.model.m1_run, train_x.shape[1:], type(cfg.model))
     au = active_units(m1, train_x[subset_index(train_x.shape[0], n)], threshold=0.01, seed=cfg.seed)
     units = [int(i) for i in torch.nonzero(au.variance > au.threshold).flatten()]
     if not units:
@@ -194,7 +196,7 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.likelihoods import build_likelihood
     from vaekit.models.m2 import M2
 
-    m1 = load_m1(m.m1_run, data_shape) if m.m1_run else None
+    m1 = load_m1(m.m1_run, data_shape, type(m)) if m.m1_run else None
     units = m.m1_units
     if units == "active":
         raise ConfigError("model.m1_units=active is resolved from the training data when a run starts "
@@ -211,12 +213,13 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         raise ConfigError(str(e)) from None
 
 
-def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
-    """The trained model of an M1 run folder (its config and best weights), for M1+M2: a family with one latent
-    vector."""
+def load_m1(run_dir: str, data_shape: Sequence[int], config_cls: type) -> nn.Module:
+    """The trained model of an M1 run folder (its config.yaml's model section, built as ``config_cls``, the
+    ModelConfig class, and its best weights), for M1+M2: a family with one latent vector."""
     from pathlib import Path
 
-    from vaekit.config import load_config
+    import yaml
+
     from vaekit.training.checkpoint import load_weights
 
     d = Path(run_dir)
@@ -224,11 +227,12 @@ def load_m1(run_dir: str, data_shape: Sequence[int]) -> nn.Module:
     if not (d / "config.yaml").is_file() or not ckpt.is_file():
         raise ConfigError(f"model.m1_run={run_dir!r} is not a trained vaekit run (no config.yaml and checkpoint "
                           f"there); train the M1 VAE first, e.g. `vaekit train --preset mnist-m1 --out {run_dir}`")
-    cfg = load_config(d / "config.yaml")
-    if "single-vector" not in FAMILIES[cfg.model.family].capabilities:
+    section = (yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") or {}
+    m = config_cls(**section)  # the run's own, checked when it was trained
+    if "single-vector" not in FAMILIES[m.family].capabilities:
         takers = ", ".join(f.name for f in FAMILIES.values() if "single-vector" in f.capabilities)
-        raise ConfigError(f"model.m1_run={run_dir!r} is a {cfg.model.family} run; M1+M2 needs a run with one "
+        raise ConfigError(f"model.m1_run={run_dir!r} is a {m.family} run; M1+M2 needs a run with one "
                           f"latent vector (model.family={takers})")
-    m1 = build_family(cfg.model, data_shape)
+    m1 = build_family(m, data_shape)
     load_weights(m1, ckpt, f"model.m1_run={run_dir!r}: its checkpoint, for data of shape {tuple(data_shape)},")
     return m1.eval()

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from vaekit.cli_common import add_device_argument
+from vaekit.cli.common import add_device_argument
 
 __all__ = ["register"]
 

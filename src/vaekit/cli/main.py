@@ -15,15 +15,15 @@ import shutil
 import sys
 import time
 
-from vaekit.cli_common import add_device_argument
+from vaekit.cli.common import add_device_argument
 from pathlib import Path
 
 __all__ = ["main"]
 
 # modules that add sub-commands: each has register(subparsers) -> {command: handler(args) -> exit code};
 # heavy imports stay inside the handlers so `vaekit --help` is fast
-_EXTENSIONS = ("vaekit.cli_plots", "vaekit.cli_apps", "vaekit.cli_compare", "vaekit.cli_serve",
-               "vaekit.cli_disentangle", "vaekit.cli_restore")
+_EXTENSIONS = ("vaekit.cli.plots", "vaekit.cli.apps", "vaekit.cli.compare", "vaekit.cli.serve",
+               "vaekit.cli.disentangle", "vaekit.cli.restore")
 _HANDLERS: dict = {}
 ALL_KEYS = ("run", "data", "model", "train", "eval")  # the config sections `vaekit train` takes keys of
 

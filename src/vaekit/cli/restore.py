@@ -11,8 +11,8 @@ import argparse
 import json
 from typing import Any, Callable
 
-from vaekit.cli_apps import _common, _start, _suffix
-from vaekit.cli_common import add_device_argument
+from vaekit.cli.apps import _common, _start, _suffix
+from vaekit.cli.common import add_device_argument
 
 __all__ = ["register"]
 
@@ -91,7 +91,7 @@ def _cmd_restore(a: argparse.Namespace) -> int:
     from vaekit.apps import load_inputs
     from vaekit.apps.operators import parse_operator
     from vaekit.apps.restore import restore
-    from vaekit.apps.restore_baselines import _require_skimage, baselines, image_metrics
+    from vaekit.apps.restore_baselines import require_skimage, baselines, image_metrics
     from vaekit.utils import check_output_path
 
     if a.output:
@@ -100,7 +100,7 @@ def _cmd_restore(a: argparse.Namespace) -> int:
     if a.figure:
         _suffix(a.figure, (".png",), "--figure")
         check_output_path(a.figure)
-    _require_skimage("vaekit restore (PSNR and SSIM)")
+    require_skimage("vaekit restore (PSNR and SSIM)")
     cfg, model, doc = _start(a)
     shape = tuple(doc["data"]["shape"])
     d = load_inputs(cfg, doc, a.data, a.split, data_dir=a.data_dir, limit=a.limit, first=a.first)

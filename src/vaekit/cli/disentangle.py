@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Callable
 
-from vaekit.cli_common import add_device_argument
+from vaekit.cli.common import add_device_argument
 
 __all__ = ["register"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from vaekit.cli_common import add_device_argument
+from vaekit.cli.common import add_device_argument
 
 __all__ = ["register"]
 
