@@ -40,19 +40,21 @@ def test_every_registered_closed_form_kl_matches_monte_carlo(prior):
 
 
 def test_family_registry_names_and_checks():
+    from vaekit.registry import build_model  # builds after validating the model section
+
     assert {"vae", "ladder"} <= set(FAMILIES)
     with pytest.raises(ConfigError, match="did you mean 'ladder'"):
-        build_family(ModelConfig(family="ladr"), (4,))
+        build_model(ModelConfig(family="ladr"), (4,))
     with pytest.raises(ConfigError, match="model.merge applies to model.family=ladder"):
-        build_family(ModelConfig(merge=False), (4,))
+        build_model(ModelConfig(merge=False), (4,))
     with pytest.raises(ConfigError, match="model.dropout applies to model.family=vae"):
-        build_family(ModelConfig(family="ladder", dropout=0.1), (4,))
+        build_model(ModelConfig(family="ladder", dropout=0.1), (4,))
     # the IAF preset's options with the Gaussian posterior: named, with what to do
     with pytest.raises(ConfigError, match=r"model.posterior_options has 'steps', which the gaussian posterior does "
                                           r"not take .*it takes: logvar_min, logvar_max.*model.posterior_options=\{\}"):
-        build_family(ModelConfig(posterior="gaussian", posterior_options={"steps": 2}), (4,))
+        build_model(ModelConfig(posterior="gaussian", posterior_options={"steps": 2}), (4,))
     with pytest.raises(ConfigError, match="model.likelihood_options has 'sigm'.*did you mean 'sigma'"):
-        build_family(ModelConfig(likelihood="gaussian", likelihood_options={"sigm": 0.1}), (4,))
+        build_model(ModelConfig(likelihood="gaussian", likelihood_options={"sigm": 0.1}), (4,))
 
 
 def test_affine_vae_from_an_empty_hidden_list():
@@ -62,7 +64,9 @@ def test_affine_vae_from_an_empty_hidden_list():
     assert not any(isinstance(mod, (torch.nn.ReLU, torch.nn.Tanh)) for mod in m.modules())
     x = torch.randn(7, 5)
     assert m(x, None).px.log_prob(x).shape == (7,) and m(x, 2).px.log_prob(x).shape == (2, 7)
+    from vaekit.registry import build_model  # builds after validating the model section
+
     with pytest.raises(ConfigError, match="every entry of model.hidden must be at least 1"):
-        build_family(ModelConfig(hidden=[-5]), (5,))
+        build_model(ModelConfig(hidden=[-5]), (5,))
     with pytest.raises(ConfigError, match="model.latent_dim must be at least 1"):
-        build_family(ModelConfig(latent_dim=0), (5,))
+        build_model(ModelConfig(latent_dim=0), (5,))
