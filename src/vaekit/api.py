@@ -27,7 +27,7 @@ from vaekit.config import (ConfigError, RunConfig, apply_overrides, config_from_
                            validate)
 from vaekit.process_state import preserve_process_state
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "fit", "save", "load"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "fit", "save", "load", "push_to_hub", "write_hub_folder"]
 
 FORMAT = "vaekit.model"
 FORMAT_VERSION = 1
@@ -144,8 +144,8 @@ def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: st
         likelihood (the default) needs values in [0, 1]; for real-valued data choose e.g.
         ``model={"likelihood": "sigma-vae"}`` (README "Choosing a likelihood").
     y: labels for a semi-supervised model only (``model={"family": "m2", "objective": "m2", "n_classes": K}``,
-        Kingma et al. 2014): (N,) class ids 0..K-1 (an array, a list or a pandas Series), -1 where an example is unlabelled (scikit-learn's
-        convention); every label known is the conditional VAE. The labelled examples' bound and q(y|x)'s loss
+        Kingma et al. 2014): (N,) class ids 0..K-1 (an array, a list or a pandas Series), -1 where an example
+        is unlabelled (scikit-learn's convention); every label known is the conditional VAE. The labelled examples' bound and q(y|x)'s loss
         join each step (``vaekit.objectives.semi_supervised``). The checkpoint: the best accuracy of q(y|x) on
         the labelled validation examples (val_y, or the held-out part of y), the best validation ELBO if none.
     val: validation data of the same shape; None holds out ``data.val_fraction`` (0.1) of x (and of y), seeded.
@@ -269,8 +269,14 @@ def save(model: nn.Module, path: str | Path, *, model_config: Any = None,
 
 
 def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
-    """A model (eval mode) from a file ``save`` wrote, a run checkpoint (``best.safetensors``), or a run folder
-    (its ``checkpoint``: best or last). CheckpointError for a missing, corrupt or newer-format file."""
+    """A model (eval mode) from a file ``save`` wrote, a run checkpoint (``best.safetensors``), a run folder
+    (its ``checkpoint``: best or last), or a model shared on the Hugging Face Hub: ``"hf://user/name"`` (or
+    ``"hf://user/name@revision"``; ``vaekit.push_to_hub``, needs ``pip install 'vaekit[hub]'``). CheckpointError for
+    a missing, corrupt or newer-format file."""
+    if isinstance(path, str) and path.startswith("hf://"):
+        from vaekit.hub import hub_download
+
+        path = hub_download(path)
     from vaekit.registry import build_model
     from vaekit.runs import load_run
     from vaekit.training.checkpoint import CheckpointError, check_saved_model, load_checkpoint
@@ -297,3 +303,36 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
         except RuntimeError as e:
             raise CheckpointError(f"{str(path)!r} does not match its model config ({str(e).splitlines()[0]})") from None
         return _tag(model.eval(), _model_dict(mc), shape)
+
+
+def write_hub_folder(model: nn.Module, folder: str | Path, *, repo_id: str = "user/model",
+                     card: str | None = None) -> Path:
+    """Write what ``push_to_hub`` uploads into ``folder``: model.safetensors and model.json (``save``) and a model
+    card README.md (``vaekit.hub.model_card``, or ``card``). Returns the folder."""
+    from vaekit.hub import WEIGHTS_NAME, model_card
+    from vaekit.utils import atomic_write_text
+
+    folder = Path(folder)
+    save(model, folder / WEIGHTS_NAME)  # model.json beside it
+    atomic_write_text(folder / "README.md", card if card is not None else
+                      model_card(getattr(model, "vaekit_spec", None) or {}, repo_id))
+    return folder
+
+
+def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                revision: str | None = None, commit_message: str = "Upload vaekit model",
+                card: str | None = None) -> Any:
+    """Share ``model`` (made by ``fit`` or ``load``) on the Hugging Face Hub as ``repo_id`` ("user/name"; the
+    repository is created if missing, ``private`` as given): model.safetensors, model.json and a model card
+    README.md (``card`` replaces the generated one). Returns huggingface_hub's commit info (its ``commit_url``).
+    ``vaekit.load("hf://user/name")`` reads it back. Needs ``pip install 'vaekit[hub]'``."""
+    import tempfile
+
+    from vaekit.hub import parse_hub_id, require_hub, upload_folder
+
+    repo_id, _ = parse_hub_id(repo_id)
+    require_hub()
+    with tempfile.TemporaryDirectory(prefix="vaekit-hub-") as tmp:
+        folder = write_hub_folder(model, tmp, repo_id=repo_id, card=card)
+        return upload_folder(folder, repo_id, private=private, token=token, revision=revision,
+                             commit_message=commit_message)
