@@ -79,3 +79,16 @@ def test_what_is_not_numbers_is_refused_clearly():
     model = _model("vae")
     with pytest.raises(TypeError, match="x must be a numpy array or tensor of numbers, got array of dtype <U1"):
         model.embed(np.array([["a"] * 6]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_inputs_move_to_the_models_device_and_results_come_back_to_the_callers():
+    x = _x()
+    cpu_model = _model("vae")
+    ref = cpu_model.embed(torch.from_numpy(x))
+    on_gpu = cpu_model.embed(torch.from_numpy(x).cuda().double())  # a GPU tensor into a CPU model
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float64
+    gpu_model = _model("m2").cuda()
+    assert gpu_model.embed(torch.from_numpy(x)).device.type == "cpu"  # a CPU tensor into a GPU model
+    assert isinstance(gpu_model.predict(x), np.ndarray)
+    torch.testing.assert_close(on_gpu.cpu().float(), ref)
