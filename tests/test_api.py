@@ -151,3 +151,40 @@ def test_the_worked_example_runs(tmp_path, capsys, monkeypatch):
         runpy.run_path(str(script), run_name="__main__")
     printed = capsys.readouterr().out
     assert "test log p(x) =" in printed and "5-NN on the latent means" in printed and out.is_file()
+
+
+def test_fit_takes_a_dataframe_and_returns_its_history(x):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(x, columns=["a", "b", "x", "c", "d", "e"])  # a column named x is just a column
+    kw = dict(model=TINY, train={"steps": 10, "val_every": 5}, seed=2, progress=False)
+    model = vaekit.fit(frame, val=frame.iloc[:50], **kw)
+    same = vaekit.fit(x, val=x[:50], **kw)
+    np.testing.assert_array_equal(model.embed(x[:8]), same.embed(x[:8]))
+    assert [r["step"] for r in model.history_] == [5, 10]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_elbo"]) for r in model.history_)
+    assert [r["loss"] for r in model.history_] == [r["loss"] for r in same.history_]  # time and speed vary
+    with pytest.raises(ValueError, match="non-numeric columns \\(name\\)"):
+        vaekit.fit(frame.assign(name="row"), **kw)
+
+
+def test_fit_with_a_series_of_labels():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    data = (rng.random((60, 6)) < 0.5).astype(np.float32)
+    y = pd.Series(np.where(np.arange(60) < 12, np.arange(60) % 3, -1), name="label")
+    m = vaekit.fit(pd.DataFrame(data), y, model={"family": "m2", "objective": "m2", "n_classes": 3, "latent_dim": 2,
+                                                  "hidden": [8]}, train={"steps": 4, "val_every": 2}, progress=False)
+    assert m.predict(data[:5]).shape == (5,) and len(m.history_) == 2
+
+
+def test_fit_is_quiet_unless_asked(x, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="vaekit")
+    kw = dict(model=TINY, train={"steps": 4, "val_every": 2}, progress=False)
+    vaekit.fit(x, **kw)
+    assert not [r for r in caplog.records if r.levelno < logging.WARNING]
+    assert logging.getLogger("vaekit").level == logging.INFO  # as it was before the call
+    vaekit.fit(x, verbose=True, **kw)
+    assert [r.getMessage().split()[:2] for r in caplog.records if "loss" in r.getMessage()] == [["step", "2/4"],
+                                                                                               ["step", "4/4"]]

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it, imported on first use (PEP 562)
 _LAZY = {
-    "fit": "vaekit.api", "save": "vaekit.api", "load": "vaekit.api",
+    "fit": "vaekit.api", "save": "vaekit.api", "load": "vaekit.api", "push_to_hub": "vaekit.api",
     "evaluate": "vaekit.evaluation", "estimate_log_likelihood": "vaekit.evaluation",
     "VAEEmbedding": "vaekit.apps.embed",
 }

@@ -15,8 +15,10 @@ package versions), with a readable copy beside it as ``.json``; loading never un
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from vaekit.config import (ConfigError, RunConfig, apply_overrides, config_from_
                            validate)
 from vaekit.process_state import preserve_process_state
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "fit", "save", "load"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "fit", "save", "load", "push_to_hub", "write_hub_folder"]
 
 FORMAT = "vaekit.model"
 FORMAT_VERSION = 1
@@ -134,15 +136,16 @@ def _needs_labels(cfg: RunConfig, y: Any, val_y: Any) -> bool:
 
 def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: str | None = None, config: Any = None,
         overrides: Sequence[str] = (), seed: int | None = None, run_dir: str | Path | None = None,
-        progress: bool = True, **sections: Mapping[str, Any]) -> nn.Module:
+        progress: bool = True, verbose: bool = False, **sections: Mapping[str, Any]) -> nn.Module:
     """Train a VAE on ``x`` and return it (the best validation weights; the last ones without validation).
 
-    x: (N, *shape) numpy array or tensor of numbers: (N, D) tabular rows or (N, C, H, W) images. A Bernoulli
+    x: (N, *shape) numpy array, pandas DataFrame or tensor of numbers: (N, D) tabular rows or (N, C, H, W)
+        images. A Bernoulli
         likelihood (the default) needs values in [0, 1]; for real-valued data choose e.g.
         ``model={"likelihood": "sigma-vae"}`` (README "Choosing a likelihood").
     y: labels for a semi-supervised model only (``model={"family": "m2", "objective": "m2", "n_classes": K}``,
-        Kingma et al. 2014): (N,) class ids 0..K-1, -1 where an example is unlabelled (scikit-learn's
-        convention); every label known is the conditional VAE. The labelled examples' bound and q(y|x)'s loss
+        Kingma et al. 2014): (N,) class ids 0..K-1 (an array, a list or a pandas Series), -1 where an example
+        is unlabelled (scikit-learn's convention); every label known is the conditional VAE. The labelled examples' bound and q(y|x)'s loss
         join each step (``vaekit.objectives.semi_supervised``). The checkpoint: the best accuracy of q(y|x) on
         the labelled validation examples (val_y, or the held-out part of y), the best validation ELBO if none.
     val: validation data of the same shape; None holds out ``data.val_fraction`` (0.1) of x (and of y), seeded.
@@ -156,6 +159,12 @@ def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: st
         ``train.loggers`` write); ``vaekit.load(run_dir)`` and ``vaekit sample RUN`` read it. None: a temporary
         folder, removed at the end.
     progress: a progress bar where someone watches (terminal, notebook).
+    verbose: vaekit's log lines while training (one per validation: step, loss, ELBO), as ``vaekit train``
+        prints them where no bar is shown. False (the default): none at INFO level (warnings still show).
+
+    The returned model has ``history_``: the training records, one dict per validation (``step``, ``epoch``,
+    ``loss``, ``rec``, ``kl``, ``val_elbo`` with validation data, ...), as the run folder's metrics.jsonl holds
+    them; ``pandas.DataFrame(model.history_)`` tabulates them.
     """
     from vaekit.utils import as_data_tensor
 
@@ -169,6 +178,7 @@ def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: st
     cfg.train.progress = bool(progress) and cfg.train.progress
     if run_dir is None and "checkpoint_every" not in explicit:
         cfg.train.checkpoint_every = 2**31 - 1  # nobody resumes a temporary folder: 'last' only at the end
+    x, val = _from_frame(x), _from_frame(val)
     data = as_data_tensor(x).float()
     if not torch.isfinite(data).all():
         raise ValueError("x holds NaN or infinite values; remove or impute them before training")
@@ -182,10 +192,41 @@ def fit(x: Any, y: Any = None, *, val: Any = None, val_y: Any = None, preset: st
                           "known number of levels); prepare the data before calling fit")
     from vaekit.runs import train_arrays
 
-    with preserve_process_state():
-        cfg, model = train_arrays(cfg, train_x, val_x, None if run_dir is None else Path(run_dir),
-                                  labels=None if y is None else (y, val_y))
+    with preserve_process_state(), _quiet(not verbose):
+        cfg, model, history = train_arrays(cfg, train_x, val_x, None if run_dir is None else Path(run_dir),
+                                           labels=None if y is None else (y, val_y))
+    model.history_ = history
     return _tag(model, config_to_dict(cfg)["model"], train_x.shape[1:])
+
+
+def _from_frame(x: Any) -> Any:
+    """A pandas DataFrame or Series as its numpy array (its index and column names dropped); anything else as
+    it is. (``as_data_tensor`` reads an object's ``.x``: a DataFrame's column named x must not be taken for it.)"""
+    if type(x).__module__.startswith("pandas") and hasattr(x, "to_numpy"):
+        from pandas.api.types import is_numeric_dtype
+
+        arr = x.to_numpy()
+        if arr.dtype.kind not in "biuf":
+            bad = [str(c) for c, d in x.dtypes.items() if not is_numeric_dtype(d)] if hasattr(x, "columns") else []
+            raise ValueError("expected numbers, got a DataFrame with non-numeric columns "
+                             f"({', '.join(bad[:3]) or arr.dtype}); encode or drop them first")
+        return arr
+    return x
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Below WARNING, the ``vaekit`` logger says nothing for the block; its level is put back afterwards."""
+    if not quiet:
+        yield
+        return
+    logger = logging.getLogger("vaekit")
+    old = logger.level
+    logger.setLevel(max(old, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 def _model_dict(model_config: Any) -> dict[str, Any]:
@@ -228,8 +269,14 @@ def save(model: nn.Module, path: str | Path, *, model_config: Any = None,
 
 
 def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
-    """A model (eval mode) from a file ``save`` wrote, a run checkpoint (``best.safetensors``), or a run folder
-    (its ``checkpoint``: best or last). CheckpointError for a missing, corrupt or newer-format file."""
+    """A model (eval mode) from a file ``save`` wrote, a run checkpoint (``best.safetensors``), a run folder
+    (its ``checkpoint``: best or last), or a model shared on the Hugging Face Hub: ``"hf://user/name"`` (or
+    ``"hf://user/name@revision"``; ``vaekit.push_to_hub``, needs ``pip install 'vaekit[hub]'``). CheckpointError for
+    a missing, corrupt or newer-format file."""
+    if isinstance(path, str) and path.startswith("hf://"):
+        from vaekit.hub import hub_download
+
+        path = hub_download(path)
     from vaekit.registry import build_model
     from vaekit.runs import load_run
     from vaekit.training.checkpoint import CheckpointError, check_saved_model, load_checkpoint
@@ -256,3 +303,36 @@ def load(path: str | Path, checkpoint: str = "best") -> nn.Module:
         except RuntimeError as e:
             raise CheckpointError(f"{str(path)!r} does not match its model config ({str(e).splitlines()[0]})") from None
         return _tag(model.eval(), _model_dict(mc), shape)
+
+
+def write_hub_folder(model: nn.Module, folder: str | Path, *, repo_id: str = "user/model",
+                     card: str | None = None) -> Path:
+    """Write what ``push_to_hub`` uploads into ``folder``: model.safetensors and model.json (``save``) and a model
+    card README.md (``vaekit.hub.model_card``, or ``card``). Returns the folder."""
+    from vaekit.hub import WEIGHTS_NAME, model_card
+    from vaekit.utils import atomic_write_text
+
+    folder = Path(folder)
+    save(model, folder / WEIGHTS_NAME)  # model.json beside it
+    atomic_write_text(folder / "README.md", card if card is not None else
+                      model_card(getattr(model, "vaekit_spec", None) or {}, repo_id))
+    return folder
+
+
+def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                revision: str | None = None, commit_message: str = "Upload vaekit model",
+                card: str | None = None) -> Any:
+    """Share ``model`` (made by ``fit`` or ``load``) on the Hugging Face Hub as ``repo_id`` ("user/name"; the
+    repository is created if missing, ``private`` as given): model.safetensors, model.json and a model card
+    README.md (``card`` replaces the generated one). Returns huggingface_hub's commit info (its ``commit_url``).
+    ``vaekit.load("hf://user/name")`` reads it back. Needs ``pip install 'vaekit[hub]'``."""
+    import tempfile
+
+    from vaekit.hub import parse_hub_id, require_hub, upload_folder
+
+    repo_id, _ = parse_hub_id(repo_id)
+    require_hub()
+    with tempfile.TemporaryDirectory(prefix="vaekit-hub-") as tmp:
+        folder = write_hub_folder(model, tmp, repo_id=repo_id, card=card)
+        return upload_folder(folder, repo_id, private=private, token=token, revision=revision,
+                             commit_message=commit_message)

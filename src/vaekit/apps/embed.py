@@ -191,7 +191,7 @@ class VAEEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         t = cfg.train
         t.steps, t.batch_size, t.lr, t.threads = int(self.steps), int(self.batch_size), float(self.lr), self.threads
         t.progress, t.val_every, t.malloc_tuning, t.device = False, int(self.steps), False, str(self.device)
-        _, model = train_arrays(validate(cfg), data, None, None, files=False)
+        _, model, _ = train_arrays(validate(cfg), data, None, None, files=False)
         return model, shape
 
     # -- transformer API -----------------------------------------------------------------------------------

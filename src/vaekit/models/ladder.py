@@ -23,6 +23,7 @@ from torch.distributions import Distribution
 
 from vaekit.likelihoods import build_likelihood
 from vaekit.likelihoods.base import Likelihood
+from vaekit.models.arrays import array_io
 from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, HIERARCHICAL, GroupLayout,
                                     LatentGroup, LatentLayout, ModelOutput)
 from vaekit.models.ladder_blocks import ConvStem, DenseBlock, GaussianParams, precision_merge
@@ -172,15 +173,18 @@ class LadderVAE(nn.Module):
         """[(B, D_i)]: the posterior means of the deterministic top-down pass, layer 1 first."""
         return [q.loc for q in self.posteriors(x).values()]
 
+    @array_io
     def posterior_means(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[(B, D_i)] for i = 1..L: posterior means of the deterministic top-down pass, where each layer's
         prior is evaluated at the parent's posterior mean (for per-layer active units)."""
         return self._eval_call(self._mean_pass, x)
 
+    @array_io
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, sum D_i): ``posterior_means`` concatenated, layer 1 first (``layer_slices``)."""
         return torch.cat(self.posterior_means(x), -1)
 
+    @array_io
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|z_1) at z_1 = the layer-1 entry of ``posterior_means``."""
         return self._eval_call(lambda: self.decode(self._mean_pass(x)[0]).mean)

@@ -22,6 +22,7 @@ from torch import nn
 from torch.distributions import Distribution, OneHotCategorical
 
 from vaekit.likelihoods.base import Likelihood
+from vaekit.models.arrays import array_io
 from vaekit.models.contract import (CLASS_CONDITIONAL, CLASSIFIER, DISCRETE, DISCRETE_DATA, GroupLayout, LatentGroup,
                                     LatentLayout, ModelOutput)
 from vaekit.models.vae import decoder_precision
@@ -195,16 +196,19 @@ class M2(nn.Module):
         return self.m1.decode(mean)
 
     # -- uses ----------------------------------------------------------------------------------------------
+    @array_io
     @torch.no_grad()
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, K) logits of q(y|x)."""
         return self.classifier(self.features(x))
 
+    @array_io
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) argmax_y q(y|x)."""
         return self.class_logits(x).argmax(-1)
 
+    @array_io
     @torch.no_grad()
     def style(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) E_q[z | x, y] at the given labels (default: the classifier's)."""
@@ -212,6 +216,7 @@ class M2(nn.Module):
         y = self.classifier(f).argmax(-1) if y is None else y
         return self.posterior(self.enc_rest(self.enc_x(f) + self.enc_y(self._one_hot(y, f)))).mean
 
+    @array_io
     @torch.no_grad()
     def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, *data_shape) the mean of p(x|y,z) (decoded through M1 for M1+M2)."""
@@ -225,12 +230,14 @@ class M2(nn.Module):
         y = torch.arange(n, device=z.device) % self.n_classes if y is None else y
         return self.generate(z, y)
 
+    @array_io
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|y,z) at the predicted class and z = E_q[z | x, y]."""
         y = self.predict(x)
         return self.generate(self.style(x, y), y)
 
+    @array_io
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The style E_q[z | x, argmax q(y|x)] (B, D)."""

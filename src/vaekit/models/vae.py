@@ -15,6 +15,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.likelihoods.base import Likelihood
+from vaekit.models.arrays import array_io
 from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, SINGLE_VECTOR, GroupLayout,
                                     LatentLayout, ModelOutput)
 from vaekit.objectives.latents import sample_latent
@@ -69,6 +70,7 @@ class VAE(nn.Module):
         return self.likelihood.stats()
 
     # -- building blocks ---------------------------------------------------------------------------------
+    @array_io
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(z|x): batch_shape (B,), event_shape (D,)."""
         return self.posterior(self.encoder(x))
@@ -116,11 +118,13 @@ class VAE(nn.Module):
         z = p.loc + temperature * p.scale * torch.randn(n, self.latent_dim, device=p.loc.device)
         return self.decode(z).mean
 
+    @array_io
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|z) at z = the posterior mean."""
         return self.decode(self.embed(x)).mean
 
+    @array_io
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior mean E_q[z] of shape (B, D) (for a flow posterior, a sample mean)."""

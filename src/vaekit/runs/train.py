@@ -27,7 +27,7 @@ from vaekit.runs.devices import resolve_device
 from vaekit.runs.finish import finish
 from vaekit.runs.folder import check_folder, check_run_folder, start_fresh
 from vaekit.training.checkpoint import CheckpointError, load_weights, state_dict_problem
-from vaekit.utils import atomic_write_text
+from vaekit.utils import atomic_write_text, read_jsonl
 
 __all__ = ["TrainingData", "train_model", "train_run", "train_arrays"]
 
@@ -173,11 +173,13 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
 
 def train_arrays(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | None, run_dir: Path | None, *,
                  labels: tuple[torch.Tensor, torch.Tensor | None] | None = None,
-                 files: bool = True) -> tuple[RunConfig, nn.Module]:
+                 files: bool = True) -> tuple[RunConfig, nn.Module, list[dict[str, Any]]]:
     """Train on in-memory arrays (``vaekit.fit``, ``VAEEmbedding``): into ``run_dir`` (a new, empty or
     restartable folder, kept) or a temporary folder removed at the end (None; ``files=False``: no folder at
     all, the last weights). ``labels``: (train y, val y) with -1 for unlabelled examples, for a supervised
-    objective. Returns (the recorded config, the model with the best weights, in eval mode)."""
+    objective. Returns (the recorded config, the model with the best weights, in eval mode, the records of
+    metrics.jsonl: one per validation, with step, loss, rec, kl and val_elbo where there are validation data;
+    empty with ``files=False``)."""
     from vaekit.data import make_batch_transform
     from vaekit.runfolder import run_lock
     from vaekit.training.callbacks import run_callbacks
@@ -212,4 +214,6 @@ def train_arrays(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | No
                     fresh=(lambda: start_fresh(run_dir, cfg)) if keep else None)
         if run_dir is not None and (run_dir / "best.safetensors").exists():
             load_weights(model, run_dir / "best.safetensors")
-    return cfg, model.eval()
+        metrics = None if run_dir is None else run_dir / "metrics.jsonl"
+        history = read_jsonl(metrics) if metrics is not None and metrics.is_file() else []
+    return cfg, model.eval(), history
