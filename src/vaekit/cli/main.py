@@ -174,6 +174,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         if a.config:
             cfg = load_config(a.config, cfg)
     cfg = apply_overrides(cfg, a.overrides)
+    if not a.resume and cfg.data.path and not _data_name_given(a):
+        _pick_reader(cfg)
     if a.data_dir:
         cfg.data.dir = a.data_dir
     if a.quiet:
@@ -227,6 +229,42 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if summary.get("report"):
         print(f"report: {summary['report']}")
     return 0
+
+
+def _data_name_given(a: argparse.Namespace) -> bool:
+    """Whether the user named ``data.name`` (a key=value or the --config file), not only the preset."""
+    if any(o.split("=", 1)[0].strip() == "data.name" for o in a.overrides):
+        return True
+    if a.config:
+        from vaekit.config import read_config_file
+
+        doc = read_config_file(a.config)
+        data = doc.get("data") if isinstance(doc, dict) else None
+        return (isinstance(data, dict) and "name" in data) or "data.name" in (doc or {})
+    return False
+
+
+def _pick_reader(cfg) -> None:
+    """``data.path`` given without ``data.name``: the reader follows what the path points at (logged), or a
+    one-line error names the ``data.name`` to add. The preset's own dataset is never read from a user's path."""
+    from vaekit.data.files import ARRAY_SUFFIXES, reader_for_path
+    from vaekit.data.registry import DATASETS
+
+    spec = DATASETS.get(cfg.data.name)
+    if spec is not None and spec.reads_path:  # the preset's dataset reads the path itself (dSprites' file)
+        return
+    path = cfg.data.path
+    name = reader_for_path(path)
+    if name is None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise ValueError(f"data.path {path!r} does not exist; check the path")
+        raise ValueError(f"cannot tell which reader data.path {path!r} needs (not a folder of images nor a "
+                         f"{'/'.join(ARRAY_SUFFIXES)} file); add data.name=image-folder or data.name=arrays")
+    if name != cfg.data.name:
+        what = "a folder of images" if name == "image-folder" else "an array file"
+        print(f"data.path {path} is {what}: reading it with data.name={name}", file=sys.stderr)
+    cfg.data.name = name
 
 
 HUGE_LOSS = 1e10  # nats per example: finite, but no model of real data is this bad

@@ -1,0 +1,48 @@
+"""The command line at its edges: own data named by its path, `train --device`, runs named after their data, clean
+likelihood errors, interrupted training, default output files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from vaekit.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _pngs(folder, n=4):
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(np.full((8, 8), 30 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_data_path_picks_the_reader_from_what_it_points_at(tmp_path, capsys):
+    np.save(tmp_path / "features.npy", np.random.default_rng(0).uniform(0, 1, size=(40, 5)).astype("float32"))
+    code, out, err = run(capsys, "train", "--print-config", f"data.path={tmp_path / 'features.npy'}")
+    assert code == 0 and yaml.safe_load(out)["data"]["name"] == "arrays"
+    assert "data.name=arrays" in err and err.strip().count("\n") == 0
+    folder = _pngs(tmp_path / "pngs")
+    code, out, err = run(capsys, "train", "--print-config", f"data.path={folder}")
+    assert code == 0 and yaml.safe_load(out)["data"]["name"] == "image-folder" and "data.name=image-folder" in err
+    # a name given explicitly is kept
+    code, out, _ = run(capsys, "train", "--print-config", "data.name=image-folder", f"data.path={folder}")
+    assert code == 0 and yaml.safe_load(out)["data"]["name"] == "image-folder"
+
+
+def test_data_path_that_cannot_be_told_names_the_key_to_add(tmp_path, capsys):
+    (tmp_path / "table.txt").write_text("1 2 3\n")
+    code, out, err = run(capsys, "train", "--out", str(tmp_path / "r"), f"data.path={tmp_path / 'table.txt'}")
+    assert code == 2 and out == "" and err.strip().count("\n") == 0
+    assert "data.name=arrays" in err and "data.name=image-folder" in err
+    code, _, err = run(capsys, "train", "--out", str(tmp_path / "r"), f"data.path={tmp_path / 'missing'}")
+    assert code == 2 and "does not exist" in err
+    assert not (tmp_path / "r").exists()
