@@ -46,3 +46,12 @@ def test_data_path_that_cannot_be_told_names_the_key_to_add(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--out", str(tmp_path / "r"), f"data.path={tmp_path / 'missing'}")
     assert code == 2 and "does not exist" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_train_takes_device(tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--print-config", "--device", "auto")
+    assert code == 0 and yaml.safe_load(out)["train"]["device"] == "auto"
+    code, out, _ = run(capsys, "train", "--print-config")
+    assert code == 0 and yaml.safe_load(out)["train"]["device"] == "cpu"  # the config's own, when not given
+    code, _, err = run(capsys, "train", "--out", str(tmp_path / "r"), "--device", "tpu", "train.steps=2")
+    assert code == 2 and "train.device" in err and err.strip().count("\n") == 0 and not (tmp_path / "r").exists()

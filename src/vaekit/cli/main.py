@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run folder to create (default runs/<preset>-<time>)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--data-dir", default=None, help="data directory (default $VAEKIT_DATA_DIR)")
+    add_device_argument(t, default=None, help="where to train: cpu, cuda, cuda:N, mps or auto; sets train.device "
+                                              "(default: the config's train.device)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--tensorboard", action="store_true",
                    help="also log scalars and image grids to RUN_DIR/tensorboard (pip install 'vaekit[tensorboard]')")
@@ -178,6 +180,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         _pick_reader(cfg)
     if a.data_dir:
         cfg.data.dir = a.data_dir
+    if a.device is not None:
+        cfg.train.device = a.device
     if a.quiet:
         cfg.train.progress = False
     if a.tensorboard:
