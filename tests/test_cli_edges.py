@@ -55,3 +55,19 @@ def test_train_takes_device(tmp_path, capsys):
     assert code == 0 and yaml.safe_load(out)["train"]["device"] == "cpu"  # the config's own, when not given
     code, _, err = run(capsys, "train", "--out", str(tmp_path / "r"), "--device", "tpu", "train.steps=2")
     assert code == 2 and "train.device" in err and err.strip().count("\n") == 0 and not (tmp_path / "r").exists()
+
+
+QUICK = ["train.steps=6", "train.val_every=3", "model.hidden=[16]", "model.latent_dim=2", "eval.iw_samples=4"]
+
+
+def test_a_run_on_own_data_is_named_after_its_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "features.npy", np.random.default_rng(0).uniform(0, 1, size=(60, 5)).astype("float32"))
+    code, out, err = run(capsys, "train", "--quiet", "data.path=features.npy", *QUICK)
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("features-")
+    assert f"training on features.npy (arrays) into {run_dir.relative_to(tmp_path)}" in err
+    assert "digits" not in err and yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "features"
+    code, out, err = run(capsys, "train", "--quiet", "--out", "named", "name=mine", "data.path=features.npy", *QUICK)
+    assert code == 0 and "training mine on features.npy (arrays) into named" in err

@@ -178,6 +178,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, a.overrides)
     if not a.resume and cfg.data.path and not _data_name_given(a):
         _pick_reader(cfg)
+    if not a.resume and _own_data(cfg) and not _key_given(a, "name"):
+        cfg.name = _name_of_path(cfg.data.path)  # runs/<data>-<time>, not the preset's name
     if a.data_dir:
         cfg.data.dir = a.data_dir
     if a.device is not None:
@@ -210,7 +212,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
         tune_malloc()
     if main_rank:
-        print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
+        if _own_data(cfg):
+            named = "" if cfg.name == _name_of_path(cfg.data.path) else f" {cfg.name}"
+            print(f"training{named} on {Path(cfg.data.path).name} ({cfg.data.name}) into {run_dir}", file=sys.stderr)
+        else:
+            print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
     summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
     if not main_rank:
         return 0
@@ -235,17 +241,40 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _data_name_given(a: argparse.Namespace) -> bool:
-    """Whether the user named ``data.name`` (a key=value or the --config file), not only the preset."""
-    if any(o.split("=", 1)[0].strip() == "data.name" for o in a.overrides):
+def _key_given(a: argparse.Namespace, key: str) -> bool:
+    """Whether the user set ``key`` (dotted; a key=value or the --config file), not only the preset."""
+    if any(o.split("=", 1)[0].strip() == key for o in a.overrides):
         return True
     if a.config:
         from vaekit.config import read_config_file
 
         doc = read_config_file(a.config)
-        data = doc.get("data") if isinstance(doc, dict) else None
-        return (isinstance(data, dict) and "name" in data) or "data.name" in (doc or {})
+        *sections, last = key.split(".")
+        for part in sections:
+            doc = doc.get(part) if isinstance(doc, dict) else None
+        return isinstance(doc, dict) and last in doc
     return False
+
+
+def _data_name_given(a: argparse.Namespace) -> bool:
+    return _key_given(a, "data.name")
+
+
+def _own_data(cfg) -> bool:
+    """Whether the run reads the user's own files (``data.path`` of a dataset that needs one)."""
+    from vaekit.data.registry import DATASETS
+
+    spec = DATASETS.get(cfg.data.name)
+    return bool(cfg.data.path) and spec is not None and spec.needs_path
+
+
+def _name_of_path(path: str) -> str:
+    """A run name from a data path: the folder's or the file's name without its suffix, safe in a folder name."""
+    import re
+
+    p = Path(path).expanduser()
+    stem = (p.name if p.is_dir() else p.stem) or Path(os.path.abspath(p)).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "data"
 
 
 def _pick_reader(cfg) -> None:
