@@ -71,3 +71,22 @@ def test_a_run_on_own_data_is_named_after_its_data(tmp_path, capsys, monkeypatch
     assert "digits" not in err and yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "features"
     code, out, err = run(capsys, "train", "--quiet", "--out", "named", "name=mine", "data.path=features.npy", *QUICK)
     assert code == 0 and "training mine on features.npy (arrays) into named" in err
+
+
+def test_real_valued_csv_gets_one_clean_line_and_a_tabular_run_one_skip_line(tmp_path, capsys, caplog):
+    import logging
+
+    x = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
+    x[3, 1] = -3.2
+    np.savetxt(tmp_path / "table.csv", x, delimiter=",", fmt="%.4f")
+    code, out, err = run(capsys, "train", "--out", str(tmp_path / "r"), f"data.path={tmp_path / 'table.csv'}", *QUICK)
+    assert code == 2 and not (tmp_path / "r").exists()
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("vaekit train: error: the bernoulli likelihood needs data in [0, 1], and these data")
+    assert "set model.likelihood=sigma-vae" in line and line.count("likelihood ") == 1
+    with caplog.at_level(logging.INFO, logger="vaekit"):
+        code, out, err = run(capsys, "train", "--out", str(tmp_path / "r"), f"data.path={tmp_path / 'table.csv'}",
+                             "model.likelihood=sigma-vae", *QUICK)
+    assert code == 0, err
+    skips = [r.getMessage() for r in caplog.records if "image" in r.getMessage()]
+    assert len(skips) == 1 and skips[0].startswith("figures skipped for tabular data: reconstructions, samples"), skips
