@@ -90,3 +90,37 @@ def test_real_valued_csv_gets_one_clean_line_and_a_tabular_run_one_skip_line(tmp
     assert code == 0, err
     skips = [r.getMessage() for r in caplog.records if "image" in r.getMessage()]
     assert len(skips) == 1 and skips[0].startswith("figures skipped for tabular data: reconstructions, samples"), skips
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stopped_training_names_its_last_step_and_the_resume_command(tmp_path, sig, code):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import vaekit
+
+    env = {**os.environ, "PYTHONPATH": str(Path(vaekit.__file__).parents[1])}
+    run_dir = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "vaekit.cli", "train", "--quiet", "--out", str(run_dir),
+                          "train.steps=1000000", "train.val_every=5", "train.checkpoint_every=5", "model.hidden=[8]",
+                          "model.latent_dim=2"], stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last.json").is_file():
+            assert p.poll() is None and time.monotonic() < deadline, "the run did not reach its first checkpoint"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill() if p.poll() is None else None
+    step = json.loads((run_dir / "last.json").read_text())["step"]
+    assert p.returncode == code, err
+    line = err.strip().splitlines()[-1]
+    assert f"the last checkpoint is at step {step}; continue with `vaekit train --resume {run_dir}`" in line
+    assert "Traceback" not in err and not list(run_dir.glob(".*lock*"))

@@ -6,13 +6,17 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 trainin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
 import logging
 import os
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 
 from vaekit.cli.common import add_device_argument
@@ -217,7 +221,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
             print(f"training{named} on {Path(cfg.data.path).name} ({cfg.data.name}) into {run_dir}", file=sys.stderr)
         else:
             print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
-    summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
+    try:
+        with _sigterm_as_interrupt():
+            summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: a clean stop, with where the run can go on from
+        if main_rank:
+            print(f"vaekit train: {_stopped_message(e, run_dir)}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     if not main_rank:
         return 0
     test = summary.get("test", {})
@@ -298,6 +308,43 @@ def _pick_reader(cfg) -> None:
         what = "a folder of images" if name == "image-folder" else "an array file"
         print(f"data.path {path} is {what}: reading it with data.name={name}", file=sys.stderr)
     cfg.data.name = name
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that training stops as cleanly as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While training: SIGTERM raises ``Terminated`` (a KeyboardInterrupt) instead of ending the process at once,
+    so the run folder's lock is released and the command says where the run can be continued from."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stopped_message(e: KeyboardInterrupt, run_dir: Path) -> str:
+    """What a stopped training says: the signal, the last saved step and the command that continues the run."""
+    how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+    try:
+        step = int(json.loads((run_dir / "last.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        step = None
+    if step is not None:
+        return f"{how}; the last checkpoint is at step {step}; continue with `vaekit train --resume {shlex.quote(str(run_dir))}`"
+    if (run_dir / "config.yaml").is_file():
+        return (f"{how} before the first checkpoint; `vaekit train --resume {shlex.quote(str(run_dir))}` trains it again from "
+                f"step 0")
+    return f"{how} before the run was set up; nothing was saved"
 
 
 HUGE_LOSS = 1e10  # nats per example: finite, but no model of real data is this bad
