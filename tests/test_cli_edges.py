@@ -124,3 +124,27 @@ def test_a_stopped_training_names_its_last_step_and_the_resume_command(tmp_path,
     line = err.strip().splitlines()[-1]
     assert f"the last checkpoint is at step {step}; continue with `vaekit train --resume {run_dir}`" in line
     assert "Traceback" not in err and not list(run_dir.glob(".*lock*"))
+
+
+def test_train_and_evaluate_print_the_same_test_elbo_and_say_what_it_is_on(tmp_path, capsys):
+    import json
+    import re
+
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--quiet", "--out", str(run_dir), *QUICK)
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    n = summary["test"]["n"]
+    m = re.search(r"test ELBO (-?\d+\.\d+) nats \(the best checkpoint on the (\d+) test examples, one sample each, "
+                  r"seed 0\)", out)
+    assert m and int(m.group(2)) == n, out
+    knn = next(line for line in out.splitlines() if "NN fitted" in line)
+    t = summary["test"]
+    assert (f"a 5-NN fitted on {t['n_train']} training inputs labels" in knn
+            and f"% of {t['n_test']} test reconstructions correctly (those {t['n_test']} test inputs themselves: "
+            in knn), knn
+    code, out, err = run(capsys, "evaluate", str(run_dir), "--iw-samples", "2")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.strip().startswith("ELBO"))
+    assert line.split()[1] == m.group(1) and "one sample per example, seed 0" in line, (line, m.group(1))
+    assert f"(n = {n})" in out

@@ -236,15 +236,16 @@ def _cmd_train(a: argparse.Namespace) -> int:
             f"best val accuracy {100 * summary.get('best_val_accuracy', float('nan')):.2f} %")
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
           f"{skipped} skipped as non-finite); {best} at step "
-          f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats"
+          f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats (the best checkpoint on "
+          f"the {test.get('n', 0)} test examples, one sample each, seed {test.get('seed', cfg.seed)})"
           + (" (a continuous density: the data were dequantised)" if cfg.data.dequantize else ""))
     _warn_huge_loss(run_dir)
     if "error" in test:
         print(f"classifier q(y|x): test error {100 * test['error']:.2f} % on {test['n']} test examples")
     if "knn_recon_accuracy" in test:
-        print(f"reconstructions: a {test['k']}-NN fitted on the training inputs labels "
-              f"{100 * test['knn_recon_accuracy']:.1f} % of test reconstructions correctly "
-              f"(the test inputs themselves: {100 * test['knn_input_accuracy']:.1f} %)")
+        print(f"reconstructions: a {test['k']}-NN fitted on {test['n_train']} training inputs labels "
+              f"{100 * test['knn_recon_accuracy']:.1f} % of {test['n_test']} test reconstructions correctly "
+              f"(those {test['n_test']} test inputs themselves: {100 * test['knn_input_accuracy']:.1f} %)")
     print(f"run folder: {run_dir}")
     if summary.get("report"):
         print(f"report: {summary['report']}")
@@ -417,7 +418,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     info = init_from_env(torch.device("cpu"))  # torchrun: the importance sampling is split across ranks
     t0 = time.perf_counter()
     res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, precision=a.precision,
-                   num_threads=a.threads, seed=cfg.seed, shard=info)
+                   num_threads=a.threads, seed=cfg.seed, shard=info,
+                   batch_size=cfg.eval.batch_size)  # the batches of the run's own test ELBO: the same numbers
     res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0,
                 "processes": info.world})
     if not info.is_main:
@@ -443,7 +445,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     dens = " (continuous density of the dequantised data)" if dequantized else ""
     print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']}); ± is the standard error of "
           f"the mean over the {res['n']} examples")
-    print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens}")
+    print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens} (one sample per example, "
+          f"seed {cfg.seed})")
     print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats{dens}; Monte Carlo s.e. "
           f"of the estimate {res.get('log_px_mc_stderr', float('nan')):.3f}")
     if dequantized:
