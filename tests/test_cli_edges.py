@@ -148,3 +148,24 @@ def test_train_and_evaluate_print_the_same_test_elbo_and_say_what_it_is_on(tmp_p
     line = next(line for line in out.splitlines() if line.strip().startswith("ELBO"))
     assert line.split()[1] == m.group(1) and "one sample per example, seed 0" in line, (line, m.group(1))
     assert f"(n = {n})" in out
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("edges") / "run"
+    assert main(["train", "--quiet", "--out", str(run_dir), *QUICK]) == 0
+    return run_dir
+
+
+def test_a_long_evaluation_says_how_long_before_it_starts(digits_run, capsys, monkeypatch):
+    import sys
+
+    cli_main = sys.modules["vaekit.cli.main"]  # the module (vaekit.cli.main is also the function's name)
+    monkeypatch.setattr(cli_main, "ESTIMATE_ABOVE_S", 0.0)  # every evaluation counts as long here
+    code, out, err = run(capsys, "evaluate", str(digits_run), "--iw-samples", "3")
+    assert code == 0, err
+    n = int(out.split("(n = ")[1].split(")")[0])
+    assert f"evaluating {n} examples with K=3 importance samples: about " in err and "--limit N" in err
+    monkeypatch.setattr(cli_main, "ESTIMATE_ABOVE_S", 1e9)  # a short one says nothing
+    code, out, err = run(capsys, "evaluate", str(digits_run), "--iw-samples", "3")
+    assert code == 0 and "about" not in err

@@ -416,6 +416,10 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from vaekit.training.distributed import init_from_env
 
     info = init_from_env(torch.device("cpu"))  # torchrun: the importance sampling is split across ranks
+    if info.world == 1 and not a.json:
+        _print_estimate(lambda xs: evaluate(model, xs, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize,
+                                            precision=a.precision, num_threads=a.threads, seed=cfg.seed,
+                                            batch_size=cfg.eval.batch_size), x, k)
     t0 = time.perf_counter()
     res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, precision=a.precision,
                    num_threads=a.threads, seed=cfg.seed, shard=info,
@@ -461,6 +465,33 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"  error of q(y|x)   {100 * res['error']:.2f} % (argmax q(y|x) against the labels)")
     print(f"  time              {res['seconds']:.1f} s")
     return 0
+
+
+ESTIMATE_ABOVE_S = 5.0  # an evaluation expected to take longer says so before it starts
+PROBE_EXAMPLES = 16  # examples timed to extrapolate from
+
+
+def _print_estimate(run_on, x, k: int) -> None:
+    """Time the evaluation of a first few examples and, when the whole split is expected to take longer than
+    ``ESTIMATE_ABOVE_S``, say how long before it starts (on stderr: stdout holds the results)."""
+    n = len(x)
+    if n <= 2 * PROBE_EXAMPLES:
+        return
+    t0 = time.perf_counter()
+    run_on(x[:PROBE_EXAMPLES])
+    per_example = (time.perf_counter() - t0) / PROBE_EXAMPLES
+    expected = per_example * n
+    if expected > ESTIMATE_ABOVE_S:
+        print(f"evaluating {n} examples with K={k} importance samples: about {_duration(expected)} (timed on the "
+              f"first {PROBE_EXAMPLES}; --limit N evaluates fewer)", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _check_image_request(n: int, output: str) -> None:
