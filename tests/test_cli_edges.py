@@ -169,3 +169,18 @@ def test_a_long_evaluation_says_how_long_before_it_starts(digits_run, capsys, mo
     monkeypatch.setattr(cli_main, "ESTIMATE_ABOVE_S", 1e9)  # a short one says nothing
     code, out, err = run(capsys, "evaluate", str(digits_run), "--iw-samples", "3")
     assert code == 0 and "about" not in err
+
+
+def test_sample_and_reconstruct_default_to_a_file_in_the_run_folder(digits_run, capsys):
+    from PIL import Image
+
+    before = {p.name for p in digits_run.iterdir()}
+    code, out, err = run(capsys, "sample", str(digits_run), "-n", "4", "--temperature", "0.5", "--seed", "3")
+    path = digits_run / "samples-T0.5-seed3.png"
+    assert code == 0, err
+    assert out.strip().endswith(f"to {path}") and Image.open(path).size[0] > 0
+    code, out, err = run(capsys, "reconstruct", str(digits_run), "-n", "8")
+    path = digits_run / "reconstructions-test-n8.png"
+    assert code == 0 and out.strip().endswith(f"to {path}") and path.is_file(), err
+    after = {p.name for p in digits_run.iterdir()}
+    assert after - before == {"samples-T0.5-seed3.png", "reconstructions-test-n8.png"}  # no temporary or lock left

@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     add_device_argument(s)
     s.add_argument("-n", type=int, default=64)
-    s.add_argument("-o", "--output", required=True, help="PNG file to write")
+    s.add_argument("-o", "--output", default=None,
+                   help="PNG file to write (default: RUN_DIR/samples-T<temperature>-seed<seed>.png)")
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -132,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     add_device_argument(r)
     r.add_argument("-n", type=int, default=32)
-    r.add_argument("-o", "--output", required=True, help="PNG file to write")
+    r.add_argument("-o", "--output", default=None,
+                   help="PNG file to write (default: RUN_DIR/reconstructions-<split>-n<n>.png)")
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
     r.add_argument("--checkpoint", default="best", choices=["best", "last"])
     r.add_argument("--data-dir", default=None)
@@ -494,6 +496,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _writing_into_run(run_dir: str, into_run: bool):
+    """The run folder's lock while a default output is written into it (atomically); nothing for a user's -o."""
+    if not into_run:
+        return contextlib.nullcontext()
+    from vaekit.runfolder import run_lock
+
+    return run_lock(run_dir)
+
+
 def _check_image_request(n: int, output: str) -> None:
     if n < 1:
         raise ValueError("-n must be at least 1")
@@ -507,14 +518,16 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from vaekit.plots import save_image_grid
     from vaekit.runs import load_run
 
-    _check_image_request(a.n, a.output)
+    output = a.output or str(Path(a.run_dir) / f"samples-T{a.temperature:g}-seed{a.seed}.png")
+    _check_image_request(a.n, output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     torch.manual_seed(a.seed)
     x = model.sample(a.n, temperature=a.temperature)
     if len(model.data_shape) != 3:
         raise ValueError("this run models tabular data; samples cannot be drawn as images")
-    save_image_grid(x, a.output, nrow=min(a.n, 8) if a.n <= 64 else None)
-    print(f"wrote {a.n} samples (temperature {a.temperature}) to {a.output}")
+    with _writing_into_run(a.run_dir, a.output is None):
+        save_image_grid(x, output, nrow=min(a.n, 8) if a.n <= 64 else None)
+    print(f"wrote {a.n} samples (temperature {a.temperature}) to {output}")
     return 0
 
 
@@ -524,7 +537,8 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     from vaekit.plots import save_image_grid
     from vaekit.runs import load_run
 
-    _check_image_request(a.n, a.output)
+    output = a.output or str(Path(a.run_dir) / f"reconstructions-{a.split}-n{a.n}.png")
+    _check_image_request(a.n, output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     x, _ = _load_eval_data(cfg, a.split, [], a.data_dir)
     x = x[: a.n]
@@ -535,8 +549,9 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     rows = []
     for i in range(0, x.shape[0], 8):
         rows += [x[i:i + 8], rec[i:i + 8]]
-    save_image_grid(torch.cat(rows), a.output, nrow=8)
-    print(f"wrote {x.shape[0]} inputs (odd rows) and reconstructions (even rows) to {a.output}")
+    with _writing_into_run(a.run_dir, a.output is None):
+        save_image_grid(torch.cat(rows), output, nrow=8)
+    print(f"wrote {x.shape[0]} inputs (odd rows) and reconstructions (even rows) to {output}")
     return 0
 
 
