@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", keys=ALL_KEYS)
     t.add_argument("--preset", default=None, help="named preset (see `vaekit presets`); default digits-quick")
     t.add_argument("--config", default=None, help="YAML config file (applied on top of the preset)")
-    t.add_argument("--out", default=None, help="run folder to create (default runs/<preset>-<time>)")
+    t.add_argument("--out", default=None, help="run folder to create (default runs/<name>-<time>: the preset's name, or the data's for "
+                        "data.path)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--data-dir", default=None, help="data directory (default $VAEKIT_DATA_DIR)")
     add_device_argument(t, default=None, help="where to train: cpu, cuda, cuda:N, mps or auto; sets train.device "
@@ -291,7 +292,7 @@ def _name_of_path(path: str) -> str:
 
 
 def _pick_reader(cfg) -> None:
-    """``data.path`` given without ``data.name``: the reader follows what the path points at (logged), or a
+    """``data.path`` given without ``data.name``: the reader follows what the path points at (said in one line), or a
     one-line error names the ``data.name`` to add. The preset's own dataset is never read from a user's path."""
     from vaekit.data.files import ARRAY_SUFFIXES, reader_for_path
     from vaekit.data.registry import DATASETS
