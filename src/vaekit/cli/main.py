@@ -6,13 +6,17 @@ Exit codes: 0 success, 2 bad input (a one-line message, no traceback), 1 trainin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import json
 import logging
 import os
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 
 from vaekit.cli.common import add_device_argument
@@ -82,9 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model (default: the digits-quick preset)", keys=ALL_KEYS)
     t.add_argument("--preset", default=None, help="named preset (see `vaekit presets`); default digits-quick")
     t.add_argument("--config", default=None, help="YAML config file (applied on top of the preset)")
-    t.add_argument("--out", default=None, help="run folder to create (default runs/<preset>-<time>)")
+    t.add_argument("--out", default=None, help="run folder to create (default runs/<name>-<time>: the preset's name, or the data's for "
+                        "data.path)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--data-dir", default=None, help="data directory (default $VAEKIT_DATA_DIR)")
+    add_device_argument(t, default=None, help="where to train: cpu, cuda, cuda:N, mps or auto; sets train.device "
+                                              "(default: the config's train.device)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument("--tensorboard", action="store_true",
                    help="also log scalars and image grids to RUN_DIR/tensorboard (pip install 'vaekit[tensorboard]')")
@@ -117,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     add_device_argument(s)
     s.add_argument("-n", type=int, default=64)
-    s.add_argument("-o", "--output", required=True, help="PNG file to write")
+    s.add_argument("-o", "--output", default=None,
+                   help="PNG file to write (default: RUN_DIR/samples-T<temperature>-seed<seed>.png)")
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -126,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     add_device_argument(r)
     r.add_argument("-n", type=int, default=32)
-    r.add_argument("-o", "--output", required=True, help="PNG file to write")
+    r.add_argument("-o", "--output", default=None,
+                   help="PNG file to write (default: RUN_DIR/reconstructions-<split>-n<n>.png)")
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
     r.add_argument("--checkpoint", default="best", choices=["best", "last"])
     r.add_argument("--data-dir", default=None)
@@ -174,8 +183,14 @@ def _cmd_train(a: argparse.Namespace) -> int:
         if a.config:
             cfg = load_config(a.config, cfg)
     cfg = apply_overrides(cfg, a.overrides)
+    if not a.resume and cfg.data.path and not _data_name_given(a):
+        _pick_reader(cfg)
+    if not a.resume and _own_data(cfg) and not _key_given(a, "name"):
+        cfg.name = _name_of_path(cfg.data.path)  # runs/<data>-<time>, not the preset's name
     if a.data_dir:
         cfg.data.dir = a.data_dir
+    if a.device is not None:
+        cfg.train.device = a.device
     if a.quiet:
         cfg.train.progress = False
     if a.tensorboard:
@@ -204,8 +219,18 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
         tune_malloc()
     if main_rank:
-        print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
-    summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
+        if _own_data(cfg):
+            named = "" if cfg.name == _name_of_path(cfg.data.path) else f" {cfg.name}"
+            print(f"training{named} on {Path(cfg.data.path).name} ({cfg.data.name}) into {run_dir}", file=sys.stderr)
+        else:
+            print(f"training {cfg.name} on {cfg.data.name} into {run_dir}", file=sys.stderr)
+    try:
+        with _sigterm_as_interrupt():
+            summary = train_run(cfg, run_dir, resume=bool(a.resume))  # checks everything before writing anything
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: a clean stop, with where the run can go on from
+        if main_rank:
+            print(f"vaekit train: {_stopped_message(e, run_dir)}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     if not main_rank:
         return 0
     test = summary.get("test", {})
@@ -214,19 +239,116 @@ def _cmd_train(a: argparse.Namespace) -> int:
             f"best val accuracy {100 * summary.get('best_val_accuracy', float('nan')):.2f} %")
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
           f"{skipped} skipped as non-finite); {best} at step "
-          f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats"
+          f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats (the best checkpoint on "
+          f"the {test.get('n', 0)} test examples, one sample each, seed {test.get('seed', cfg.seed)})"
           + (" (a continuous density: the data were dequantised)" if cfg.data.dequantize else ""))
     _warn_huge_loss(run_dir)
     if "error" in test:
         print(f"classifier q(y|x): test error {100 * test['error']:.2f} % on {test['n']} test examples")
     if "knn_recon_accuracy" in test:
-        print(f"reconstructions: a {test['k']}-NN fitted on the training inputs labels "
-              f"{100 * test['knn_recon_accuracy']:.1f} % of test reconstructions correctly "
-              f"(the test inputs themselves: {100 * test['knn_input_accuracy']:.1f} %)")
+        print(f"reconstructions: a {test['k']}-NN fitted on {test['n_train']} training inputs labels "
+              f"{100 * test['knn_recon_accuracy']:.1f} % of {test['n_test']} test reconstructions correctly "
+              f"(those {test['n_test']} test inputs themselves: {100 * test['knn_input_accuracy']:.1f} %)")
     print(f"run folder: {run_dir}")
     if summary.get("report"):
         print(f"report: {summary['report']}")
     return 0
+
+
+def _key_given(a: argparse.Namespace, key: str) -> bool:
+    """Whether the user set ``key`` (dotted; a key=value or the --config file), not only the preset."""
+    if any(o.split("=", 1)[0].strip() == key for o in a.overrides):
+        return True
+    if a.config:
+        from vaekit.config import read_config_file
+
+        doc = read_config_file(a.config)
+        *sections, last = key.split(".")
+        for part in sections:
+            doc = doc.get(part) if isinstance(doc, dict) else None
+        return isinstance(doc, dict) and last in doc
+    return False
+
+
+def _data_name_given(a: argparse.Namespace) -> bool:
+    return _key_given(a, "data.name")
+
+
+def _own_data(cfg) -> bool:
+    """Whether the run reads the user's own files (``data.path`` of a dataset that needs one)."""
+    from vaekit.data.registry import DATASETS
+
+    spec = DATASETS.get(cfg.data.name)
+    return bool(cfg.data.path) and spec is not None and spec.needs_path
+
+
+def _name_of_path(path: str) -> str:
+    """A run name from a data path: the folder's or the file's name without its suffix, safe in a folder name."""
+    import re
+
+    p = Path(path).expanduser()
+    stem = (p.name if p.is_dir() else p.stem) or Path(os.path.abspath(p)).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "data"
+
+
+def _pick_reader(cfg) -> None:
+    """``data.path`` given without ``data.name``: the reader follows what the path points at (said in one line), or a
+    one-line error names the ``data.name`` to add. The preset's own dataset is never read from a user's path."""
+    from vaekit.data.files import ARRAY_SUFFIXES, reader_for_path
+    from vaekit.data.registry import DATASETS
+
+    spec = DATASETS.get(cfg.data.name)
+    if spec is not None and spec.reads_path:  # the preset's dataset reads the path itself (dSprites' file)
+        return
+    path = cfg.data.path
+    name = reader_for_path(path)
+    if name is None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise ValueError(f"data.path {path!r} does not exist; check the path")
+        raise ValueError(f"cannot tell which reader data.path {path!r} needs (not a folder of images nor a "
+                         f"{'/'.join(ARRAY_SUFFIXES)} file); add data.name=image-folder or data.name=arrays")
+    if name != cfg.data.name:
+        what = "a folder of images" if name == "image-folder" else "an array file"
+        print(f"data.path {path} is {what}: reading it with data.name={name}", file=sys.stderr)
+    cfg.data.name = name
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that training stops as cleanly as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While training: SIGTERM raises ``Terminated`` (a KeyboardInterrupt) instead of ending the process at once,
+    so the run folder's lock is released and the command says where the run can be continued from."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stopped_message(e: KeyboardInterrupt, run_dir: Path) -> str:
+    """What a stopped training says: the signal, the last saved step and the command that continues the run."""
+    how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+    try:
+        step = int(json.loads((run_dir / "last.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        step = None
+    if step is not None:
+        return f"{how}; the last checkpoint is at step {step}; continue with `vaekit train --resume {shlex.quote(str(run_dir))}`"
+    if (run_dir / "config.yaml").is_file():
+        return (f"{how} before the first checkpoint; `vaekit train --resume {shlex.quote(str(run_dir))}` trains it again from "
+                f"step 0")
+    return f"{how} before the run was set up; nothing was saved"
 
 
 HUGE_LOSS = 1e10  # nats per example: finite, but no model of real data is this bad
@@ -297,9 +419,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from vaekit.training.distributed import init_from_env
 
     info = init_from_env(torch.device("cpu"))  # torchrun: the importance sampling is split across ranks
+    if info.world == 1 and not a.json:
+        _print_estimate(lambda xs: evaluate(model, xs, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize,
+                                            precision=a.precision, num_threads=a.threads, seed=cfg.seed,
+                                            batch_size=cfg.eval.batch_size), x, k)
     t0 = time.perf_counter()
     res = evaluate(model, x, k=k, n_levels=splits.n_levels, dequantized=cfg.data.dequantize, precision=a.precision,
-                   num_threads=a.threads, seed=cfg.seed, shard=info)
+                   num_threads=a.threads, seed=cfg.seed, shard=info,
+                   batch_size=cfg.eval.batch_size)  # the batches of the run's own test ELBO: the same numbers
     res.update({"split": a.split, "checkpoint": a.checkpoint, "run": str(a.run_dir), "seconds": time.perf_counter() - t0,
                 "processes": info.world})
     if not info.is_main:
@@ -325,7 +452,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     dens = " (continuous density of the dequantised data)" if dequantized else ""
     print(f"{a.run_dir} [{a.checkpoint}] on {splits.name}/{a.split} (n = {res['n']}); ± is the standard error of "
           f"the mean over the {res['n']} examples")
-    print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens}")
+    print(f"  ELBO              {res['elbo']:.3f} ± {res['elbo_stderr']:.3f} nats{dens} (one sample per example, "
+          f"seed {cfg.seed})")
     print(f"  log p(x), K={k:<5} {res['log_px']:.3f} ± {res['log_px_stderr']:.3f} nats{dens}; Monte Carlo s.e. "
           f"of the estimate {res.get('log_px_mc_stderr', float('nan')):.3f}")
     if dequantized:
@@ -342,6 +470,42 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+ESTIMATE_ABOVE_S = 5.0  # an evaluation expected to take longer says so before it starts
+PROBE_EXAMPLES = 16  # examples timed to extrapolate from
+
+
+def _print_estimate(run_on, x, k: int) -> None:
+    """Time the evaluation of a first few examples and, when the whole split is expected to take longer than
+    ``ESTIMATE_ABOVE_S``, say how long before it starts (on stderr: stdout holds the results)."""
+    n = len(x)
+    if n <= 2 * PROBE_EXAMPLES:
+        return
+    t0 = time.perf_counter()
+    run_on(x[:PROBE_EXAMPLES])
+    per_example = (time.perf_counter() - t0) / PROBE_EXAMPLES
+    expected = per_example * n
+    if expected > ESTIMATE_ABOVE_S:
+        print(f"evaluating {n} examples with K={k} importance samples: about {_duration(expected)} (timed on the "
+              f"first {PROBE_EXAMPLES}; --limit N evaluates fewer)", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _writing_into_run(run_dir: str, into_run: bool):
+    """The run folder's lock while a default output is written into it (atomically); nothing for a user's -o."""
+    if not into_run:
+        return contextlib.nullcontext()
+    from vaekit.runfolder import run_lock
+
+    return run_lock(run_dir)
+
+
 def _check_image_request(n: int, output: str) -> None:
     if n < 1:
         raise ValueError("-n must be at least 1")
@@ -355,14 +519,16 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from vaekit.plots import save_image_grid
     from vaekit.runs import load_run
 
-    _check_image_request(a.n, a.output)
+    output = a.output or str(Path(a.run_dir) / f"samples-T{a.temperature:g}-seed{a.seed}.png")
+    _check_image_request(a.n, output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     torch.manual_seed(a.seed)
     x = model.sample(a.n, temperature=a.temperature)
     if len(model.data_shape) != 3:
         raise ValueError("this run models tabular data; samples cannot be drawn as images")
-    save_image_grid(x, a.output, nrow=min(a.n, 8) if a.n <= 64 else None)
-    print(f"wrote {a.n} samples (temperature {a.temperature}) to {a.output}")
+    with _writing_into_run(a.run_dir, a.output is None):
+        save_image_grid(x, output, nrow=min(a.n, 8) if a.n <= 64 else None)
+    print(f"wrote {a.n} samples (temperature {a.temperature}) to {output}")
     return 0
 
 
@@ -372,7 +538,8 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     from vaekit.plots import save_image_grid
     from vaekit.runs import load_run
 
-    _check_image_request(a.n, a.output)
+    output = a.output or str(Path(a.run_dir) / f"reconstructions-{a.split}-n{a.n}.png")
+    _check_image_request(a.n, output)
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     x, _ = _load_eval_data(cfg, a.split, [], a.data_dir)
     x = x[: a.n]
@@ -383,8 +550,9 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     rows = []
     for i in range(0, x.shape[0], 8):
         rows += [x[i:i + 8], rec[i:i + 8]]
-    save_image_grid(torch.cat(rows), a.output, nrow=8)
-    print(f"wrote {x.shape[0]} inputs (odd rows) and reconstructions (even rows) to {a.output}")
+    with _writing_into_run(a.run_dir, a.output is None):
+        save_image_grid(torch.cat(rows), output, nrow=8)
+    print(f"wrote {x.shape[0]} inputs (odd rows) and reconstructions (even rows) to {output}")
     return 0
 
 

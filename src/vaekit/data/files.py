@@ -9,9 +9,22 @@ import numpy as np
 from vaekit.data.base import DataNotFoundError
 from vaekit.data.readers import read_npz
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "read_image_folder", "read_arrays"]
+__all__ = ["IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "read_image", "read_image_folder", "read_arrays", "reader_for_path"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def reader_for_path(path: str | Path) -> str | None:
+    """The dataset reader for what ``path`` points at: ``image-folder`` for a folder holding images (directly or
+    in class sub-folders), ``arrays`` for a ``.npy``/``.npz``/``.csv`` file; None where that cannot be told
+    (a missing path, an empty folder, another file type)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return "image-folder" if _images_under(p) else None
+    if p.is_file() and p.suffix.lower() in ARRAY_SUFFIXES:
+        return "arrays"
+    return None
 _GREY_MODES = {"1", "L", "LA"}
 _LABEL_COLUMNS = ("label", "y")
 _SPLIT_KEYS = {"train": ("train",), "val": ("val", "valid"), "test": ("test",)}

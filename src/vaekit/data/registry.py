@@ -48,7 +48,8 @@ class DatasetSpec:
     folder: sub-folder of the data dir holding the files. layouts: alternative complete sets of files, each
     mapping a role to a path relative to the folder (empty for bundled or user-path datasets). md5: digests
     checked at every load (published ones only). downloads: files ``download`` fetches into the folder.
-    needs_path: the data come from the user's ``path``. image_options: accepts image_size / grayscale.
+    needs_path: the data come from the user's ``path``. reads_path: an own dataset that reads the user's ``path``
+    instead when one is given (dSprites' published file). image_options: accepts image_size / grayscale.
     options: the ``data.dataset_options`` keys it accepts with their defaults. ground_truth: for data with known
     generative factors, the ``GroundTruthData`` sampler the disentanglement metrics draw from.
     """
@@ -61,6 +62,7 @@ class DatasetSpec:
     md5: Mapping[str, str] = field(default_factory=dict)
     downloads: tuple[DownloadItem, ...] = ()
     needs_path: bool = False
+    reads_path: bool = False
     image_options: bool = False
     how_to_get: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -289,7 +291,7 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("dsprites", "dSprites: 64x64 binary shapes with 5 known factors (Matthey et al. 2017), 737,280 "
                 "images generated on the fly; seeded subsets (dataset_options n_train/n_val/n_test)",
                 _load_dsprites, how_to_get="generated, nothing to fetch; data.path=dsprites_ndarray_...npz reads "
-                "the published file instead (md5-checked)", ground_truth=_dsprites_truth,
+                "the published file instead (md5-checked)", ground_truth=_dsprites_truth, reads_path=True,
                 options={"n_train": 100_000, "n_val": 5_000, "n_test": 5_000}),
     DatasetSpec("image-folder", "your folder of PNG/JPEG images (class sub-folders give labels), 8-bit",
                 _load_image_folder, needs_path=True, image_options=True,

@@ -66,11 +66,21 @@ class Likelihood(nn.Module):
             lo, hi = self.support
             xmin, xmax = torch.aminmax(x)
             if float(xmin) < lo or float(xmax) > hi:
+                xmin, xmax = float(xmin), float(xmax)
+                reach = (f"span [{xmin:.3g}, {xmax:.3g}]" if xmin < lo and xmax > hi else
+                         f"reach {xmin if xmin < lo else xmax:.3g}")
                 raise ValueError(
-                    f"{type(self).__name__} likelihood needs data in [{lo:g}, {hi:g}], got values in "
-                    f"[{float(xmin):g}, {float(xmax):g}]; rescale the data (e.g. divide 8-bit pixels by 255) "
-                    f"or pick a likelihood for real-valued data (gaussian, sigma-vae)"
+                    f"the {self.registry_name()} likelihood needs data in [{lo:g}, {hi:g}], and these data {reach}; "
+                    f"set model.likelihood=sigma-vae (real values) or rescale them (e.g. divide 8-bit pixels by 255)"
                 )
+
+    @classmethod
+    def registry_name(cls) -> str:
+        """The name ``model.likelihood`` gives this head (its class name for a head outside the registry)."""
+        from vaekit.likelihoods.registry import LIKELIHOOD_SPECS
+
+        return next((s.name for s in LIKELIHOOD_SPECS.values() if s.target.split(":")[1] == cls.__name__),
+                    cls.__name__)
 
     def check_batch(self, x: torch.Tensor) -> None:
         """Validate a batch (B, *data_shape): its shape, then ``check``. Raises ValueError."""

@@ -212,5 +212,10 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
             if strict:
                 raise
             skipped[kind] = str(e)
-            log.info("skipped %s: %s", kind, e)
+    tabular = [k for k, why in skipped.items() if "needs image data" in why]
+    if tabular:  # one line for every figure a tabular run cannot have
+        log.info("figures skipped for tabular data: %s (they need images)", ", ".join(tabular))
+    for kind, why in skipped.items():
+        if kind not in tabular:
+            log.info("skipped %s: %s", kind, why)
     return written, skipped

@@ -53,7 +53,9 @@ def finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summary
     from vaekit.evaluation import elbo_dataset
 
     model.eval()
-    summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size, seed=cfg.seed + 5)
+    # the same seed as `vaekit evaluate`'s ELBO: the run's test ELBO is the number evaluate prints for it
+    summary["test"] = elbo_dataset(model, test_x, batch_size=cfg.eval.batch_size, seed=cfg.seed)
+    summary["test"]["seed"] = cfg.seed
     if CLASSIFIER in model.capabilities and splits.test.y is not None:  # a classifier q(y|x)
         from vaekit.evaluation.metrics import classification_error
 
