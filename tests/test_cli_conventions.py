@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import vaekit
-from vaekit.cli.main import _parser
+from vaekit.cli.core import _parser
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 

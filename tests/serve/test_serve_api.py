@@ -189,7 +189,7 @@ def test_ladder_layers_and_resampling(ladder_client, ladder_explorer):
 
 
 def test_core_import_does_not_import_fastapi():
-    code = "import sys, vaekit, vaekit.serve, vaekit.cli.main; vaekit.cli.main._parser(); print('fastapi' in sys.modules)"
+    code = "import sys, vaekit, vaekit.serve, vaekit.cli.core; vaekit.cli.core._parser(); print('fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

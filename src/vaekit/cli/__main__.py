@@ -2,7 +2,7 @@
 
 import sys
 
-from vaekit.cli.main import main
+from vaekit.cli.core import main
 
 if __name__ == "__main__":
     sys.exit(main())
