@@ -273,3 +273,34 @@ def test_a_time_limited_run_resumed_with_a_longer_limit_trains_on(tmp_path):
     longer.fit()
     assert longer.state.step > first.state.step
     assert longer.state.stopped == "time limit" and longer.state.elapsed >= 0.8
+
+
+def test_early_stopping_writes_last_at_the_stopping_step_and_a_resume_trains_no_further(tmp_path):
+    s = TrainConfig(steps=400, batch_size=10, lr=0.05, val_every=2, checkpoint_every=100, patience=2, progress=False)
+    x = _data()
+
+    def trainer():
+        tr = Trainer(_model(), ELBO(), x[:80], x[80:], settings=s, run_dir=tmp_path)
+        vals = iter([-10.0] + [-20.0] * 100)
+        tr.validate = lambda: {"val_elbo": next(vals), "val_rec": 0.0, "val_kl": 0.0}
+        return tr
+
+    assert trainer().fit()["steps"] == 6
+    _, doc = load_checkpoint(tmp_path / "last.safetensors")
+    assert doc["step"] == 6 and doc["trainer"]["stopped"] == "early stopping"
+    again = trainer()
+    again.restore(tmp_path / "last.safetensors")
+    summary = again.fit()
+    assert summary["steps"] == 6 and summary["stopped"] == "early stopping"
+
+
+def test_records_count_time_on_the_budget_clock(tmp_path):
+    """train.time_clock=cpu: a record's "time" is CPU seconds of training, like the budget it is checked against."""
+    import time
+
+    tr = _trainer(tmp_path, 30, time_clock="cpu")
+    c0 = time.process_time()
+    tr.fit()
+    used = time.process_time() - c0
+    times = [json.loads(l)["time"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(times) == 5 and times == sorted(times) and 0 <= times[0] and times[-1] <= used
