@@ -459,12 +459,12 @@ class Trainer:
         """The step's events (``vaekit.training.events``), after its record and checkpoints are written."""
         if bar is not None:
             bar.update(1)
-        step_record = {"step": self.state.step, "loss": loss}
+        step = self.state.step
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
-                cb(self, step_record)
+                cb(self, {"step": step, "loss": loss})
                 continue
-            cb.on_step(self, step_record)
+            cb.on_step(self, {"step": step, "loss": loss})
             if record is not None:
                 cb.on_validation(self, record)
 
