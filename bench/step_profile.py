@@ -26,7 +26,7 @@ import statistics
 import sys
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.nn import functional as F
@@ -80,26 +80,52 @@ def model_steps(x: torch.Tensor) -> Iterator[None]:
             yield
 
 
-def trainer_steps(x: torch.Tensor) -> Iterator[None]:
-    """The Trainer's fit() in a thread of its own, one step per next() (a callback hands control back)."""
+def _trainer(x: torch.Tensor, callback: Callable) -> Any:
     from vaekit.config import TrainConfig
     from vaekit.objectives import ELBO
     from vaekit.training import Trainer
 
+    settings = TrainConfig(steps=10**9, batch_size=BATCH, lr=1e-3, progress=False, val_every=10**9,
+                           checkpoint_every=10**9, threads=torch.get_num_threads())
+    return Trainer(_vae(), ELBO(), x, None, settings=settings, run_dir=None, callbacks=[callback])
+
+
+def trainer_steps(x: torch.Tensor) -> Iterator[None]:
+    """The Trainer's fit() in a thread of its own, one step per next() (a callback hands control back)."""
     go, done = threading.Semaphore(0), threading.Semaphore(0)
 
-    def handback(trainer, record):
+    def handback(trainer: Any, record: dict) -> None:
         done.release()
         go.acquire()
 
-    settings = TrainConfig(steps=10**9, batch_size=BATCH, lr=1e-3, progress=False, val_every=10**9,
-                           checkpoint_every=10**9, threads=torch.get_num_threads())
-    trainer = Trainer(_vae(), ELBO(), x, None, settings=settings, run_dir=None, callbacks=[handback])
-    threading.Thread(target=trainer.fit, daemon=True).start()
+    threading.Thread(target=_trainer(x, handback).fit, daemon=True).start()
     while True:
         done.acquire()  # the first acquire waits for step 1
         yield
         go.release()
+
+
+def trainer_profile(x: torch.Tensor, steps: int) -> Any:
+    """torch.profiler over ``steps`` steps of the Trainer after the warm-up (in the thread that runs fit)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU])
+
+    class Done(Exception):
+        pass
+
+    def window(trainer: Any, record: dict) -> None:
+        if record["step"] == WARMUP:
+            prof.__enter__()
+        elif record["step"] == WARMUP + steps:
+            prof.__exit__(None, None, None)
+            raise Done
+
+    try:
+        _trainer(x, window).fit()
+    except Done:
+        pass
+    return prof
 
 
 SETUPS: dict[str, Callable[[torch.Tensor], Iterator[None]]] = {
@@ -132,12 +158,15 @@ def op_counts(x: torch.Tensor, chunk: int) -> None:
 
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for n, f in SETUPS.items():
-        g = f(x)
-        for _ in range(WARMUP):
-            next(g)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(chunk):
+        if n == "trainer":
+            prof = trainer_profile(x, chunk)
+        else:
+            g = f(x)
+            for _ in range(WARMUP):
                 next(g)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(chunk):
+                    next(g)
         table[n] = {e.key: (e.count / chunk, e.self_cpu_time_total / chunk) for e in prof.key_averages()}
         total = sum(v[1] for v in table[n].values())
         print(f"{n:8} {sum(v[0] for v in table[n].values()):6.0f} operator calls per step, self CPU "
