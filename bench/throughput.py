@@ -168,7 +168,9 @@ def run_vaekit(x: torch.Tensor, steps: int, gate: Gate, compile: bool = False) -
     from vaekit.models import build_vae
     from vaekit.objectives import ELBO
     from vaekit.training import Trainer
+    from vaekit.tuning import tune_malloc
 
+    tune_malloc()  # as `vaekit train` does (train.malloc_tuning, on by default) and as the minimal loop does
     torch.manual_seed(0)
     model = build_vae((784,), arch="mlp", latent_dim=20, hidden=(400,), likelihood="bernoulli")
 

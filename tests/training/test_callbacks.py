@@ -62,11 +62,11 @@ class _FakeTrainer:
 def test_a_resumed_run_keeps_the_snapshots_up_to_its_step(tmp_path):
     cb = LatentSnapshots(tmp_path, every=10)
     for step in (1, 10, 20, 30):
-        cb(_FakeTrainer(tmp_path, step), {"step": step, "loss": 0.0})
+        cb.on_step(_FakeTrainer(tmp_path, step), {"step": step, "loss": 0.0})
     assert load_snapshots(tmp_path / "latent_snapshots.npz")["step"].tolist() == [1, 10, 20, 30]
     resumed = LatentSnapshots(tmp_path, every=10)  # a new process resumed at step 20
     for step in (20, 21, 30):
-        resumed(_FakeTrainer(tmp_path, step), {"step": step, "loss": 0.0})
+        resumed.on_step(_FakeTrainer(tmp_path, step), {"step": step, "loss": 0.0})
     s = load_snapshots(tmp_path / "latent_snapshots.npz")
     assert s["step"].tolist() == [1, 10, 20, 30] and "y" not in s
     with pytest.raises(ConfigError, match="positive number of steps"):

@@ -1,17 +1,68 @@
 """The trainer's performance helpers (public APIs only) and the CLI's start-up tuning module."""
 
+import copy
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from vaekit.training.perf import GradSums, make_adam
+from vaekit.training.perf import AdamStep, GradSums, make_adam
 
 
 def test_make_adam_is_fused_where_supported():
     opt = make_adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)
     assert isinstance(opt, torch.optim.Adam)
     assert opt.defaults.get("fused") or opt.defaults.get("foreach")
+
+
+@pytest.mark.parametrize("options", [{"fused": True}, {"fused": False}, {"fused": False, "amsgrad": True,
+                                                                        "weight_decay": 0.1}])
+def test_adam_step_gives_the_numbers_of_opt_step_through_reloads_lr_changes_and_missing_gradients(options):
+    """AdamStep against Adam.step, bit for bit, over 12 steps of two parameter groups: learning-rate changes, a
+    load_state_dict mid-way (the state is replaced: its lists must be taken again), and steps where a parameter
+    has no gradient (Adam.step skips it)."""
+    fused = options.pop("fused")
+
+    def setup():
+        torch.manual_seed(0)
+        a, b = torch.nn.Linear(5, 4), torch.nn.Parameter(torch.randn(3))
+        opt = make_adam(a.parameters(), lr=0.01, fused=fused)
+        opt.add_param_group({"params": [b]})
+        for g in opt.param_groups:
+            g.update(options)
+        return a, b, opt
+
+    def train(step_fn_of, reload_at=6):
+        a, b, opt = setup()
+        step = step_fn_of(opt)
+        x = torch.randn(7, 5, generator=torch.Generator().manual_seed(1))
+        for t in range(12):
+            for p in (*a.parameters(), b):
+                p.grad = None
+            loss = a(x).square().mean() + (b.square().sum() if t not in (3, 4) else 0.0)  # b: no grad at 3, 4
+            loss.backward()
+            for g in opt.param_groups:
+                g["lr"] = 0.01 / (1 + t)
+            step()
+            if t == reload_at:
+                opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # new tensors, as from a checkpoint
+        return [p.detach() for p in (*a.parameters(), b)], opt.state_dict()["state"]
+
+    want, want_state = train(lambda opt: opt.step)
+    got, got_state = train(AdamStep)
+    assert all(torch.equal(w, g) for w, g in zip(want, got))
+    for i in want_state:
+        assert all(torch.equal(want_state[i][k], got_state[i][k]) for k in want_state[i])
+    _, _, opt = setup()
+    calls = []
+    opt.register_step_post_hook(lambda *a: calls.append(1))
+    step = AdamStep(opt)
+    for _ in range(3):
+        for p in (p for g in opt.param_groups for p in g["params"]):
+            p.grad = torch.ones_like(p)
+        step()
+    assert len(calls) == 1  # opt.step() ran once, to create the state; then the functional form
 
 
 def test_grad_sums_see_every_gradient_and_go_away():

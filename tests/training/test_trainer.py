@@ -10,7 +10,7 @@ import torch
 
 from vaekit.config import TrainConfig
 from vaekit.models import build_vae
-from vaekit.objectives import ELBO
+from vaekit.objectives import ELBO, Objective
 from vaekit.training import CheckpointError, Trainer, TrainingError, load_checkpoint
 
 
@@ -31,6 +31,18 @@ def _dynamic(x, g):
 
 class Kill(Exception):
     pass
+
+
+class _Altered(Objective):
+    """The trainer's objective with each result passed through ``alter(result, n)`` (n: the calls so far)."""
+
+    def __init__(self, real, alter):
+        super().__init__()
+        self.real, self.alter, self.calls = real, alter, 0
+
+    def forward(self, model, x, step=None, check=True):
+        self.calls += 1
+        return self.alter(self.real(model, x, step=step, check=check), self.calls)
 
 
 def _trainer(tmp, steps, callbacks=None, **kw):
@@ -72,17 +84,13 @@ def test_killed_and_resumed_run_ends_with_identical_weights(tmp_path):
 
 def test_nan_guard_skips_and_stops(tmp_path):
     tr = _trainer(tmp_path, 30, max_bad_steps=3)
-    calls = {"n": 0}
-    real = tr.objective
 
-    def poisoned(model, x, step=None, check=True):
-        r = real(model, x, step=step, check=check)
-        calls["n"] += 1
-        if 4 <= calls["n"]:
+    def poisoned(r, n):
+        if 4 <= n:
             r.loss = r.loss * float("nan")
         return r
 
-    tr.objective = poisoned
+    tr.objective = _Altered(tr.objective, poisoned)
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     with pytest.raises(TrainingError, match="non-finite"):
         tr.fit()
@@ -94,16 +102,13 @@ def test_nan_guard_skips_and_stops(tmp_path):
 
 def test_nan_guard_recovers_from_isolated_bad_steps(tmp_path):
     tr = _trainer(tmp_path, 12, max_bad_steps=3)
-    real, calls = tr.objective, {"n": 0}
 
-    def sometimes(model, x, step=None, check=True):
-        r = real(model, x, step=step, check=check)
-        calls["n"] += 1
-        if calls["n"] in (2, 5, 6):
+    def sometimes(r, n):
+        if n in (2, 5, 6):
             r.loss = r.loss + float("inf")
         return r
 
-    tr.objective = sometimes
+    tr.objective = _Altered(tr.objective, sometimes)
     summary = tr.fit()
     assert summary["bad_steps"] == 3 and summary["steps"] == 12
 
@@ -122,16 +127,13 @@ class _NanBackward(torch.autograd.Function):
 
 def test_nan_guard_catches_non_finite_gradients_under_a_finite_loss(tmp_path):
     tr = _trainer(tmp_path, 10, max_bad_steps=5)
-    real, calls = tr.objective, {"n": 0}
 
-    def bad_grads(model, x, step=None, check=True):
-        r = real(model, x, step=step, check=check)
-        calls["n"] += 1
-        if calls["n"] in (3, 4):
+    def bad_grads(r, n):
+        if n in (3, 4):
             r.loss = _NanBackward.apply(r.loss)
         return r
 
-    tr.objective = bad_grads
+    tr.objective = _Altered(tr.objective, bad_grads)
     summary = tr.fit()
     assert summary["bad_steps"] == 2 and summary["steps"] == 10
     assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values())
@@ -271,3 +273,34 @@ def test_a_time_limited_run_resumed_with_a_longer_limit_trains_on(tmp_path):
     longer.fit()
     assert longer.state.step > first.state.step
     assert longer.state.stopped == "time limit" and longer.state.elapsed >= 0.8
+
+
+def test_early_stopping_writes_last_at_the_stopping_step_and_a_resume_trains_no_further(tmp_path):
+    s = TrainConfig(steps=400, batch_size=10, lr=0.05, val_every=2, checkpoint_every=100, patience=2, progress=False)
+    x = _data()
+
+    def trainer():
+        tr = Trainer(_model(), ELBO(), x[:80], x[80:], settings=s, run_dir=tmp_path)
+        vals = iter([-10.0] + [-20.0] * 100)
+        tr.validate = lambda: {"val_elbo": next(vals), "val_rec": 0.0, "val_kl": 0.0}
+        return tr
+
+    assert trainer().fit()["steps"] == 6
+    _, doc = load_checkpoint(tmp_path / "last.safetensors")
+    assert doc["step"] == 6 and doc["trainer"]["stopped"] == "early stopping"
+    again = trainer()
+    again.restore(tmp_path / "last.safetensors")
+    summary = again.fit()
+    assert summary["steps"] == 6 and summary["stopped"] == "early stopping"
+
+
+def test_records_count_time_on_the_budget_clock(tmp_path):
+    """train.time_clock=cpu: a record's "time" is CPU seconds of training, like the budget it is checked against."""
+    import time
+
+    tr = _trainer(tmp_path, 30, time_clock="cpu")
+    c0 = time.process_time()
+    tr.fit()
+    used = time.process_time() - c0
+    times = [json.loads(l)["time"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(times) == 5 and times == sorted(times) and 0 <= times[0] and times[-1] <= used

@@ -3,10 +3,13 @@
 Units: nats per example; sums over pixels and latents, mean over the batch.
 
 An objective is an ``Objective`` (an ``nn.Module``): ``objective(model, x, step=, check=)`` returns one typed
-``ObjectiveResult``. An objective with extra terms puts them, per example, in ``result.terms``; one with its own
-trainable parameters returns them from ``parameters()`` (the trainer adds them to its optimizer as a group of
-their own); one with its own optimizer (a FactorVAE discriminator) returns it from ``optimizers()`` and updates
-it in ``auxiliary_step``. The trainer and the evaluator need no change for any of them.
+``ObjectiveResult``. An objective with extra terms puts them, per example, in ``result.terms``. What else it
+needs from the trainer comes through the hooks the base class declares (each a no-op by default): its own
+trainable parameters (``joint_parameters()``: by default every parameter that no optimizer of its own updates;
+the trainer adds them to its optimizer as a group of their own), its own optimizers (``optimizers()``, a
+FactorVAE discriminator's, updated in ``auxiliary_step`` and checkpointed), extra validation metrics
+(``validation_metrics``, M2's accuracy) and the metric that picks the 'best' checkpoint (``selection``). The
+trainer and the evaluator need no change for any of them.
 """
 
 from __future__ import annotations
@@ -58,11 +61,21 @@ class ObjectiveResult:
 
 
 class Objective(nn.Module):
-    """Base class of training objectives (see the module docstring for the interface)."""
+    """Base class of training objectives: ``forward`` and the trainer's hooks (see the module docstring)."""
+
+    #: the validation metric (higher is better) that picks the 'best' checkpoint; "val_elbo" unless an objective
+    #: names one its ``validation_metrics`` reports (M2: "val_accuracy")
+    selection: str = "val_elbo"
 
     def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
                 check: bool = True) -> ObjectiveResult:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def joint_parameters(self) -> list[nn.Parameter]:
+        """Parameters the trainer's optimizer trains together with the model's (a learned prior's, a weight):
+        by default every parameter that requires a gradient, less those updated by ``optimizers()``."""
+        own = {id(p) for opt in self.optimizers().values() for g in opt.param_groups for p in g["params"]}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in own]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The objective's own optimizers by name (checkpointed with the run); none by default."""
@@ -70,7 +83,13 @@ class Objective(nn.Module):
 
     def auxiliary_step(self, model: nn.Module, x: torch.Tensor, result: ObjectiveResult,
                        step: int) -> dict[str, float]:
-        """An update of the objective's own parameters after the main step; returns statistics to log."""
+        """An update of the objective's own parameters after each main step that was taken (the batch x and its
+        result); returns statistics to log. Nothing by default."""
+        return {}
+
+    def validation_metrics(self, model: nn.Module, val_x: torch.Tensor) -> dict[str, float]:
+        """Metrics added to each validation record, called in eval mode without gradients (M2: the
+        accuracy of q(y|x)); none by default."""
         return {}
 
 

@@ -7,13 +7,13 @@ where D(z) is the discriminator's probability that z comes from q(z) rather than
 prod_j q(z_j) are the batch's codes with every dimension permuted independently across the batch (their
 Algorithm 1). The discriminator, an MLP with its own Adam optimizer (``optimizers()``; checkpointed by the
 trainer), is trained in ``auxiliary_step`` with the cross-entropy
--1/2 [mean log D(z) + mean log(1 - D(z_perm))] on the codes of the step just taken. Its parameters are left out of
-``parameters()``, so the trainer's optimizer never moves them.
+-1/2 [mean log D(z) + mean log(1 - D(z_perm))] on the codes of the step just taken. Being its own optimizer's, its
+parameters are not among ``joint_parameters()``, so the trainer's optimizer never moves them.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,10 +52,6 @@ class FactorVAE(Objective):
         self.gamma, self.beta = float(gamma), float(beta)
         self.disc_opt = torch.optim.Adam(self.discriminator.parameters(), lr=disc_lr, betas=tuple(disc_betas))
         self._codes: torch.Tensor | None = None
-
-    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
-        """None for the trainer's optimizer: the discriminator has its own (``optimizers()``)."""
-        return iter(())
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"discriminator": self.disc_opt}

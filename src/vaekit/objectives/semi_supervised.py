@@ -85,7 +85,7 @@ def balanced_label_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 class SemiSupervisedELBO(Objective):
     """M2's J^alpha per training example (module docstring). alpha: the paper's alpha (None: 0.1 N)."""
 
-    selection = "val_accuracy"  # the trainer keeps the checkpoint of the best validation accuracy
+    selection = "val_accuracy"  # the 'best' checkpoint is the one of the best validation accuracy
 
     def __init__(self, supervision: Supervision, alpha: float | None = None, labelled_batch: int = 100,
                  n_samples: int = 1, generative: bool = True) -> None:

@@ -1,16 +1,15 @@
 """Trainer callbacks for seeing a model while it trains: posterior-mean snapshots, TensorBoard logging, and the
 experiment trackers of ``vaekit.training.trackers`` (MLflow, Weights & Biases), chosen by ``train.loggers``.
 
-A callback is called as ``cb(trainer, record)`` after every training step (``record`` = {"step", "loss"}); it must
-be cheap on the steps where it does nothing and must not disturb training: every draw it makes runs under a
-forked RNG, and the model's train/eval mode is restored.
+They are ``vaekit.training.events.Callback`` objects: loggers get each metrics record in memory
+(``on_validation``), never by reading metrics.jsonl back. Every draw they make runs under a forked RNG, and
+the model's train/eval mode is restored.
 """
 
 from __future__ import annotations
 
 import difflib
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -19,51 +18,15 @@ import numpy as np
 import torch
 
 from vaekit.config import ConfigError
+from vaekit.training.events import SCALARS, Callback, is_final_step, metric_scalars
+from vaekit.training.trackers import MLflowLogger, WandbLogger
 from vaekit.utils import eval_mode
 
-__all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks", "LOGGERS", "validation_record",
-           "metric_scalars"]
+__all__ = ["LatentSnapshots", "TensorBoardLogger", "load_snapshots", "run_callbacks", "LOGGERS", "metric_scalars"]
 
 log = logging.getLogger("vaekit.train")
 
 SNAPSHOT_FILE = "latent_snapshots.npz"
-
-
-def _is_last_step(trainer: Any) -> bool:
-    return bool(trainer.state.stopped) or trainer.state.step >= trainer.total_steps
-
-
-def is_validation_step(trainer: Any) -> bool:
-    """True on the steps the trainer validated and wrote a metrics record (every val_every, and the last)."""
-    return trainer.state.step % trainer.val_every == 0 or _is_last_step(trainer)
-
-
-def validation_record(trainer: Any, step: int) -> dict[str, Any]:
-    """The metrics record the trainer wrote at ``step`` (the last line of run_dir/metrics.jsonl), or {}."""
-    path = trainer.run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    with open(path, "rb") as f:  # the record of this validation is the file's last line
-        f.seek(max(0, f.seek(0, 2) - 65536))
-        lines = f.read().decode().strip().splitlines()
-    rec = json.loads(lines[-1]) if lines else {}
-    return rec if rec.get("step") == step else {}
-
-
-#: metrics-record keys sent to loggers, as "train/<key>" or "val/<key without val_>"
-SCALARS = ("loss", "rec", "kl", "beta", "lr", "sigma", "samples_per_s", "val_elbo", "val_rec", "val_kl")
-
-
-def metric_scalars(rec: dict[str, Any]) -> dict[str, float]:
-    """{"train/loss": .., "val/elbo": .., "val/kl_dim/0": .., ...} from a metrics record: the same numbers as
-    metrics.jsonl, with the validation KL of each latent dimension (or group) as its own series."""
-    out = {}
-    for k in SCALARS:
-        if isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool):
-            out[f"val/{k.removeprefix('val_')}" if k.startswith("val_") else f"train/{k}"] = float(rec[k])
-    for i, v in enumerate(rec.get("val_kl_dims") or []):
-        out[f"val/kl_dim/{i}"] = float(v)
-    return out
 
 
 @torch.no_grad()
@@ -84,7 +47,7 @@ def load_snapshots(path: str | Path) -> dict[str, np.ndarray]:
     return read_npz(path)
 
 
-class LatentSnapshots:
+class LatentSnapshots(Callback):
     """Every ``every`` steps (and at the first and last step), store the posterior means E_q[z|x] of a fixed
     subset of points into ``run_dir/latent_snapshots.npz`` (written atomically), for the animated latent map.
 
@@ -117,12 +80,12 @@ class LatentSnapshots:
             self.steps = [int(s) for s in old["step"][keep]]
             self.z = list(old["z"][keep])
 
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+    def on_step(self, trainer: Any, record: dict[str, Any]) -> None:
         step = trainer.state.step
         first = self.steps is None
         if first:
             self._start(trainer)
-        take = (first and not self.steps) or step % self.every == 0 or _is_last_step(trainer)
+        take = (first and not self.steps) or step % self.every == 0 or is_final_step(trainer)
         if not take or (self.steps and self.steps[-1] == step):
             return
         z = _embed(trainer.model, self.x, trainer.seed + 6).float().cpu().numpy()  # (N, D)
@@ -150,11 +113,11 @@ def _default_writer(log_dir: str) -> Any:
     return SummaryWriter(log_dir=log_dir)
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(Callback):
     """Log to ``run_dir/tensorboard``: the run's config (as text) at the start, the training loss every step;
-    at each validation the metrics record the trainer wrote (``metric_scalars``: loss, rec, kl, beta, lr, sigma,
-    val elbo/rec/kl and the KL of each latent dimension) and, for image data, grids of prior samples and of
-    inputs above their reconstructions.
+    at each validation the metrics record the trainer hands over (``metric_scalars``: loss, rec, kl, beta, lr,
+    sigma, val elbo/rec/kl and the KL of each latent dimension) and, for image data, grids of prior samples and
+    of inputs above their reconstructions; the writer is closed when training ends.
 
     writer_factory(log_dir) -> an object with add_scalar / add_text / add_image / flush / close (a SummaryWriter
     by default; ConfigError with the install command when tensorboard is missing). config: the run's config as a
@@ -169,11 +132,10 @@ class TensorBoardLogger:
         self.writer = (writer_factory or _default_writer)(str(self.log_dir))
         self.images, self.n_images = images, int(n_images)
         self.config = config
-        self._last_logged = -1
         self._started = False
 
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
-        step = trainer.state.step
+    def on_step(self, trainer: Any, record: dict[str, Any]) -> None:
+        step = record["step"]
         if not self._started:
             self._started = True
             config = self.config if self.config is not None else trainer.doc.get("config")
@@ -183,16 +145,17 @@ class TensorBoardLogger:
                 text = yaml.safe_dump(config, sort_keys=False)
                 self.writer.add_text("config", "```yaml\n" + text + "```", step)  # markdown: kept as written
         self.writer.add_scalar("train/step_loss", record["loss"], step)
-        if not is_validation_step(trainer) or step == self._last_logged:
-            return
-        self._last_logged = step
-        for tag, value in metric_scalars(validation_record(trainer, step)).items():
+
+    def on_validation(self, trainer: Any, record: dict[str, Any]) -> None:
+        step = record["step"]
+        for tag, value in metric_scalars(record).items():
             self.writer.add_scalar(tag, value, step)
         if self.images and len(trainer.model.data_shape) == 3:
             self._log_images(trainer, step)
         self.writer.flush()
-        if _is_last_step(trainer):
-            self.writer.close()
+
+    def on_end(self, trainer: Any) -> None:
+        self.writer.close()
 
     @torch.no_grad()
     def _log_images(self, trainer: Any, step: int) -> None:
@@ -214,25 +177,19 @@ class TensorBoardLogger:
             self.writer.add_image(tag, grid, step, dataformats="HW" if grid.ndim == 2 else "HWC")
 
 
-def _tracker(name: str) -> Callable[..., Any]:
-    if name == "tensorboard":
-        return TensorBoardLogger
-    from vaekit.training import trackers
-
-    return {"mlflow": trackers.MLflowLogger, "wandb": trackers.WandbLogger}[name]
-
-
-#: what ``train.loggers`` can name (options for each in ``train.logger_options``, see their classes)
-LOGGERS = ("tensorboard", "mlflow", "wandb")
+#: what ``train.loggers`` can name -> its callback class (options in ``train.logger_options``, see the classes)
+_LOGGER_CLASSES: dict[str, Callable[..., Callback]] = {"tensorboard": TensorBoardLogger, "mlflow": MLflowLogger,
+                                                       "wandb": WandbLogger}
+LOGGERS = tuple(_LOGGER_CLASSES)
 
 
 def run_callbacks(settings: Any, run_dir: str | Path, labels: torch.Tensor | None = None,
-                  config: dict[str, Any] | None = None) -> list[Callable[[Any, dict], None]]:
+                  config: dict[str, Any] | None = None) -> list[Callback]:
     """The callbacks a run's ``TrainConfig`` (``settings``) asks for: ``train.snapshot_every``, and the loggers
     of ``train.loggers`` (``train.tensorboard=true`` adds "tensorboard") with their ``train.logger_options``.
     labels: of the snapshot points; config: the run's config as a dict (logged by every logger).
     ConfigError for an unknown logger or option, or a logger whose package is not installed."""
-    cbs: list[Callable[[Any, dict], None]] = []
+    cbs: list[Callback] = []
     if settings.snapshot_every:
         cbs.append(LatentSnapshots(run_dir, settings.snapshot_every, y=labels))
     names = list(dict.fromkeys((["tensorboard"] if settings.tensorboard else []) + list(settings.loggers or [])))
@@ -248,7 +205,7 @@ def run_callbacks(settings: Any, run_dir: str | Path, labels: torch.Tensor | Non
         if not isinstance(opts, dict):
             raise ConfigError(f"train.logger_options.{name} must be a mapping like {{option: value}}, got {opts!r}")
         try:
-            cbs.append(_tracker(name)(run_dir, config=config, **opts))
+            cbs.append(_LOGGER_CLASSES[name](run_dir, config=config, **opts))
         except TypeError as e:
             raise ConfigError(f"bad train.logger_options for {name}: {e}") from None
     return cbs

@@ -1,7 +1,9 @@
 """Checkpoints: one safetensors file holding tensors (model, optimizer state, RNG states) and, in its header
 metadata, a JSON document (config, versions, step, metrics, trainer state). A readable copy of the JSON is
 written beside it. Files are written to a temporary name and renamed, so a kill never leaves a broken
-checkpoint in place. Loading never unpickles.
+checkpoint in place. Loading never unpickles, and gives CPU tensors whatever device wrote them. What the
+trainer packs into them is ``vaekit.training.state``'s (``pack_optimizer`` / ``unpack_optimizer`` are
+re-exported here).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
+from vaekit.training.state import pack_optimizer, unpack_optimizer
 from vaekit.utils import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_saved_model", "load_weights",
@@ -32,31 +35,6 @@ def versions() -> dict[str, str]:
     import vaekit
 
     return {"vaekit": vaekit.__version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
-def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state_dict into tensors (for safetensors) and a JSON-able remainder."""
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"optim.{idx}.{k}"] = v.detach()  # written out at once: no copy needed
-            else:
-                scalars.setdefault(str(idx), {})[k] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def unpack_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    for idx, sc in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(sc)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> None:

@@ -3,10 +3,11 @@
     vaekit train train.loggers=[tensorboard,mlflow] train.logger_options='{mlflow: {experiment: digits}}'
     pip install 'vaekit[mlflow]'   # or 'vaekit[wandb]'
 
-Each logs the run's config once (flattened to ``model.latent_dim``-style parameters) and, at every validation,
-the numbers of the metrics record the trainer wrote to metrics.jsonl (``callbacks.metric_scalars``: train loss,
-rec, kl, lr, ..., validation ELBO and the KL of each latent dimension), and closes its tracker run at the last
-step. A tracker that fails mid-run (a server gone) logs one warning and is switched off: training goes on.
+Each logs the run's config once (flattened to ``model.latent_dim``-style parameters) at the first step and, at
+every validation, the numbers of the metrics record the trainer hands to its callbacks in memory
+(``events.metric_scalars``: train loss, rec, kl, lr, ..., validation ELBO and the KL of each latent dimension:
+the numbers of metrics.jsonl, which is never read back), and closes its tracker run when training ends. A
+tracker that fails mid-run (a server gone) logs one warning and is switched off: training goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vaekit.config import ConfigError
-from vaekit.training.callbacks import _is_last_step, is_validation_step, metric_scalars, validation_record
+from vaekit.training.events import Callback, metric_scalars
 
 __all__ = ["TrackerLogger", "MLflowLogger", "WandbLogger", "flat_params"]
 
@@ -44,33 +45,36 @@ def _need(module: str, extra: str) -> Any:
         raise ConfigError(f"train.loggers={extra} needs the {extra} package: pip install 'vaekit[{extra}]'") from None
 
 
-class TrackerLogger:
-    """Base of the trackers: ``start(trainer)`` at the first step, ``log(scalars, step)`` at each validation,
-    ``finish(failed)`` at the last step; any exception inside them disables the tracker with a warning."""
+class TrackerLogger(Callback):
+    """Base of the trackers: ``start(trainer, config)`` at the first step, ``log(scalars, step)`` at each
+    validation, ``finish(failed)`` when training ends; any exception inside them disables the tracker with a
+    warning."""
 
     name = "tracker"
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any] | None = None) -> None:
         self.run_dir, self.config = Path(run_dir), config
         self.started = self.disabled = False
-        self._last = -1
 
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
-        if self.disabled:
-            return
+    def on_step(self, trainer: Any, record: dict[str, Any]) -> None:
+        if not self.started and not self.disabled:
+            self.started = True
+            config = self.config if self.config is not None else trainer.doc.get("config")
+            self._safely(self.start, trainer, config)
+
+    def on_validation(self, trainer: Any, record: dict[str, Any]) -> None:
+        scalars = metric_scalars(record)
+        if scalars and self.started and not self.disabled:
+            self._safely(self.log, scalars, record["step"])
+
+    def on_end(self, trainer: Any) -> None:
+        if self.started and not self.disabled:
+            self._safely(self.finish, failed=trainer.state.stopped == "non-finite")
+            self.disabled = True  # finished: later events (none are expected) do nothing
+
+    def _safely(self, fn: Callable[..., None], *args: Any, **kw: Any) -> None:
         try:
-            if not self.started:
-                self.started = True
-                self.start(trainer, self.config if self.config is not None else trainer.doc.get("config"))
-            step = trainer.state.step
-            if is_validation_step(trainer) and step != self._last:
-                self._last = step
-                scalars = metric_scalars(validation_record(trainer, step))
-                if scalars:
-                    self.log(scalars, step)
-            if _is_last_step(trainer):
-                self.disabled = True  # finished: later calls (none are expected) do nothing
-                self.finish(failed=trainer.state.stopped == "non-finite")
+            fn(*args, **kw)
         except Exception as e:  # noqa: BLE001 - a tracker must never stop the training it watches
             self.disabled = True
             log.warning("%s logging stopped (%s: %s); training goes on without it", self.name, type(e).__name__, e)
