@@ -5,7 +5,6 @@ ELBO, numpy conversion. Every app is written against the uses half of the model 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from vaekit.utils import read_json
 
