@@ -166,3 +166,26 @@ def test_files_follow_the_umask(trained, tmp_path, capsys, umask, mode):
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert p.stat().st_mode & 0o777 == mode, p
+
+
+def test_a_resume_the_disk_refuses_keeps_the_config_it_had(trained, tmp_path, monkeypatch, capsys):
+    """Room for the small config.yaml but not for a checkpoint (a nearly full disk): the resume fails, and the
+    config it had already rewritten (train.steps) is put back, so the folder is as it was."""
+    import vaekit.utils as u
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = snapshot(run)
+    real = u.tempfile.mkstemp
+
+    def mkstemp(*a, prefix="", **kw):
+        if ".safetensors" in prefix or prefix.startswith((".last.json", ".best.json", ".metrics")):
+            raise OSError(errno.ENOSPC, "No space left on device", prefix)
+        return real(*a, prefix=prefix, **kw)
+
+    monkeypatch.setattr(u.tempfile, "mkstemp", mkstemp)
+    code, _, err = cli(capsys, "train", "--quiet", "--resume", run, "train.steps=300")
+    assert_one_line_error(code, err, "no space left")
+    after = snapshot(run)
+    for name in ("last.safetensors", "best.safetensors", "config.yaml"):
+        assert after[name] == before[name], name
