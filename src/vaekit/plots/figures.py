@@ -53,6 +53,16 @@ def _decode_mean(model: Any, u: torch.Tensor) -> torch.Tensor:
         return decode_mean(model, u)
 
 
+def _coordinate_names(model: Any) -> list[str]:
+    """A name per prior-unit coordinate: z0, z1, ... for one group; layer2[0], ... (group[index]) for several."""
+    from vaekit.models.uses import unit_slices
+
+    slices = unit_slices(model.layout)
+    if len(slices) == 1:
+        return [f"z{i}" for i in range(_latent_size(model))]
+    return [f"{name}[{i}]" for name, s in slices.items() for i in range(s.stop - s.start)]
+
+
 def _latent_size(model: Any) -> int:
     """Coordinates of the flat prior-unit vector: every continuous group, flattened."""
     return int(model.layout.continuous_size)
@@ -181,6 +191,7 @@ def plot_traversals(model: Any, path: str | Path, kl: Sequence[float] | np.ndarr
     order = kl_order(np.nan_to_num(kl, nan=0.0))[:max_rows]
     where = "the origin" if z0 is None else "a chosen input's posterior mean"
     z0 = torch.zeros(d) if z0 is None else z0.reshape(d).float().cpu()
+    names = _coordinate_names(model)
     z = traversal_latents(z0, order, values)  # (R, S, D)
     imgs = _decode_mean(model, z.reshape(-1, d).to(next(model.parameters()).device))
     ch, cw = cell_px(model.data_shape)
@@ -189,7 +200,7 @@ def plot_traversals(model: Any, path: str | Path, kl: Sequence[float] | np.ndarr
         fig = new_figure(110 + SIDE + pw, TOP + 45 + ph, dpi)
         ax = axes_px(fig, 110, 45, pw, ph)
         grid_panel(ax, imgs, len(values), col_labels=[f"{v:.1f}" for v in values],
-                   row_labels=[f"z{j}  KL {kl[j]:.2f}" if np.isfinite(kl[j]) else f"z{j}" for j in order])
+                   row_labels=[f"{names[j]}  KL {kl[j]:.2f}" if np.isfinite(kl[j]) else names[j] for j in order])
         ax.set_xlabel("value of the traversed dimension (the others fixed)")
         ax.set_title(f"rows sorted by KL (nats); the others at {where}", fontsize=9)
         _title(fig, "Latent traversals, one row per dimension")
