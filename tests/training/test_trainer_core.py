@@ -156,3 +156,23 @@ def test_train_step_returns_stats_and_in_memory_run_writes_nothing(tmp_path, mon
         float(out["stats"]["rec"] + out["stats"]["kl"]), rel=1e-5)
     tr.fit()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_log_line_shows_beta_while_it_warms_up_and_no_total_under_a_time_limit(caplog):
+    import numpy as np
+
+    import vaekit
+
+    x = np.random.default_rng(0).random((200, 6)).astype("float32")
+    model = {"latent_dim": 2, "hidden": [8], "warmup_steps": 40}
+    with caplog.at_level("INFO", logger="vaekit.train"):
+        vaekit.fit(x, model=model, train={"steps": 40, "val_every": 10}, progress=False, verbose=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert lines[0].startswith("step 10/40 ") and "beta" not in lines[0]
+    assert all(" beta " in ln for ln in lines[1:]), lines  # the KL weight rises: 0.5, 0.75, 1.0
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vaekit.train"):
+        vaekit.fit(x, model={"latent_dim": 2, "hidden": [8]}, train={"steps": 30, "val_every": 10,
+                                                                     "time_limit": 600}, progress=False, verbose=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert lines and all("/" not in ln.split()[1] and " beta " not in ln for ln in lines), lines

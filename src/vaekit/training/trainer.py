@@ -452,10 +452,19 @@ class Trainer:
             bar.set_postfix(loss=f"{record['loss']:.2f}", rec=f"{record['rec']:.2f}", kl=f"{record['kl']:.2f}",
                             **({"val": f"{val['val_elbo']:.2f}"} if val else {}))
         else:
-            log.info("step %d/%d  loss %.3f  rec %.3f  kl %.3f%s", record["step"], self.total_steps, record["loss"],
-                     record["rec"], record["kl"], f"  val elbo {val['val_elbo']:.3f}" if val else "")
+            log.info("%s", self._log_line(record, val))
         sums.restart()
         return record, val
+
+    def _log_line(self, record: dict[str, Any], val: dict[str, float]) -> str:
+        """"step N/T  loss ..  rec ..  kl ..": no total T under a time limit (the clock, not T, ends the run), and
+        the KL weight beta while it changes (a warm-up), so a loss that rises as beta grows reads as such."""
+        beta, last = record.get("beta"), getattr(self, "_logged_beta", None)
+        self._logged_beta = beta
+        step = f"step {record['step']}" + ("" if self.s.time_limit else f"/{self.total_steps}")
+        warm = f"  beta {beta:.3g}" if isinstance(beta, float) and last is not None and beta != last else ""
+        return (f"{step}  loss {record['loss']:.3f}  rec {record['rec']:.3f}  kl {record['kl']:.3f}{warm}"
+                + (f"  val elbo {val['val_elbo']:.3f}" if val else ""))
 
     def _emit(self, loss: float, record: dict[str, Any] | None, bar: Any) -> None:
         """The step's events (``vaekit.training.events``), after its record and checkpoints are written."""
