@@ -29,10 +29,9 @@ import time
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import BATCH, ExamplesVAE, load_x  # noqa: E402
+from throughput import BATCH, ExamplesVAE, load_x, minimal_step  # noqa: E402
 
 WARMUP = 30
 
@@ -45,13 +44,7 @@ def minimal_steps(x: torch.Tensor) -> Iterator[None]:
         perm = torch.randperm(x.shape[0], generator=g)
         for i in range(0, x.shape[0] - BATCH + 1, BATCH):
             xb = x.index_select(0, perm[i:i + BATCH])
-            logits, mu, logvar = model(xb)
-            bce = F.binary_cross_entropy_with_logits(logits, xb, reduction="sum")
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            loss = (bce + kld) / xb.shape[0]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            minimal_step(model, opt, xb)
             yield
 
 

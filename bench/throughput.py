@@ -138,6 +138,17 @@ def run_dataloader(x: torch.Tensor, steps: int, gate: Gate) -> None:
                 break
 
 
+def minimal_step(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor) -> None:
+    """One step of the minimal loop: BCE-with-logits plus the closed-form Gaussian KL, Adam."""
+    logits, mu, logvar = model(xb)
+    bce = F.binary_cross_entropy_with_logits(logits, xb, reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    loss = (bce + kld) / xb.shape[0]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def run_minimal(x: torch.Tensor, steps: int, gate: Gate) -> None:
     from vaekit.tuning import tune_malloc
 
@@ -150,13 +161,7 @@ def run_minimal(x: torch.Tensor, steps: int, gate: Gate) -> None:
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, BATCH):
             xb = x.index_select(0, perm[i:i + BATCH])
-            logits, mu, logvar = model(xb)
-            bce = F.binary_cross_entropy_with_logits(logits, xb, reduction="sum")
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            loss = (bce + kld) / xb.shape[0]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            minimal_step(model, opt, xb)
             done += 1
             finished = gate(done)
             if finished:
