@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from vaekit.data import dsprites as ds
-from vaekit.metrics.disentanglement import METRICS, disentanglement_scores
+from vaekit.metrics.disentanglement import disentanglement_scores
 
 
 def _classes() -> torch.Tensor:
@@ -56,17 +56,19 @@ def _exact_code(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([col / area, row / area, area, *(x.reshape(len(x), -1) @ _W).T], 1)
 
 
-SCORES = {  # disentanglement_scores(..., seed=0, num_train=100, num_eval=50) with the first renderer
+# disentanglement_scores(..., seed=0, num_train=100, num_eval=50) with the first renderer; DCI (0.2707, 0.3619,
+# 1.0, 0.592 with the same codes) is left out: its gradient boosting costs 9 CPU-seconds here and it draws its codes
+# through the same Sampler as MIG, SAP and modularity (each metric with its own seeded stream)
+PINNED = ("beta_vae", "factor_vae", "mig", "sap", "modularity")
+SCORES = {
     "beta_vae.beta_vae": 0.76, "beta_vae.beta_vae_train": 0.92,
     "factor_vae.factor_vae": 0.84, "factor_vae.factor_vae_train": 0.74, "factor_vae.factor_vae_active_dims": 5,
     "mig.mig": 0.2760587349292398, "sap.sap": 0.048,
-    "dci.dci_disentanglement": 0.27067883574904744, "dci.dci_completeness": 0.36191649161902456,
-    "dci.dci_informativeness_train": 1.0, "dci.dci_informativeness_test": 0.592,
     "modularity.modularity": 0.6162796662874316, "modularity.explicitness": 0.6358402963815585,
 }
 
 
 def test_the_metrics_on_rendered_dsprites_are_pinned():
-    got = disentanglement_scores(ds.DSprites(), _exact_code, seed=0, metrics=METRICS, num_train=100, num_eval=50)
+    got = disentanglement_scores(ds.DSprites(), _exact_code, seed=0, metrics=PINNED, num_train=100, num_eval=50)
     flat = {f"{m}.{k}": v for m, res in got.items() for k, v in res.items() if k != "seconds"}
     assert flat == pytest.approx(SCORES, abs=1e-9)
