@@ -109,6 +109,10 @@ def metric_times(run: str, data_dir: str, metrics: list[str], num_train, num_eva
     from vaekit.runs import load_run
 
     _, model, _ = load_run(run, "best", "cpu")
+    x = ds.render(ds.DSprites().sample_factors(640, torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        enc = rate(lambda c: _represent(model)(c), x, 64)  # the metrics' other per-image cost
+    print(f"encoder: {enc:,.0f} images per CPU-second at batch 64", flush=True)
     rows = []
     for name in metrics:
         row = {"metric": name, "images": observations_drawn(name, _sizes(name, num_train, num_eval))}
