@@ -1,9 +1,31 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures, and the suite's worker processes."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+MAX_WORKERS = 4  # each worker imports torch and builds the session fixtures once
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The whole suite (``pytest`` with no test named) runs in one pytest-xdist worker per CPU core, at most
+    MAX_WORKERS, a module's tests in one worker (``--dist loadscope``: a module-scoped fixture is built once).
+    Tests named on the command line, ``-n N`` (``-n 0``: none), ``-p no:xdist``, or one core: as asked, or in
+    this process."""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is not None or config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1:  # what ``-n N --dist loadscope`` sets (whether xdist's own hook has run yet or not)
+        config.option.numprocesses = min(cores, MAX_WORKERS)
+        config.option.tx = ["popen"] * config.option.numprocesses
+        if config.option.dist == "no":
+            config.option.dist = "loadscope"
 
 
 @pytest.fixture(autouse=True)

@@ -104,3 +104,30 @@ def test_render_cache_is_checked(tmp_path):
     with pytest.raises(ValueError, match="not vaekit's current dSprites rendering"):
         ds.DSprites(cache=stale)
     assert ds.DSprites(cache=tmp_path / "absent.npy")._bits is None  # no cache: render on the fly
+
+
+def test_prepare_renders_every_image_once_into_the_cache(tmp_path, monkeypatch, caplog):
+    """A large draw renders the whole set once (faked here by a few real rows in a zero array) and writes the cache
+    where it can, keeping it in memory where it cannot; small draws render on the fly."""
+    probe = np.linspace(0, ds.N_IMAGES - 1, 16).astype(np.int64)
+    some = torch.tensor([5, 77_777, 300_001, 700_000])
+    real = np.concatenate([probe, some.numpy()])
+    bits = np.zeros((ds.N_IMAGES, 512), np.uint8)
+    bits[real] = ds._pack(ds.render(ds.index_to_classes(torch.as_tensor(real))))
+    calls = []
+    monkeypatch.setattr(ds, "render_all", lambda progress=False: calls.append(progress) or bits)
+    path = tmp_path / "dsprites" / ds.CACHE_FILE
+    d = ds.DSprites(cache=path)
+    d.prepare(ds.CACHE_FROM - 1)
+    assert d._bits is None and not path.exists() and calls == []
+    d.prepare(ds.CACHE_FROM)
+    assert calls == [True] and path.is_file()
+    cl = ds.index_to_classes(some)
+    assert torch.equal(d.images(cl), ds.render(cl))
+    assert torch.equal(ds.DSprites(cache=path).images(cl), ds.render(cl))  # the file passes the check
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    kept = ds.DSprites(cache=blocked / ds.CACHE_FILE)
+    with caplog.at_level("WARNING", logger="vaekit"):
+        kept.prepare(ds.N_IMAGES)
+    assert "kept in memory" in caplog.text and torch.equal(kept.images(cl), ds.render(cl))

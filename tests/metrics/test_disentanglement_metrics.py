@@ -125,3 +125,30 @@ def test_explicitness_ignores_the_codes_scale_and_a_code_of_zero_variance():
     a = scores.modularity(padded, num_train=200, num_test=200)["explicitness"]
     assert np.isfinite(a) and a == pytest.approx(scores.modularity(plain, num_train=200, num_test=200)["explicitness"],
                                                  abs=1e-3)
+
+
+class Counting(Identity):
+    """Identity data that counts the observations drawn and records what ``prepare`` was told."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 3)
+        self.drawn, self.prepared = 0, []
+
+    def images(self, classes: torch.Tensor) -> torch.Tensor:
+        self.drawn += len(classes)
+        return super().images(classes)
+
+    def prepare(self, n: int) -> None:
+        self.prepared.append(n)
+
+
+def test_the_data_is_told_how_many_observations_each_metric_draws():
+    from vaekit.metrics.disentanglement import METRICS, observations_drawn
+
+    # by hand at disentanglement_lib's defaults: BetaVAE (10,000 + 5,000) points x 2 batches of 64, FactorVAE
+    # 10,000 for the variance + (10,000 + 5,000) votes x 64, MIG 10,000, the others 10,000 + 5,000
+    assert [observations_drawn(m, {}) for m in METRICS] == [1_920_000, 970_000, 10_000, 15_000, 15_000, 15_000]
+    for m in METRICS:
+        d = Counting()
+        disentanglement_scores(d, CODES["identity"], seed=0, metrics=[m], num_train=12, num_eval=6)
+        assert d.prepared == [d.drawn], m  # the count given beforehand is the count drawn

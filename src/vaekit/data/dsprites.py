@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "STRIDES", "N_IMAGES", "SHAPES", "ORIGINAL_FILE", "ORIGINAL_MD5",
            "factor_values", "index_to_classes", "classes_to_index", "classes_to_values", "render",
-           "GroundTruthData", "DSprites", "DSpritesFile", "load_original", "build_cache", "CACHE_FILE"]
+           "GroundTruthData", "DSprites", "DSpritesFile", "load_original", "build_cache", "render_all", "CACHE_FILE",
+           "CACHE_FROM"]
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -97,57 +98,78 @@ def _check_classes(classes: torch.Tensor) -> None:
 
 
 def _inside(shape: int, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Whether the sprite-frame points (u, v) (v up; (b, P)) lie inside a shape of size r (b, 1)."""
-    if shape == 0:  # square, half-side 0.8 r
-        return (u.abs() <= 0.8 * r) & (v.abs() <= 0.8 * r)
-    if shape == 1:  # ellipse, semi-axes r and r / 2
-        a, b = u / r, v / (0.5 * r)
-        return a * a + b * b <= 1.0
-    p, q = u / (0.85 * r), v / (0.85 * r) + 0.12  # heart, centred on its bounding box
-    s = p * p + q * q - 1.0
-    return s * s * s - p * p * q * q * q <= 0.0
+    """Whether the sprite-frame points (u, v) (v up; (b, ...)) lie inside a shape of size r (b, 1, ...); u and v
+    are overwritten (in-place arithmetic, each step the same float64 operation as written in the comments)."""
+    if shape == 0:  # square, half-side 0.8 r: |u| <= 0.8 r and |v| <= 0.8 r
+        h = 0.8 * r
+        return (u.abs_() <= h) & (v.abs_() <= h)
+    if shape == 1:  # ellipse, semi-axes r and r / 2: (u / r)^2 + (v / (r / 2))^2 <= 1
+        a = u.div_(r)
+        b = v.div_(0.5 * r)
+        return a.mul_(a).add_(b.mul_(b)) <= 1.0
+    # heart, centred on its bounding box: p = u / (0.85 r), q = v / (0.85 r) + 0.12, s = p^2 + q^2 - 1,
+    # inside where s^3 - p^2 q^3 <= 0 (evaluated as ((s s) s) - ((((p p) q) q) q))
+    k = 0.85 * r
+    p = u.div_(k)
+    q = v.div_(k).add_(0.12)
+    pp = p * p
+    s = (q * q).add_(pp).sub_(1.0)
+    lhs = (s * s).mul_(s)
+    rhs = pp.mul_(q).mul_(q).mul_(q)
+    return lhs.sub_(rhs) <= 0.0
 
 
-def render(classes: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+def _tables(dev: torch.device) -> dict[str, torch.Tensor]:
+    """The factor tables and the window's sub-pixel sample positions on ``dev`` (float64)."""
+    import torch
+
+    f64 = torch.float64
+    vals = factor_values()
+    offs = (torch.arange(_SUPER, dtype=f64, device=dev) + 0.5) / _SUPER  # sub-pixel offsets in (0, 1)
+    return {"cos": torch.tensor(np.cos(vals[2]), dtype=f64, device=dev),  # a fixed table: the same bits always
+            "sin": torch.tensor(np.sin(vals[2]), dtype=f64, device=dev),
+            "scale": torch.tensor(vals[1], dtype=f64, device=dev),
+            "centre": 16.0 + 32.0 * torch.tensor(vals[3], dtype=f64, device=dev),  # (32,) pixel coordinates
+            "local": (torch.arange(_WIN, dtype=f64, device=dev)[:, None] + offs).reshape(-1),  # (26 S,)
+            "pix": torch.arange(_WIN, device=dev)}
+
+
+_WIN = 26  # the window's side in pixels
+
+
+def render(classes: torch.Tensor, chunk: int = 32) -> torch.Tensor:
     """(B, 5) factor classes -> (B, 1, 64, 64) float32 binary images on the classes' device (see module doc).
 
     Each sprite is sampled on a 26x26-pixel window around its centre (every shape at every scale and angle lies
-    within 11.4 pixels of it) and the window is placed on the empty canvas.
+    within 11.4 pixels of it) and the window is placed on the empty canvas. The sample offsets from the centre
+    are separable, dx (78 columns) and dy (78 rows), so the rotation's four products are taken on those 78-vectors
+    and only the sums u = cos dx + sin dy, v = cos dy - sin dx and the shape test run on the 78 x 78 grid; sprites
+    are rendered shape by shape, ``chunk`` at a time.
     """
     import torch
 
     classes = torch.as_tensor(classes, dtype=torch.int64)
     _check_classes(classes)
-    dev, f64, win = classes.device, torch.float64, 26
-    vals = factor_values()
-    cos_t = torch.tensor(np.cos(vals[2]), dtype=f64, device=dev)  # a fixed table: the same bits in every call
-    sin_t = torch.tensor(np.sin(vals[2]), dtype=f64, device=dev)
-    scale_t = torch.tensor(vals[1], dtype=f64, device=dev)
-    centre_t = 16.0 + 32.0 * torch.tensor(vals[3], dtype=f64, device=dev)  # (32,) pixel coordinates
-    offs = (torch.arange(_SUPER, dtype=f64, device=dev) + 0.5) / _SUPER  # sub-pixel offsets in (0, 1)
-    local = (torch.arange(win, dtype=f64, device=dev)[:, None] + offs).reshape(-1)  # (26 S,)
-    n_s = local.numel()
-    lr = local[:, None].expand(-1, n_s).reshape(1, -1)  # (1, P) sample rows in the window
-    lc = local[None, :].expand(n_s, -1).reshape(1, -1)  # (1, P) sample columns
-    pix = torch.arange(win, device=dev)
-    out = torch.zeros(classes.shape[0], SIZE * SIZE, dtype=torch.float32, device=dev)
-    for i in range(0, classes.shape[0], chunk):
-        c = classes[i:i + chunk]
-        cx, cy = centre_t[c[:, 3]][:, None], centre_t[c[:, 4]][:, None]  # (b, 1)
-        col0, row0 = cx.floor() - 12.0, cy.floor() - 12.0  # window origins, 4..36
-        dx, dy = (col0 + lc) - cx, cy - (row0 + lr)  # (b, P), dy up
-        ct, st = cos_t[c[:, 2]][:, None], sin_t[c[:, 2]][:, None]
-        u, v = ct * dx + st * dy, ct * dy - st * dx  # rotated by -theta into the sprite's frame
-        r = 10.0 * scale_t[c[:, 1]][:, None]
-        hit = torch.zeros_like(u, dtype=torch.bool)
-        for s in range(len(SHAPES)):
-            m = c[:, 0] == s
-            if bool(m.any()):
-                hit[m] = _inside(s, u[m], v[m], r[m])
-        count = hit.reshape(-1, win, _SUPER, win, _SUPER).sum(dim=(2, 4))  # (b, 26, 26) samples inside
-        on = (count * 2 > _SUPER * _SUPER).to(torch.float32)
-        idx = (row0.long()[:, :, None] + pix[:, None]) * SIZE + col0.long()[:, :, None] + pix  # (b, 26, 26)
-        out[i:i + chunk].scatter_(1, idx.reshape(len(c), -1), on.reshape(len(c), -1))
+    t, win, s2 = _tables(classes.device), _WIN, _SUPER
+    out = torch.zeros(classes.shape[0], SIZE * SIZE, dtype=torch.float32, device=classes.device)
+    for shape in range(len(SHAPES)):
+        rows = torch.nonzero(classes[:, 0] == shape).reshape(-1)
+        for i in range(0, rows.numel(), chunk):
+            sel = rows[i:i + chunk]
+            c, b = classes[sel], len(sel)
+            cx, cy = t["centre"][c[:, 3]][:, None], t["centre"][c[:, 4]][:, None]  # (b, 1)
+            col0, row0 = cx.floor() - 12.0, cy.floor() - 12.0  # window origins, 4..36
+            dx, dy = (col0 + t["local"]) - cx, cy - (row0 + t["local"])  # (b, 78) each, dy up
+            ct, st = t["cos"][c[:, 2]][:, None], t["sin"][c[:, 2]][:, None]  # (b, 1)
+            # rotated by -theta into the sprite's frame; (b, 78 rows, 78 columns)
+            u = (ct * dx)[:, None, :] + (st * dy)[:, :, None]
+            v = (ct * dy)[:, :, None] - (st * dx)[:, None, :]
+            hit = _inside(shape, u, v, 10.0 * t["scale"][c[:, 1]][:, None, None]).view(torch.uint8)
+            cols = (hit[..., 0::s2] + hit[..., 1::s2] + hit[..., 2::s2]).view(b, win, s2, win)  # (b, 26, 3, 26)
+            count = cols[:, :, 0] + cols[:, :, 1] + cols[:, :, 2]  # (b, 26, 26) samples inside
+            on = (count * 2 > s2 * s2).to(torch.float32)
+            idx = (row0.long()[:, :, None] + t["pix"][:, None]) * SIZE + col0.long()[:, :, None] + t["pix"]
+            out[sel] = out[sel].scatter_(1, idx.reshape(b, -1), on.reshape(b, -1))  # (b, 4096)
     return out.reshape(-1, 1, SIZE, SIZE)
 
 
@@ -156,7 +178,8 @@ class GroundTruthData:
 
     ``sample_factors(n, generator)`` draws factor classes uniformly and independently, (n, K) int64;
     ``images(classes)`` returns the observation of each (n, *shape) float32 (disentanglement_lib's
-    ``sample_factors`` / ``sample_observations_from_factors``).
+    ``sample_factors`` / ``sample_observations_from_factors``); ``prepare(n)`` is told that about ``n``
+    observations are about to be drawn (a dataset may then cache them; by default it does nothing).
     """
 
     factor_names: tuple[str, ...] = FACTOR_NAMES
@@ -173,26 +196,32 @@ class GroundTruthData:
     def images(self, classes: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prepare(self, n: int) -> None:
+        """About ``n`` observations will be drawn next."""
+
 
 CACHE_FILE = "vaekit-dsprites-rendered-v1.npy"  # all 737,280 images, np.packbits of each 64x64 image (N, 512)
+CACHE_FROM = N_IMAGES // 2  # ``prepare(n)`` renders every image once when n is at least this
 
 
 class DSprites(GroundTruthData):
     """dSprites rendered on the fly (module doc); ``images(classes)`` on the classes' device.
 
-    ``cache``: a file of every image rendered once (``build_cache``; 377 MB); when it exists it is memory-mapped
-    and indexed instead of rendering (the metrics draw millions of images), after re-rendering 16 of its images
-    to check it is current."""
+    ``cache``: a file of every image rendered once (``build_cache``; 377 MB). When it exists it is memory-mapped
+    and indexed instead of rendering, after re-rendering 16 of its images to check it is current. When it does
+    not, ``prepare(n)`` with n >= ``CACHE_FROM`` (the metrics at their default sizes draw millions of images)
+    renders all 737,280 images once, with a progress bar, and writes the file (kept in memory instead where it
+    cannot be written, or where no ``cache`` is given)."""
 
     def __init__(self, cache: str | Path | None = None) -> None:
-        self._bits = None
-        if cache is not None and Path(cache).is_file():
-            bits = np.load(cache, mmap_mode="r", allow_pickle=False)
+        self._bits, self.cache = None, None if cache is None else Path(cache)
+        if self.cache is not None and self.cache.is_file():
+            bits = np.load(self.cache, mmap_mode="r", allow_pickle=False)
             probe = np.linspace(0, N_IMAGES - 1, 16).astype(np.int64)
             if bits.shape != (N_IMAGES, SIZE * SIZE // 8) or not np.array_equal(
                     bits[probe], _pack(render(index_to_classes(probe)))):
-                raise ValueError(f"{cache} is not vaekit's current dSprites rendering; delete it (or rebuild it "
-                                 "with vaekit.data.dsprites.build_cache)")
+                raise ValueError(f"{self.cache} is not vaekit's current dSprites rendering; delete it (or rebuild "
+                                 "it with vaekit.data.dsprites.build_cache)")
             self._bits = bits
 
     def images(self, classes: torch.Tensor) -> torch.Tensor:
@@ -204,26 +233,52 @@ class DSprites(GroundTruthData):
         px = np.unpackbits(self._bits[idx], axis=1).reshape(-1, 1, SIZE, SIZE)
         return torch.from_numpy(px.astype(np.float32)).to(classes.device)
 
+    def prepare(self, n: int) -> None:
+        """Render every image once (into ``cache`` where it can be written) when ``n >= CACHE_FROM``."""
+        if self._bits is not None or n < CACHE_FROM:
+            return
+        import logging
+
+        log = logging.getLogger("vaekit")
+        where = f"into {self.cache}" if self.cache is not None else "in memory"
+        log.info("dSprites: rendering all %d images once %s (%d are about to be drawn)", N_IMAGES, where, n)
+        bits = render_all(progress=True)
+        if self.cache is not None:
+            from vaekit.utils import atomic_save_npy
+
+            try:
+                self.cache.parent.mkdir(parents=True, exist_ok=True)
+                atomic_save_npy(self.cache, bits)
+            except OSError as e:
+                log.warning("dSprites: could not write the rendering cache %s (%s); it is kept in memory",
+                            self.cache, e)
+        self._bits = bits
+
 
 def _pack(images: torch.Tensor) -> np.ndarray:
     return np.packbits(images.reshape(images.shape[0], -1).cpu().numpy().astype(np.uint8), axis=1)
 
 
-def build_cache(path: str | Path, chunk: int = 8192) -> Path:
-    """Render all 737,280 images into ``path`` (packed bits, written atomically); minutes on a few cores."""
+def render_all(chunk: int = 8192, progress: bool = False) -> np.ndarray:
+    """(737280, 512) uint8: every image in index order, packed bits (np.packbits of each 64x64 image)."""
     import torch
 
-    from vaekit.utils import atomic_write
+    from vaekit.progress import Progress
 
     out = np.empty((N_IMAGES, SIZE * SIZE // 8), dtype=np.uint8)
-    for i in range(0, N_IMAGES, chunk):
-        out[i:i + chunk] = _pack(render(index_to_classes(torch.arange(i, min(i + chunk, N_IMAGES)))))
+    with Progress(N_IMAGES, desc="rendering dSprites", unit="image", enabled=progress) as bar:
+        for i in range(0, N_IMAGES, chunk):
+            j = min(i + chunk, N_IMAGES)
+            out[i:j] = _pack(render(index_to_classes(torch.arange(i, j))))
+            bar.update(j - i)
+    return out
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, out, allow_pickle=False)
 
-    atomic_write(path, write)
+def build_cache(path: str | Path, chunk: int = 8192, progress: bool = False) -> Path:
+    """Render all 737,280 images into ``path`` (packed bits, written atomically); about a minute per core."""
+    from vaekit.utils import atomic_save_npy
+
+    atomic_save_npy(path, render_all(chunk, progress))
     return Path(path)
 
 
