@@ -22,8 +22,8 @@ backward pass to z, since lw_k depends on z_k alone) and D_k = log q(sg(z_k)) (q
 -B + C - sg(C), C = -sum_k [ <z_k, sg((a_k - c_k) J_k)> - sg(d_k - c_k) D_k ], has the decoder's gradient of
 -B and the encoder's gradient -sum_k [a_k J_k dz_k/dphi - d_k dD_k/dphi]: (a, d) = (c', c') for PIWAE's MIWAE
 weights c', (w~^2, 0) for DReG. This needs one latent vector (``single-vector``: a hierarchy's child sample
-depends on its parent's) and a posterior density at given points (not a flow that computes log q only with its
-sample). Units: nats per example.
+depends on its parent's) and log q(z|x) as a function of z (a flow inverts itself for it: slow). Units: nats per
+example.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class MultiSampleBound(Objective):
             return _result(-bound.mean(), bound)
         out = model(x, s)
         g = self._one_group(out.groups)
-        lw = out.px.log_prob(x if out.target is None else out.target) + g.p.log_prob(g.z) - _log_q(g, self.name)
+        lw = out.px.log_prob(x if out.target is None else out.target) + g.p.log_prob(g.z) - _log_q(g)
         bound = self.bound_of(lw)  # (B,); lw: (S, B)
         loss = -bound.mean()
         if not g.z.requires_grad:
@@ -128,11 +128,10 @@ class MultiSampleBound(Objective):
         return groups[0]
 
 
-def _log_q(g: LatentGroup, name: str) -> torch.Tensor:
-    if g.log_q is not None:
-        raise ValueError(f"{name}'s split gradient needs log q(z|x) at given points, which this posterior computes "
-                         f"only with its own sample (a flow); use model.posterior=gaussian")
-    return g.q.log_prob(g.z)  # (S, B)
+def _log_q(g: LatentGroup) -> torch.Tensor:
+    """(S, B) log q(z|x) as a function of z (the derivative at z needs it: not the sampler's value from its noise);
+    a flow inverts itself here, T x D network passes."""
+    return g.q.log_prob(g.z)
 
 
 def _result(loss: torch.Tensor, bound: torch.Tensor) -> ObjectiveResult:
