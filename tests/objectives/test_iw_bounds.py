@@ -173,8 +173,9 @@ def test_dreg_equals_iwae_gradient_in_expectation_with_lower_variance():
     3-dimensional latent VAE in float64, at a q fitted to the example (the regime training reaches): the means
     agree within 4 combined standard errors, and DReG's variance is lower on every coordinate. Measured here:
     DReG's variance is below 0.001x IWAE's (k = 4, 16, 64); the same holds at q = N(0, I). At a q far from the
-    posterior (mean 0.3 N(0, I) off, sigma 0.5) DReG's variance was 3-9x IWAE's instead: the reduction is
-    the regime near the posterior, as in Tucker et al. 2019 (docs/results/reproductions.md)."""
+    posterior (mean 0.3 N(0, I) off, sigma 0.5) DReG's variance was 2.7-9.5x IWAE's instead: the reduction is
+    the regime near the posterior, as in Tucker et al. 2019 (``python bench/dreg_variance.py``;
+    docs/results/reproductions.md)."""
     m, x = _setup()
     n, at = 8000, _fitted_q(m, x)
     gi = _per_example_grads(m, x, n, False, 16, 21, at)
