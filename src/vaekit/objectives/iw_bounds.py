@@ -123,8 +123,8 @@ class MultiSampleBound(Objective):
     def _one_group(self, groups: list[LatentGroup]) -> LatentGroup:
         what = "piwae" if self.piwae else f"{self.name} with dreg=true"
         if len(groups) != 1 or groups[0].enumerated:
-            raise ValueError(f"{what} needs a model with one sampled latent vector (the capability 'single-vector'"
-                             f", e.g. model.family=vae)")
+            raise ValueError(f"{what} needs a model with one sampled latent vector (the capability "
+                             f"'single-vector'); this model has {len(groups)} latent group(s)")
         return groups[0]
 
 
