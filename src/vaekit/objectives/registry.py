@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from vaekit.objectives.elbo import Objective
 
 __all__ = ["ObjectiveSpec", "OBJECTIVES", "objective_names", "objective_options", "make_objective",
-           "ELBOOptions", "BetaTCVAEOptions", "FactorVAEOptions", "M2ObjectiveOptions"]
+           "ELBOOptions", "BetaTCVAEOptions", "FactorVAEOptions", "M2ObjectiveOptions", "IWAEOptions",
+           "MIWAEOptions", "CIWAEOptions", "InfoVAEOptions", "WAEOptions"]
 
 
 @dataclass
@@ -56,6 +57,81 @@ class M2ObjectiveOptions:
     alpha: float | Literal["auto"] = option("auto", doc="weight of the classifier's loss (auto: 0.1 N)", min=0)
     labelled_batch: int = option(100, doc="labelled examples joining each step", min=1)
     generative: bool = option(True, doc="train the generative bound (false: the classifier alone, a baseline)")
+
+
+def _dreg_check(opts: object, m: ModelConfig, key: str) -> None:
+    """DReG's encoder gradient (and PIWAE's) is taken at one latent vector's samples: a family without the
+    capability 'single-vector' is refused before anything is built."""
+    from vaekit.models.registry import FAMILIES
+    from vaekit.options import ConfigError
+
+    if getattr(opts, "dreg", False) and "single-vector" not in FAMILIES[m.family].capabilities:
+        takers = "/".join(n for n, f in FAMILIES.items() if "single-vector" in f.capabilities)
+        raise ConfigError(f"{key}.dreg=true needs a single-vector model (model.family={takers}), not "
+                          f"model.family={m.family}; set {key}.dreg=false or change the family")
+
+
+@dataclass
+class IWAEOptions:
+    """``iwae`` (Burda et al. 2016): the importance-weighted bound IWAE_k."""
+
+    k: int = option(5, doc="importance samples per example in the bound", min=1)
+    dreg: bool = option(False, doc="the encoder's doubly reparameterised gradient (Tucker et al. 2019)")
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        _dreg_check(self, m, key)
+
+
+@dataclass
+class MIWAEOptions:
+    """``miwae`` / ``piwae`` (Rainforth et al. 2018): M groups of K samples."""
+
+    m: int = option(8, doc="groups of samples (M: gradient estimates averaged)", min=1)
+    k: int = option(8, doc="importance samples in each group (K)", min=1)
+    dreg: bool = option(False, doc="the encoder's doubly reparameterised gradient (Tucker et al. 2019)")
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        _dreg_check(self, m, key)
+
+
+@dataclass
+class CIWAEOptions:
+    """``ciwae`` (Rainforth et al. 2018): beta ELBO + (1 - beta) IWAE_k on the same k samples."""
+
+    k: int = option(8, doc="importance samples per example", min=1)
+    beta: float = option(0.5, doc="weight of the ELBO (1: the ELBO, 0: IWAE_k)", min=0, max=1)
+
+
+@dataclass
+class InfoVAEOptions:
+    """``info-vae-mmd`` (Zhao et al. 2019): (1 - alpha) KL + (alpha + lambda - 1) MMD^2(q(z), p(z))."""
+
+    alpha: float = option(0.0, doc="InfoVAE's alpha (0: the full KL kept, 1: no KL)", max=1)
+    lam: float = option(1000.0, doc="InfoVAE's lambda (alpha + lambda - 1 weighs the MMD; >= 1 - alpha)", min=0)
+    kernel: Literal["rbf", "imq"] = option("rbf", doc="MMD kernel: RBF or inverse multiquadratic")
+    scale: float = option(1.0, doc="kernel bandwidth: RBF's s^2, IMQ's C / (2 D)", gt=0)
+    scales: list[float] = option(default_factory=lambda: [1.0], doc="factors of the bandwidth, kernels summed",
+                                 gt=0)
+    unbiased: bool = option(False, doc="the U-statistic (true) or the V-statistic of MMD^2")
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        from vaekit.options import ConfigError
+
+        if self.alpha + self.lam - 1 < 0:
+            raise ConfigError(f"{key}: alpha + lam - 1 weighs the MMD and must be >= 0, got "
+                              f"{self.alpha + self.lam - 1:g}; raise {key}.lam")
+
+
+@dataclass
+class WAEOptions:
+    """``wae-mmd`` (Tolstikhin et al. 2018): reconstruction cost + lambda MMD^2(q(z), p(z))."""
+
+    lam: float = option(10.0, doc="weight of the MMD (the paper's lambda)", min=0)
+    kernel: Literal["rbf", "imq"] = option("imq", doc="MMD kernel: RBF or inverse multiquadratic")
+    scale: float = option(1.0, doc="kernel bandwidth: RBF's s^2, IMQ's C / (2 D) (the prior's variance)", gt=0)
+    scales: list[float] = option(default_factory=lambda: [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
+                                 doc="factors of the bandwidth, kernels summed", gt=0)
+    unbiased: bool = option(True, doc="the U-statistic (true) or the V-statistic of MMD^2")
 
 
 @dataclass(frozen=True)
@@ -102,6 +178,43 @@ def _m2(m: ModelConfig, o: M2ObjectiveOptions, supervision: Any = None, **run: A
                               labelled_batch=o.labelled_batch, generative=o.generative)
 
 
+def _iwae(m: ModelConfig, o: IWAEOptions, **run: Any) -> Objective:
+    from vaekit.objectives.iw_bounds import MultiSampleBound
+
+    return MultiSampleBound(k=o.k, dreg=o.dreg, name="iwae")
+
+
+def _miwae(m: ModelConfig, o: MIWAEOptions, **run: Any) -> Objective:
+    from vaekit.objectives.iw_bounds import MultiSampleBound
+
+    return MultiSampleBound(k=o.k, m=o.m, dreg=o.dreg, name="miwae")
+
+
+def _piwae(m: ModelConfig, o: MIWAEOptions, **run: Any) -> Objective:
+    from vaekit.objectives.iw_bounds import MultiSampleBound
+
+    return MultiSampleBound(k=o.k, m=o.m, piwae=True, dreg=o.dreg, name="piwae")
+
+
+def _ciwae(m: ModelConfig, o: CIWAEOptions, **run: Any) -> Objective:
+    from vaekit.objectives.iw_bounds import MultiSampleBound
+
+    return MultiSampleBound(k=o.k, beta=o.beta, name="ciwae")
+
+
+def _info(m: ModelConfig, o: InfoVAEOptions, **run: Any) -> Objective:
+    from vaekit.objectives.mmd import MMDAutoencoder
+
+    return MMDAutoencoder(1 - o.alpha, o.alpha + o.lam - 1, o.kernel, o.scale, o.scales, o.unbiased,
+                          name="info-vae-mmd")
+
+
+def _wae(m: ModelConfig, o: WAEOptions, **run: Any) -> Objective:
+    from vaekit.objectives.mmd import MMDAutoencoder
+
+    return MMDAutoencoder(0.0, o.lam, o.kernel, o.scale, o.scales, o.unbiased, name="wae-mmd")
+
+
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "elbo": ObjectiveSpec("negative ELBO with model.beta (β-VAE), KL warm-up, free bits", _elbo, ELBOOptions,
                           reads=("beta", "warmup_steps", "free_bits", "n_samples")),
@@ -113,6 +226,16 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "m2": ObjectiveSpec("M2's semi-supervised bound (Kingma et al. 2014, Eq. 9): labelled bound + class-summed "
                         "unlabelled bound + alpha x the classifier's loss (alpha: auto = 0.1 N); needs data.labels",
                         _m2, M2ObjectiveOptions, needs=frozenset({"classifier"}), supervised=True),
+    "iwae": ObjectiveSpec("IWAE_k (Burda et al. 2016); dreg: the encoder's doubly reparameterised gradient "
+                          "(Tucker et al. 2019, single-vector models)", _iwae, IWAEOptions),
+    "miwae": ObjectiveSpec("MIWAE(M, K) (Rainforth et al. 2018): the mean of M IWAE_K bounds", _miwae, MIWAEOptions),
+    "piwae": ObjectiveSpec("PIWAE(M, K) (Rainforth et al. 2018): the decoder trains on IWAE_MK, the encoder on "
+                           "MIWAE(M, K)", _piwae, MIWAEOptions, needs=frozenset({"single-vector"})),
+    "ciwae": ObjectiveSpec("CIWAE (Rainforth et al. 2018): beta ELBO + (1 - beta) IWAE_k", _ciwae, CIWAEOptions),
+    "info-vae-mmd": ObjectiveSpec("InfoVAE (Zhao et al. 2019): (1 - alpha) KL + (alpha + lambda - 1) MMD between "
+                                  "q(z) and p(z)", _info, InfoVAEOptions, needs=frozenset({"single-vector"})),
+    "wae-mmd": ObjectiveSpec("WAE-MMD (Tolstikhin et al. 2018): reconstruction cost + lambda MMD between q(z) and "
+                             "p(z)", _wae, WAEOptions, needs=frozenset({"single-vector"})),
 }
 
 

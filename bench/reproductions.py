@@ -1,0 +1,165 @@
+"""pythae's reproduction table, row by row: train each row's vaekit preset on the same data, estimate test
+log p(x) by importance sampling, and print vaekit, pythae and the paper side by side (negative log-likelihood in
+nats; lower is better).
+
+    python bench/reproductions.py                               # every row, each preset's own budget
+    python bench/reproductions.py --rows iwae,miwae --budget 600 --iw-samples 500 --limit 1000
+
+Rows (pythae: clementchadebec/benchmark_VAE, examples/scripts/reproducibility/README.md):
+
+| row       | data                                   | pythae (IS)   | paper  | preset                        |
+| VAE       | binarized MNIST (Larochelle & Murray)  | 89.78 (200)   | 89.9   | binarized-mnist-vae           |
+| VampPrior | binarized MNIST, K = 500 pseudo-inputs | 85.79 (5000)  | 85.57  | binarized-mnist-vamp          |
+| IWAE k=50 | binarized MNIST                        | 86.82 (5000)  | 87.1   | binarized-mnist-iwae          |
+| MIWAE 8x8 | dynamically binarised MNIST            | 85.09 (5000)  | 84.97  | mnist-dynamic-miwae           |
+| PIWAE 8x8 | dynamically binarised MNIST            | 84.58 (5000)  | 84.46  | mnist-dynamic-piwae           |
+| CIWAE .05 | dynamically binarised MNIST            | 84.74 (5000)  | 84.57  | mnist-dynamic-ciwae           |
+
+A row whose preset is not registered is skipped with a message. ``--budget`` sets each row's training budget in
+CPU seconds of the training process (``train.time_clock=cpu``), ``--steps`` in optimiser steps (whichever ends
+first); without either a row trains for its preset's budget (2 CPU-hours for the bound rows). Rows run one
+after the other, never in parallel. ``--iw-samples`` and ``--limit`` (test images drawn across the split with a
+fixed seed) trade the estimate's precision for time; the default is each row's pythae IS count on all 10,000 test
+images. ``--json PATH`` writes the table's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Row", "ROWS", "main"]
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    preset: str
+    data: str
+    pythae: float
+    pythae_is: int
+    paper: float
+
+
+ROWS = [
+    Row("vae", "VAE", "binarized-mnist-vae", "binarized MNIST", 89.78, 200, 89.9),
+    Row("vamp", "VampPrior K=500", "binarized-mnist-vamp", "binarized MNIST", 85.79, 5000, 85.57),
+    Row("iwae", "IWAE k=50", "binarized-mnist-iwae", "binarized MNIST", 86.82, 5000, 87.1),
+    Row("miwae", "MIWAE M=8 K=8", "mnist-dynamic-miwae", "dyn. binarised MNIST", 85.09, 5000, 84.97),
+    Row("piwae", "PIWAE M=8 K=8", "mnist-dynamic-piwae", "dyn. binarised MNIST", 84.58, 5000, 84.46),
+    Row("ciwae", "CIWAE beta=0.05", "mnist-dynamic-ciwae", "dyn. binarised MNIST", 84.74, 5000, 84.57),
+]
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _vaekit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True)
+
+
+def _steps(run_dir: Path) -> int:
+    lines = (run_dir / "metrics.jsonl").read_text().strip().splitlines()
+    return int(json.loads(lines[-1])["step"]) if lines else 0
+
+
+def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: int | None, limit: int | None,
+            threads: int | None) -> dict:
+    """Train and evaluate one row; returns its numbers (or why it was skipped)."""
+    run_dir = out / row.key
+    over = ["train.progress=false"]
+    if budget is not None:
+        over += [f"train.time_limit={budget}", "train.time_clock=cpu"]
+    if steps is not None:
+        over += [f"train.steps={steps}"]
+    if threads is not None:
+        over += [f"train.threads={threads}"]
+    c0 = _child_cpu()
+    p = _vaekit("train", "--quiet", "--preset", row.preset, "--out", str(run_dir), *over)
+    train_cpu = _child_cpu() - c0
+    if p.returncode != 0:
+        return {"row": row.key, "error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "train failed"}
+    k = iw or row.pythae_is
+    ev = ["evaluate", str(run_dir), "--iw-samples", str(k), "--json"]
+    if limit is not None:
+        ev += ["--limit", str(limit)]
+    if threads is not None:
+        ev += ["--threads", str(threads)]
+    c1 = _child_cpu()
+    e = _vaekit(*ev)
+    eval_cpu = _child_cpu() - c1
+    if e.returncode != 0:
+        return {"row": row.key, "error": e.stderr.strip().splitlines()[-1] if e.stderr.strip() else "eval failed"}
+    r = json.loads(e.stdout)
+    nll = -float(r["log_px"])
+    return {"row": row.key, "label": row.label, "preset": row.preset, "data": row.data, "nll": nll,
+            "nll_stderr": float(r["log_px_stderr"]), "elbo": float(r["elbo"]), "iw_samples": k, "test_images": r["n"],
+            "active_units": r.get("active_units"), "steps": _steps(run_dir), "train_cpu_s": round(train_cpu, 1),
+            "eval_cpu_s": round(eval_cpu, 1), "pythae": row.pythae, "pythae_is": row.pythae_is, "paper": row.paper,
+            "gap_to_pythae": round(nll - row.pythae, 2)}
+
+
+def _table(results: list[dict]) -> str:
+    head = ("| row | data | vaekit NLL (s.e.) | IS x test images | pythae (IS) | paper | vaekit - pythae | steps | "
+            "train CPU s |")
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        if "nll" not in r:
+            lines.append(f"| {r['row']} | skipped: {r.get('skipped') or r.get('error')} |||||||| ")
+            continue
+        lines.append(f"| {r['label']} | {r['data']} | {r['nll']:.2f} ({r['nll_stderr']:.2f}) | {r['iw_samples']} x "
+                     f"{r['test_images']} | {r['pythae']:.2f} ({r['pythae_is']}) | {r['paper']:.2f} | "
+                     f"{r['gap_to_pythae']:+.2f} | {r['steps']} | {r['train_cpu_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", default="all", help="comma-separated rows: " + ",".join(r.key for r in ROWS))
+    ap.add_argument("--budget", type=float, default=None, help="training CPU seconds per row (default: the preset's)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps per row (with --budget: what ends first)")
+    ap.add_argument("--iw-samples", type=int, default=None, help="importance samples (default: pythae's per row)")
+    ap.add_argument("--limit", type=int, default=None, help="test images, drawn across the split (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads of training and evaluation")
+    ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder)")
+    ap.add_argument("--json", default=None, help="write the results here")
+    a = ap.parse_args(argv)
+    keys = [r.key for r in ROWS]
+    chosen = keys if a.rows == "all" else [k.strip() for k in a.rows.split(",") if k.strip()]
+    bad = [k for k in chosen if k not in keys]
+    if bad:
+        print(f"reproductions: unknown row {bad[0]!r}; choose from {', '.join(keys)}", file=sys.stderr)
+        return 2
+    from vaekit.registry import list_presets
+
+    presets = list_presets()
+    out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="vaekit-repro-"))
+    results = []
+    for row in (r for r in ROWS if r.key in chosen):  # one after the other: never in parallel
+        if row.preset not in presets:
+            print(f"{row.label}: skipped, preset {row.preset!r} is not registered yet", flush=True)
+            results.append({"row": row.key, "skipped": f"preset {row.preset} not registered"})
+            continue
+        print(f"{row.label}: training {row.preset} ...", flush=True)
+        res = run_row(row, out, a.budget, a.steps, a.iw_samples, a.limit, a.threads)
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    print(_table(results))
+    if a.json:
+        from vaekit.utils import atomic_write_text
+
+        atomic_write_text(a.json, json.dumps({"argv": sys.argv[1:], "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
