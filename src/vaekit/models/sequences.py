@@ -136,7 +136,7 @@ class SequenceModel(LatentUsesMixin, nn.Module):
         if x.dim() != 3 or tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"data of shape {tuple(x.shape[1:])} per example does not fit a sequence model built "
                              f"for {self.data_shape} (T steps, D features and the step mask)")
-        values, mask = split_steps(x)
+        values, mask = split_steps(x.detach())
         if not bool(((mask == 0) | (mask == 1)).all()) or bool((mask[:, 1:] > mask[:, :-1]).any()) \
                 or bool((mask[:, 0] == 0).any()):
             raise ValueError("the last feature of sequence data must be the step mask: 1 for the observed steps, "
