@@ -65,9 +65,11 @@ def lengths_of(x: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------ JSB Chorales
 class _NumpyScalarsOnly(pickle.Unpickler):
-    """Rebuilds the numpy integer scalars of the JSB pickle (numpy's ``scalar`` and ``dtype``) and nothing else."""
+    """Rebuilds the numpy integer scalars of the JSB pickle (numpy's ``scalar`` and ``dtype``; ``_codecs.encode``,
+    which a protocol-2 pickle written by Python 3 uses for bytes) and nothing else."""
 
-    ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype")}
+    ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "dtype"),
+               ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
@@ -75,6 +77,10 @@ class _NumpyScalarsOnly(pickle.Unpickler):
                                          f"tuples and numpy scalars")
         if name == "dtype":
             return np.dtype
+        if name == "encode":
+            import codecs
+
+            return codecs.encode
         try:  # the one reconstructor a numpy scalar pickle names (numpy 2 moved it)
             from numpy._core.multiarray import scalar
         except ImportError:  # numpy 1
