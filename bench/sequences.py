@@ -76,6 +76,11 @@ def jsb(args) -> dict:
     model = build_family(ModelConfig(family="dmm", likelihood="bernoulli", latent_dim=100, transition_dim=200,
                                      emission_dim=100, rnn_dim=600), data.shape)
     out = train(model, data, args, lambda m: {"test_nelbo_per_step": round(per_step(m, data.test.x), 4)})
+    if args.save:
+        from safetensors.torch import save_file
+
+        save_file(model.state_dict(), args.save + ".tmp")
+        __import__("os").replace(args.save + ".tmp", args.save)
     torch.manual_seed(1)
     out["test_nelbo_per_step"] = per_step(model, data.test.x)
     out["test_iw_per_step"] = per_step(model, data.test.x, iw=args.iw, batch=8)
@@ -146,6 +151,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--figure", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--save", default=None, help="jsb: write the trained weights (safetensors) here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = jsb(args) if args.what == "jsb" else mmnist(args)
