@@ -12,7 +12,10 @@
 The objective is vaekit's ELBO (``vaekit.objectives.ELBO``) on the model contract, the loop a plain Adam loop
 over the in-memory tensors (a bench of the model, not of the trainer). One thread.
 
-Usage: python bench/sequences.py jsb --cpu-seconds 1200 [--epochs N]
+  chorales  new chorales from the DMM that ``jsb --save`` wrote: piano-roll figure and MIDI files (mido).
+
+Usage: python bench/sequences.py jsb --cpu-seconds 1200 [--epochs N] [--save dmm.safetensors]
+       python bench/sequences.py chorales --load dmm.safetensors --figure chorales.png
        python bench/sequences.py mmnist --cpu-seconds 600
 Data from $VAEKIT_DATA_DIR (jsb_chorales/, mnist/). --json FILE writes the numbers.
 """
@@ -91,6 +94,33 @@ def jsb(args) -> dict:
     return out
 
 
+def chorales(args) -> dict:
+    """New chorales from a trained DMM (--load, written by ``jsb --save``): ancestral samples of the latent path,
+    each step's notes drawn from p(x_t | z_t); a piano-roll figure and (with mido) one MIDI file each."""
+    from safetensors.torch import load_file
+
+    from vaekit.models.uses import sample_latents
+    from vaekit.plots.sequences import plot_piano_rolls
+
+    model = build_family(ModelConfig(family="dmm", likelihood="bernoulli", latent_dim=100, transition_dim=200,
+                                     emission_dim=100, rnn_dim=600), (160, 89))
+    model.load_state_dict(load_file(args.load))
+    model.eval()
+    torch.manual_seed(args.seed)
+    with torch.no_grad():
+        rolls = model.decode(sample_latents(model, 4)).sample()[:, : args.steps, :-1].numpy()  # (4, steps, 88)
+    out = {"figure": str(plot_piano_rolls(list(rolls), args.figure, titles=[f"sample {i}" for i in range(4)]))}
+    out["notes_per_step"] = float(rolls.sum(-1).mean())
+    try:
+        from vaekit.apps.midi import write_midi
+
+        out["midi"] = [str(write_midi(r, args.figure.replace(".png", f"-{i}.mid"))) for i, r in enumerate(rolls)]
+    except ImportError as e:
+        out["midi"] = str(e)
+    print(json.dumps(out))
+    return out
+
+
 def predict_frames(model, x: torch.Tensor, context: int = 10) -> torch.Tensor:
     """Means of frames context+1..T (B, T - context, D) from the first ``context`` frames: q's mean path over
     the context, then the transition's means, decoded."""
@@ -138,7 +168,7 @@ def mmnist(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["jsb", "mmnist"])
+    ap.add_argument("what", choices=["jsb", "mmnist", "chorales"])
     ap.add_argument("--epochs", type=int, default=5000)
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
     ap.add_argument("--batch", type=int, default=20)
@@ -152,9 +182,11 @@ def main() -> None:
     ap.add_argument("--figure", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--save", default=None, help="jsb: write the trained weights (safetensors) here")
+    ap.add_argument("--load", default=None, help="chorales: the weights jsb --save wrote")
+    ap.add_argument("--steps", type=int, default=64, help="chorales: steps per generated chorale")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    out = jsb(args) if args.what == "jsb" else mmnist(args)
+    out = {"jsb": jsb, "mmnist": mmnist, "chorales": chorales}[args.what](args)
     out["args"] = vars(args)
     if args.json:
         from vaekit.utils import atomic_write_text
