@@ -12,6 +12,7 @@
 The objective is vaekit's ELBO (``vaekit.objectives.ELBO``) on the model contract, the loop a plain Adam loop
 over the in-memory tensors (a bench of the model, not of the trainer). One thread.
 
+          --family vrnn: a variational RNN instead (z 16, GRU 128, feature nets 128).
   chorales  new chorales from the DMM that ``jsb --save`` wrote: piano-roll figure and MIDI files (mido).
 
 Usage: python bench/sequences.py jsb --cpu-seconds 1200 [--epochs N] [--save dmm.safetensors]
@@ -76,8 +77,9 @@ def train(model, data, args, on_epoch) -> dict:
 def jsb(args) -> dict:
     data = load_data("jsb-chorales")
     torch.manual_seed(args.seed)
-    model = build_family(ModelConfig(family="dmm", likelihood="bernoulli", latent_dim=100, transition_dim=200,
-                                     emission_dim=100, rnn_dim=600), data.shape)
+    sizes = ({"latent_dim": 100, "transition_dim": 200, "emission_dim": 100, "rnn_dim": 600} if args.family == "dmm"
+             else {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128})
+    model = build_family(ModelConfig(family=args.family, likelihood="bernoulli", **sizes), data.shape)
     out = train(model, data, args, lambda m: {"test_nelbo_per_step": round(per_step(m, data.test.x), 4)})
     if args.save:
         from safetensors.torch import save_file
@@ -170,6 +172,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["jsb", "mmnist", "chorales"])
     ap.add_argument("--epochs", type=int, default=5000)
+    ap.add_argument("--family", choices=["dmm", "vrnn"], default="dmm", help="jsb: the sequence family")
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--lr", type=float, default=1e-3)
