@@ -133,6 +133,8 @@ def test_padded_steps_change_nothing(family):
         q_pair = model.posteriors(x)["z"]
         q_alone = model.posteriors(x[1:])["z"]
     torch.testing.assert_close(q_pair.mean[1, :3], q_alone.mean[0, :3])
+    rec = model.reconstruct(x)  # the input's own lengths: zeros after them, the mask feature as given
+    assert torch.count_nonzero(rec[1, 3:]) == 0 and torch.equal(rec[..., -1], x[..., -1])
     # no gradient reaches the padded values, and the padded steps' KL is exactly zero
     x.requires_grad_(True)
     torch.manual_seed(2)

@@ -175,5 +175,12 @@ class SequenceModel(LatentUsesMixin, nn.Module):
     def capabilities(self) -> frozenset[str]:
         return frozenset({CONTINUOUS} | ({DISCRETE_DATA} if self.likelihood.discrete else set()))
 
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z) at the posterior's mean path, with x's own step mask (zeros after each length)."""
+        from vaekit.models.uses import posterior_means
+
+        return self.decode(posterior_means(self, x)).mean * split_steps(x)[1].unsqueeze(-1)
+
     def _path(self, z: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         return z["z"] if isinstance(z, Mapping) else z
