@@ -28,16 +28,28 @@ FAMILIES = {
                     posterior_options={"steps": 2, "hidden": [8], "context": 4}),
     "ladder": dict(family="ladder", latent_dims=[3, 2], hidden=[16, 8]),
     "m2": dict(family="m2", latent_dim=3, hidden=[16], n_classes=3),  # its class y summed out exactly
+    # sequences (T, D + 1), the step mask last: a latent path (T, D_z) whose prior depends on its earlier steps
+    "dmm": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8),
+    "vrnn": dict(family="vrnn", latent_dim=2, rnn_dim=8, phi_dim=8),
 }
+SEQUENCE_SHAPE = (3, 3)  # 3 steps of 2 features and the step mask
 
 
-def _data(name: str, b: int = 3, seed: int = 0) -> torch.Tensor:
+def _shape(family: str) -> tuple[int, ...]:
+    return SEQUENCE_SHAPE if FAMILIES[family]["family"] in ("dmm", "vrnn") else SHAPE
+
+
+def _data(name: str, b: int = 3, seed: int = 0, shape: tuple[int, ...] = SHAPE) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(b, *SHAPE, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    x = torch.rand(b, *shape, generator=g, dtype=torch.float64) * 0.9 + 0.05
     if name == "bernoulli":
         x = (x > 0.5).double()
     elif LIKELIHOODS[name].discrete:
         x = torch.round(x * 255) / 255
+    if shape == SEQUENCE_SHAPE:  # lengths 3, 2, 1, ...: the step mask, zeros at the padding
+        lengths = torch.arange(b) % shape[0]
+        x[..., -1] = (torch.arange(shape[0]) < (shape[0] - lengths)[:, None]).double()
+        x[..., :-1] *= x[..., -1:]
     return x
 
 
@@ -60,9 +72,9 @@ def _brute_force_elbo(model: nn.Module, x: torch.Tensor, s: int) -> tuple[torch.
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_objective_elbo_equals_brute_force_monte_carlo(family, lik, device):
     torch.manual_seed(0)
-    model = build_family(ModelConfig(likelihood=lik, **FAMILIES[family]), SHAPE).double().to(device)
+    model = build_family(ModelConfig(likelihood=lik, **FAMILIES[family]), _shape(family)).double().to(device)
     assert isinstance(model, LatentVariableModel)
-    x = _data(lik).to(device)
+    x = _data(lik, shape=_shape(family)).to(device)
     s = 4000
     torch.manual_seed(1)
     with torch.no_grad():
@@ -166,10 +178,10 @@ def test_uses_half_layout_posteriors_decode_and_prior_units(family):
     from vaekit.models.uses import flatten, from_prior_units, posterior_means, sample_latents, to_prior_units
 
     torch.manual_seed(0)
-    model = build_family(ModelConfig(likelihood="gaussian", **FAMILIES[family]), SHAPE).double().eval()
+    model = build_family(ModelConfig(likelihood="gaussian", **FAMILIES[family]), _shape(family)).double().eval()
     assert isinstance(model, LatentUses)
     assert set(model.capabilities) <= set(CAPABILITIES)
-    x = _data("gaussian", b=4)
+    x = _data("gaussian", b=4, shape=_shape(family))
     layout = model.layout
     with torch.no_grad():
         qs = model.posteriors(x)
@@ -179,7 +191,7 @@ def test_uses_half_layout_posteriors_decode_and_prior_units(family):
         z = sample_latents(model, 5, temperature=0.7)
         assert {k: tuple(v.shape) for k, v in z.items()} == {g.name: (5, *g.shape) for g in layout.groups}
         px = model.decode(z)
-        assert tuple(px.batch_shape) == (5,) and tuple(px.event_shape) == SHAPE
+        assert tuple(px.batch_shape) == (5,) and tuple(px.event_shape) == _shape(family)
         back = from_prior_units(model, to_prior_units(model, z))
         for name in layout.names:
             torch.testing.assert_close(back[name], z[name])
@@ -234,5 +246,5 @@ def test_a_familys_declared_capabilities_are_its_models(family):
     from vaekit.models.registry import FAMILIES as REGISTRY
 
     cfg = ModelConfig(**FAMILIES[family])
-    model = build_family(cfg, SHAPE)
+    model = build_family(cfg, _shape(family))
     assert REGISTRY[cfg.family].capabilities <= model.capabilities

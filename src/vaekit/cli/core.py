@@ -524,7 +524,9 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     torch.manual_seed(a.seed)
     x = model.sample(a.n, temperature=a.temperature)
-    if len(model.data_shape) != 3:
+    if len(model.data_shape) == 2:  # (T, D) sequences (piano rolls): one grey image per example
+        x = x.unsqueeze(1)
+    if len(model.data_shape) not in (2, 3):
         raise ValueError("this run models tabular data; samples cannot be drawn as images")
     with _writing_into_run(a.run_dir, a.output is None):
         save_image_grid(x, output, nrow=min(a.n, 8) if a.n <= 64 else None)
@@ -544,9 +546,11 @@ def _cmd_reconstruct(a: argparse.Namespace) -> int:
     x, _ = _load_eval_data(cfg, a.split, [], a.data_dir)
     x = x[: a.n]
     model.check_input(x)
-    if len(model.data_shape) != 3:
+    if len(model.data_shape) not in (2, 3):
         raise ValueError("this run models tabular data; reconstructions cannot be drawn as images")
     rec = model.reconstruct(x)
+    if len(model.data_shape) == 2:  # (T, D) sequences (piano rolls): one grey image per example
+        x, rec = x.unsqueeze(1), rec.unsqueeze(1)
     rows = []
     for i in range(0, x.shape[0], 8):
         rows += [x[i:i + 8], rec[i:i + 8]]

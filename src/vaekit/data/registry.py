@@ -18,6 +18,7 @@ import numpy as np
 from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
+from vaekit.data import sequences as seq
 from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
@@ -311,4 +312,22 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 how_to_get="pass path=<folder> (--path); resize with image_size=(H, W)"),
     DatasetSpec("arrays", "your tabular or array data from .npy / .npz / .csv (real-valued unless in [0, 1])",
                 _load_arrays, needs_path=True, how_to_get="pass path=<file.npy|.npz|.csv> (--path)"),
+    # sequences (vaekit.data.sequences): (N, T, D + 1) with the step mask as the last feature
+    DatasetSpec("jsb-chorales", "JSB Chorales 88-key piano rolls, 229 / 76 / 77 chorales of 25-160 steps "
+                "(Boulanger-Lewandowski et al. 2012), as Pyro's deep Markov model uses them", seq.load_jsb,
+                folder="jsb_chorales", layouts=({"pickle": "jsb_chorales.pickle"},), md5={"jsb_chorales.pickle":
+                seq.JSB_MD5}, how_to_get="or copy jsb_chorales.pickle into the folder",
+                downloads=(DownloadItem("jsb_chorales.pickle", seq.JSB_URLS, md5=seq.JSB_MD5,
+                                        sha256=seq.JSB_SHA256),)),
+    DatasetSpec("moving-mnist", "Moving MNIST: two digits bouncing in 64x64, 20 frames (Srivastava et al. 2015), "
+                "generated from the MNIST files with a seed; a fixed test set", seq.load_moving_mnist,
+                folder="mnist", layouts=({r: f for r, (f, _, _) in _MNIST_FILES.items()},),
+                md5={f: m for f, m, _ in _MNIST_FILES.values()}, how_to_get="vaekit datasets --download mnist",
+                options={"n_train": 1000, "n_val": 100, "n_test": 1000}),
+    DatasetSpec("sines", "noisy sinusoids in [0, 1] of variable length (3 channels), generated: a small "
+                "sequence set", seq.load_sines, how_to_get="generated, nothing to fetch",
+                options={"n": 200, "t_max": 24}),
+    DatasetSpec("sequences", "your sequences: .npz / .npy (N, T, D) with optional lengths, or a long-format CSV "
+                "(sequence,time,features...)", seq.load_sequences, needs_path=True,
+                how_to_get="pass path=<file.npz|.npy|.csv> (--path)"),
 ]}

@@ -222,6 +222,10 @@ class LatentUses(Protocol):
     decode(z) -> p(x|z): z a mapping {group: (*lead, *shape)} or, for a model whose latent is one vector, that
         tensor; batch_shape lead.
     group_prior(name, z) -> p(z_name | parent): the parent's value read from the mapping z.
+    group_from_units(name, u, z) -> z_name (optional): for a group whose prior depends on the group's own earlier
+        steps (a latent path (T, D_z) of a sequence model), the path with z_t = mu_p(z_<t) + sigma_p(z_<t) u_t,
+        solved step by step; ``vaekit.models.uses`` calls it for ancestral sampling and prior units, and
+        ``group_prior(name, z)`` then gives p(z_t | z_<t) at the path z[name], all steps at once.
     embed(x) -> (B, D): the continuous groups' posterior means, flattened in layout order.
     sample(n, temperature), reconstruct(x): decoder means.
     """

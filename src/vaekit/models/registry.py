@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from vaekit.config import ModelConfig
 
 __all__ = ["Family", "FAMILIES", "register_family", "build_family", "load_m1", "VAEOptions", "LadderOptions",
-           "M2Options"]
+           "M2Options", "DMMOptions", "VRNNOptions"]
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,60 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
                   m1_units=units)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+@dataclass
+class DMMOptions:
+    """``model.family=dmm`` (Krishnan et al. 2017): gated transition, MLP emitter, backward-RNN combiner; sequence
+    data (T, D + 1) with the step mask last. Defaults: Pyro's DMM example."""
+
+    latent_dim: int = option(100, doc="size of z_t, the latent state at each step", min=1)
+    transition_dim: int = option(200, doc="hidden width of the gated transition p(z_t | z_{t-1})", min=1)
+    emission_dim: int = option(100, doc="hidden width of the emitter p(x_t | z_t) (two layers)", min=1)
+    rnn_dim: int = option(600, doc="state size of the backward RNN over x_{t:T}", min=1)
+    rnn_cell: Literal["rnn", "gru"] = option("rnn", doc="the backward RNN: ReLU RNN (as Pyro's) or GRU")
+
+
+def _sequence_model(build: Callable[[Any], nn.Module], m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.likelihoods import build_likelihood
+
+    if len(data_shape) != 2 or data_shape[1] < 2:
+        raise ConfigError(f"model.family={m.family} models sequences: data of shape (T, D + 1) (steps, features, "
+                          f"the step mask last), got {tuple(data_shape)}; use data.name=jsb-chorales, moving-mnist, "
+                          f"sines or sequences")
+    try:
+        return build(build_likelihood(m.likelihood, (int(data_shape[1]) - 1,), **_kwargs(m, "likelihood")))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@register_family("dmm", DMMOptions, "deep Markov model (Krishnan et al. 2017): a latent state per step, "
+                 "structured posterior q(z_t | z_{t-1}, x_{t:T}); sequence data")
+def _dmm(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.dmm import DMM
+
+    return _sequence_model(lambda lik: DMM(data_shape, lik, m.latent_dim, m.transition_dim, m.emission_dim,
+                                           m.rnn_dim, m.rnn_cell, act=m.act), m, data_shape)
+
+
+@dataclass
+class VRNNOptions:
+    """``model.family=vrnn`` (Chung et al. 2015): a GRU whose steps carry a latent z_t with a learned prior
+    p(z_t | h_{t-1}); sequence data (T, D + 1) with the step mask last."""
+
+    latent_dim: int = option(16, doc="size of z_t, the latent at each step", min=1)
+    rnn_dim: int = option(128, doc="state size of the GRU", min=1)
+    phi_dim: int = option(128, doc="width of the feature nets phi_x, phi_z and of the prior/encoder/decoder MLPs",
+                          min=1)
+
+
+@register_family("vrnn", VRNNOptions, "variational RNN (Chung et al. 2015): a latent per step of a GRU, prior "
+                 "p(z_t | h_{t-1}); sequence data")
+def _vrnn(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.vrnn import VRNN
+
+    return _sequence_model(lambda lik: VRNN(data_shape, lik, m.latent_dim, m.rnn_dim, m.phi_dim, act=m.act), m,
+                           data_shape)
 
 
 def load_m1(run_dir: str, data_shape: Sequence[int], config_cls: type) -> nn.Module:

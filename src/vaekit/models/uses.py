@@ -2,7 +2,8 @@
 sampling at a temperature and coordinates in prior units.
 
 A family provides four primitives (``vaekit.models.contract.LatentUses``): its ``layout``, ``posteriors(x)``,
-``decode(z)`` and ``group_prior(name, z)``. Everything here is written against them, so a new family gets the
+``decode(z)`` and ``group_prior(name, z)`` (and ``group_from_units(name, u, z)`` where a group's prior depends on
+the group's own earlier steps, a latent path: then z_t = mu_p(z_<t) + sigma_p(z_<t) u_t is solved step by step). Everything here is written against them, so a new family gets the
 figures, the apps and the explorer without code of its own, and a hierarchy's top-down pass is written once, in
 its ``group_prior``.
 
@@ -103,9 +104,11 @@ def from_prior_units(model: Any, u: Mapping[str, torch.Tensor]) -> Latents:
     for g in model.layout.top_down():
         if g.kind != "continuous":
             z[g.name] = u[g.name]
-            continue
-        p = model.group_prior(g.name, z)
-        z[g.name] = p.mean + p.stddev * u[g.name]
+        elif hasattr(model, "group_from_units"):  # a prior over the group's own earlier steps (a latent path)
+            z[g.name] = model.group_from_units(g.name, u[g.name], z)
+        else:
+            p = model.group_prior(g.name, z)
+            z[g.name] = p.mean + p.stddev * u[g.name]
     return z
 
 
@@ -121,7 +124,10 @@ def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torc
     dev = _device(model)
     z: Latents = {}
     for g in model.layout.top_down():
-        p = model.group_prior(g.name, z)
+        if g.kind == "continuous" and hasattr(model, "group_from_units"):
+            p = None  # the prior over a latent path depends on its own steps: drawn step by step below
+        else:
+            p = model.group_prior(g.name, z)
         if g.kind != "continuous":
             z[g.name] = p.sample((n,)) if p.batch_shape == () else p.sample()
             continue
@@ -129,7 +135,10 @@ def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torc
             eps = torch.randn(n, *g.shape, device=dev)
         else:
             eps = torch.randn(n, *g.shape, generator=generator, device=generator.device).to(dev)
-        z[g.name] = p.mean + temperature * p.stddev * eps
+        if hasattr(model, "group_from_units"):
+            z[g.name] = model.group_from_units(g.name, temperature * eps, z)
+        else:
+            z[g.name] = p.mean + temperature * p.stddev * eps
     return z
 
 

@@ -26,14 +26,18 @@ def write_images(model: nn.Module, x: torch.Tensor, run_dir: Path, n: int = 64, 
     """samples.png (prior samples) and reconstructions.png (inputs in odd rows, reconstructions below them)."""
     from vaekit.plots import save_image_grid
 
-    if len(model.data_shape) != 3:
+    if len(model.data_shape) not in (2, 3):
         return  # tabular data: no images
     from vaekit.utils import evaluation_context
 
+    def img(t: torch.Tensor) -> torch.Tensor:  # (T, D) sequences (piano rolls): one grey image per example
+        return t.unsqueeze(1) if len(model.data_shape) == 2 else t
+
     with evaluation_context(model, seed):
-        save_image_grid(model.sample(n), run_dir / "samples.png", nrow=8)
+        save_image_grid(img(model.sample(n)), run_dir / "samples.png", nrow=8)
         xs = x[torch.linspace(0, x.shape[0] - 1, min(32, x.shape[0])).round().long()]  # spread: files may be ordered by class
-        rec = model.reconstruct(xs)
+        rec = img(model.reconstruct(xs))
+        xs = img(xs)
         rows = []
         for i in range(0, xs.shape[0], 8):
             rows += [xs[i:i + 8], rec[i:i + 8]]

@@ -1,0 +1,201 @@
+"""Sequence models against the literature, at a stated budget (steps and process CPU seconds).
+
+  jsb     a deep Markov model (model.family=dmm, Pyro's sizes: z 100, transition 200, emission 100, RNN 600) on
+          JSB Chorales, Adam with KL annealing from --min-af to 1 (as Pyro's dmm.py), batches of 20 chorales.
+          After every epoch: the test negative ELBO per time step (nats; total over the test chorales divided by
+          their 4,725 steps, the literature's unit). At the end: the importance-sampled bound (K = --iw samples)
+          on the test set. Targets: Pyro's DMM 6.87, Krishnan et al. (2017) 6.93, Pyro with 2 IAF steps 6.80.
+  mmnist  a DMM on Moving MNIST (Bernoulli frames), then prediction of frames 11-20 from frames 1-10: the
+          posterior over steps 1-10 given the first 10 frames, its means rolled forward by the transition's means,
+          each frame's mean decoded; per-frame BCE and MSE against copying frame 10.
+
+The objective is vaekit's ELBO (``vaekit.objectives.ELBO``) on the model contract, the loop a plain Adam loop
+over the in-memory tensors (a bench of the model, not of the trainer). One thread.
+
+          --family vrnn: a variational RNN instead (z 16, GRU 128, feature nets 128).
+  chorales  new chorales from the DMM that ``jsb --save`` wrote: piano-roll figure and MIDI files (mido).
+
+Usage: python bench/sequences.py jsb --cpu-seconds 1200 [--epochs N] [--save dmm.safetensors]
+       python bench/sequences.py chorales --load dmm.safetensors --figure chorales.png
+       python bench/sequences.py mmnist --cpu-seconds 600
+Data from $VAEKIT_DATA_DIR (jsb_chorales/, mnist/). --json FILE writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+from vaekit.config import ModelConfig
+from vaekit.data import load_data
+from vaekit.data.sequences import lengths_of
+from vaekit.models.registry import build_family
+from vaekit.objectives import ELBO, elbo_terms, iwae_bound
+
+
+def per_step(model, x: torch.Tensor, iw: int = 0, batch: int = 40) -> float:
+    """Negative ELBO (iw = 0) or negative IWAE_iw bound, summed over the sequences, per observed time step."""
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch]
+            b = elbo_terms(model, xb, 1).elbo if iw == 0 else iwae_bound(model, xb, iw)
+            total -= float(b.sum())
+    return total / float(lengths_of(x).sum())
+
+
+def train(model, data, args, on_epoch) -> dict:
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.96, 0.999))
+    g = torch.Generator().manual_seed(0)
+    n, steps, t0 = len(data.train), 0, time.process_time()
+    curve = []
+    for epoch in range(args.epochs):
+        beta = min(1.0, args.min_af + (1 - args.min_af) * epoch / max(1, args.anneal_epochs))
+        objective = ELBO(beta=beta)
+        model.train()
+        for idx in torch.randperm(n, generator=g).split(args.batch):
+            loss = objective(model, data.train.x[idx]).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            steps += 1
+        model.eval()
+        row = {"epoch": epoch + 1, "steps": steps, "cpu_s": round(time.process_time() - t0, 1), "beta": beta,
+               **on_epoch(model)}
+        curve.append(row)
+        print(json.dumps(row), flush=True)
+        if time.process_time() - t0 > args.cpu_seconds:
+            break
+    return {"curve": curve, "steps": steps, "cpu_s": time.process_time() - t0}
+
+
+def jsb(args) -> dict:
+    data = load_data("jsb-chorales")
+    torch.manual_seed(args.seed)
+    sizes = ({"latent_dim": 100, "transition_dim": 200, "emission_dim": 100, "rnn_dim": 600} if args.family == "dmm"
+             else {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128})
+    model = build_family(ModelConfig(family=args.family, likelihood="bernoulli", **sizes), data.shape)
+    out = train(model, data, args, lambda m: {"test_nelbo_per_step": round(per_step(m, data.test.x), 4)})
+    if args.save:
+        from safetensors.torch import save_file
+
+        save_file(model.state_dict(), args.save + ".tmp")
+        __import__("os").replace(args.save + ".tmp", args.save)
+    torch.manual_seed(1)
+    out["test_nelbo_per_step"] = per_step(model, data.test.x)
+    out["test_iw_per_step"] = per_step(model, data.test.x, iw=args.iw, batch=8)
+    out["targets"] = {"pyro_dmm": 6.87, "krishnan_2017": 6.93, "pyro_dmm_iaf2": 6.80}
+    print(f"JSB test -ELBO/step {out['test_nelbo_per_step']:.3f} nats, -IWAE_{args.iw}/step "
+          f"{out['test_iw_per_step']:.3f} (target 6.87: missed by {out['test_nelbo_per_step'] - 6.87:+.3f}) after "
+          f"{out['steps']} steps, {out['cpu_s']:.0f} CPU s")
+    return out
+
+
+def chorales(args) -> dict:
+    """New chorales from a trained DMM (--load, written by ``jsb --save``): ancestral samples of the latent path,
+    each step's notes drawn from p(x_t | z_t); a piano-roll figure and (with mido) one MIDI file each."""
+    from safetensors.torch import load_file
+
+    from vaekit.models.uses import sample_latents
+    from vaekit.plots.sequences import plot_piano_rolls
+
+    model = build_family(ModelConfig(family="dmm", likelihood="bernoulli", latent_dim=100, transition_dim=200,
+                                     emission_dim=100, rnn_dim=600), (160, 89))
+    model.load_state_dict(load_file(args.load))
+    model.eval()
+    torch.manual_seed(args.seed)
+    with torch.no_grad():
+        rolls = model.decode(sample_latents(model, 4)).sample()[:, : args.steps, :-1].numpy()  # (4, steps, 88)
+    out = {"figure": str(plot_piano_rolls(list(rolls), args.figure, titles=[f"sample {i}" for i in range(4)]))}
+    out["notes_per_step"] = float(rolls.sum(-1).mean())
+    try:
+        from vaekit.apps.midi import write_midi
+
+        out["midi"] = [str(write_midi(r, args.figure.replace(".png", f"-{i}.mid"))) for i, r in enumerate(rolls)]
+    except ImportError as e:
+        out["midi"] = str(e)
+    print(json.dumps(out))
+    return out
+
+
+def predict_frames(model, x: torch.Tensor, context: int = 10) -> torch.Tensor:
+    """Means of frames context+1..T (B, T - context, D) from the first ``context`` frames: q's mean path over
+    the context, then the transition's means, decoded."""
+    seen = x.clone()
+    seen[:, context:] = 0  # the future is not observed: the step mask ends after the context
+    with torch.no_grad():
+        z = model.posteriors(seen)["z"].mean[:, :context]  # (B, context, Dz)
+        z_prev, future = z[:, -1], []
+        for _ in range(x.shape[1] - context):
+            z_prev = model.transition(z_prev)[0]
+            future.append(z_prev)
+        path = torch.cat([z, torch.stack(future, 1)], 1)
+        return model.decode(path).mean[:, context:, :-1]
+
+
+def mmnist(args) -> dict:
+    data = load_data("moving-mnist", options={"n_train": args.n_train, "n_val": 0, "n_test": args.n_test})
+    torch.manual_seed(args.seed)
+    model = build_family(ModelConfig(family="dmm", likelihood="bernoulli", latent_dim=32, transition_dim=128,
+                                     emission_dim=256, rnn_dim=256), data.shape)
+    out = train(model, data, args, lambda m: {"test_nelbo_per_frame": round(per_step(m, data.test.x), 2)})
+    x = data.test.x
+    pred = predict_frames(model, x).clamp(1e-6, 1 - 1e-6)  # (B, 10, D)
+    truth, last = x[:, 10:, :-1], x[:, 9:10, :-1].expand(-1, 10, -1).clamp(1e-6, 1 - 1e-6)
+
+    def bce(p):
+        return -(truth * p.log() + (1 - truth) * (1 - p).log()).sum(-1).mean(0)  # (10,) nats per frame
+
+    def mse(p):
+        return (truth - p).square().sum(-1).mean(0)  # (10,) per frame
+
+    out["table"] = [{"frame": 11 + i, "bce_dmm": float(bce(pred)[i]), "bce_copy_last": float(bce(last)[i]),
+                     "mse_dmm": float(mse(pred)[i]), "mse_copy_last": float(mse(last)[i])} for i in range(10)]
+    print("frame  BCE dmm  BCE copy-last  MSE dmm  MSE copy-last")
+    for r in out["table"]:
+        print(f"{r['frame']:5d} {r['bce_dmm']:8.1f} {r['bce_copy_last']:14.1f} {r['mse_dmm']:8.1f} "
+              f"{r['mse_copy_last']:14.1f}")
+    if args.figure:
+        from vaekit.plots import save_image_grid  # noqa: optional figure
+
+        rows = torch.cat([x[:4, :, :-1], torch.cat([x[:4, :10, :-1], pred[:4]], 1)], 0)  # truth, then prediction
+        save_image_grid(rows.reshape(-1, 1, 64, 64), args.figure, nrow=20)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["jsb", "mmnist", "chorales"])
+    ap.add_argument("--epochs", type=int, default=5000)
+    ap.add_argument("--family", choices=["dmm", "vrnn"], default="dmm", help="jsb: the sequence family")
+    ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--min-af", type=float, default=0.2, help="KL weight at the start (annealed to 1)")
+    ap.add_argument("--anneal-epochs", type=int, default=100)
+    ap.add_argument("--iw", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train", type=int, default=500)
+    ap.add_argument("--n-test", type=int, default=200)
+    ap.add_argument("--figure", default=None)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--save", default=None, help="jsb: write the trained weights (safetensors) here")
+    ap.add_argument("--load", default=None, help="chorales: the weights jsb --save wrote")
+    ap.add_argument("--steps", type=int, default=64, help="chorales: steps per generated chorale")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    out = {"jsb": jsb, "mmnist": mmnist, "chorales": chorales}[args.what](args)
+    out["args"] = vars(args)
+    if args.json:
+        from vaekit.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Known answers for the sequence families: on a linear-Gaussian state space model the DMM's ELBO is the sum of
+the per-step terms computed by hand, and its importance-sampled log p(x) is the Kalman filter's exact marginal
+likelihood; padded steps change nothing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.data.sequences import pack_sequences
+from vaekit.likelihoods import build_likelihood
+from vaekit.models.dmm import DMM
+from vaekit.models.registry import build_family
+from vaekit.objectives import ELBO, elbo_terms, log_weights
+
+A, S, C, R = 0.9, 0.5, 1.2, 0.4  # z_t = A z_{t-1} + S e_t, x_t = C z_t + R n_t, z_0 = 0
+
+
+class LinearTransition(nn.Module):
+    def forward(self, z):
+        return A * z, torch.full_like(z, S)
+
+
+class OneStepPosterior(nn.Module):
+    """q(z_t | z_{t-1}, x_t): the exact posterior of z_t given z_{t-1} and x_t alone (h_t = x_t), scaled wider."""
+
+    def forward(self, z, h):
+        prec = 1 / S**2 + C**2 / R**2
+        loc = (A * z / S**2 + C * h / R**2) / prec
+        return loc, torch.full_like(loc, 1.1 / math.sqrt(prec))
+
+
+class Identity(nn.Module):
+    def forward(self, values, mask):
+        return values  # h_t = x_t
+
+
+class Scale(nn.Module):
+    def forward(self, z):
+        return C * z
+
+
+def linear_dmm(t_max: int) -> DMM:
+    model = DMM((t_max, 2), build_likelihood("gaussian", (1,), sigma=R), z_dim=1, transition_dim=2,
+                emission_dim=2, rnn_dim=1).double()
+    model.transition, model.combiner, model.encoder, model.emitter = (LinearTransition(), OneStepPosterior(),
+                                                                      Identity(), Scale())
+    with torch.no_grad():
+        model.z_0.zero_()
+        model.z_q_0.zero_()
+    return model
+
+
+def kalman_log_marginal(x: torch.Tensor) -> float:
+    """log p(x_1..x_T) of the scalar linear-Gaussian model by the Kalman filter's prediction errors."""
+    m, v, total = 0.0, 0.0, 0.0
+    for xt in x.tolist():
+        m, v = A * m, A * A * v + S * S  # predict z_t
+        sv = C * C * v + R * R  # predictive variance of x_t
+        total += -0.5 * (math.log(2 * math.pi * sv) + (xt - C * m) ** 2 / sv)
+        k = v * C / sv
+        m, v = m + k * (xt - C * m), (1 - k * C) * v
+    return total
+
+
+def _normal_lp(x, loc, scale):
+    return -0.5 * math.log(2 * math.pi) - math.log(scale) - (x - loc) ** 2 / (2 * scale**2)
+
+
+def _batch():
+    seqs = [torch.tensor([[0.3], [1.1], [0.7], [-0.4], [0.2]]), torch.tensor([[-0.8], [0.1], [0.9]])]
+    return torch.from_numpy(pack_sequences([s.numpy() for s in seqs], 6)).double(), seqs
+
+
+def test_dmm_elbo_is_the_sum_of_the_per_step_terms_by_hand():
+    model = linear_dmm(6)
+    x, seqs = _batch()
+    torch.manual_seed(4)
+    with torch.no_grad():
+        t = elbo_terms(model, x, 1)
+    assert t.analytic_kl
+    torch.manual_seed(4)  # the same noise: one (B, 1) draw per step up to the longest sequence
+    eps = [torch.randn(2, 1, dtype=torch.float64) for _ in range(5)]
+    prec = 1 / S**2 + C**2 / R**2
+    sq = 1.1 / math.sqrt(prec)
+    for b, seq in enumerate(seqs):
+        z_prev, rec, kl = 0.0, 0.0, 0.0
+        for step, xt in enumerate(seq[:, 0].tolist()):
+            mp, mq = A * z_prev, (A * z_prev / S**2 + C * xt / R**2) / prec
+            z = mq + sq * float(eps[step][b])
+            kl += math.log(S / sq) + (sq**2 + (mq - mp) ** 2) / (2 * S**2) - 0.5
+            rec += _normal_lp(xt, C * z, R)
+            z_prev = z
+        assert float(t.log_px_z[b]) == pytest.approx(rec, abs=1e-10)
+        assert float(t.kl[b]) == pytest.approx(kl, abs=1e-10)
+
+
+def test_dmm_importance_sampled_log_px_is_the_kalman_marginal_likelihood():
+    model = linear_dmm(6)
+    x, seqs = _batch()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        lw = torch.cat([log_weights(model, x, 5000) for _ in range(4)])  # (K, B)
+        est = torch.logsumexp(lw, 0) - math.log(lw.shape[0])  # (B,) log (1/K) sum_k w_k
+        elbo = elbo_terms(model, x, 500).elbo
+    for b, seq in enumerate(seqs):
+        exact = kalman_log_marginal(seq[:, 0])
+        assert float(est[b]) == pytest.approx(exact, abs=0.01)
+        assert float(elbo[b]) < exact - 0.005  # the bound is below it, and importance sampling closes the gap
+
+
+@pytest.mark.parametrize("family", ["dmm", "vrnn"])
+def test_padded_steps_change_nothing(family):
+    torch.manual_seed(0)
+    model = build_family(ModelConfig(family=family, latent_dim=3, likelihood="bernoulli", rnn_dim=8,
+                                     **({"transition_dim": 8, "emission_dim": 8} if family == "dmm" else
+                                        {"phi_dim": 8})), (7, 5)).double()
+    seqs = [(torch.rand(n, 4) > 0.5).double().numpy() for n in (5, 3)]
+    x = torch.from_numpy(pack_sequences(seqs, 7)).double()
+    y = x.clone()
+    y[1, 3:, :-1] = 1.0  # other values at the padded steps
+    torch.manual_seed(1)
+    a = elbo_terms(model, x, 2)
+    torch.manual_seed(1)
+    b = elbo_terms(model, y, 2)
+    assert torch.equal(a.elbo, b.elbo)
+    # a sequence's bound alone and next to a longer one (deterministic path: q's means, its own KL closed form)
+    with torch.no_grad():
+        q_pair = model.posteriors(x)["z"]
+        q_alone = model.posteriors(x[1:])["z"]
+    torch.testing.assert_close(q_pair.mean[1, :3], q_alone.mean[0, :3])
+    rec = model.reconstruct(x)  # the input's own lengths: zeros after them, the mask feature as given
+    assert torch.count_nonzero(rec[1, 3:]) == 0 and torch.equal(rec[..., -1], x[..., -1])
+    # no gradient reaches the padded values, and the padded steps' KL is exactly zero
+    x.requires_grad_(True)
+    torch.manual_seed(2)
+    ELBO()(model, x).loss.backward()
+    assert torch.count_nonzero(x.grad[1, 3:, :-1]) == 0 and torch.count_nonzero(x.grad[0, :5, :-1]) > 0
+    torch.manual_seed(2)
+    out = model(x.detach(), None)
+    g = out.groups[0]
+    kl_steps = torch.distributions.kl_divergence(g.q.base_dist, g.p.base_dist).sum(-1)  # (B, T)
+    assert torch.count_nonzero(kl_steps[1, 3:]) == 0 and torch.count_nonzero(kl_steps[0, 5:]) == 0
+    ratio = (g.q.base_dist.log_prob(g.z) - g.p.base_dist.log_prob(g.z)).sum(-1)  # (B, T) log q - log p per step
+    assert torch.count_nonzero(ratio[1, 3:]) == 0 and torch.count_nonzero(ratio[0, 5:]) == 0
+
+
+@pytest.mark.parametrize("family", ["dmm", "vrnn"])
+def test_sequence_uses_sampling_and_prior_units_round_trip(family):
+    from vaekit.models.uses import from_prior_units, sample_latents, to_prior_units
+
+    torch.manual_seed(0)
+    model = build_family(ModelConfig(family=family, latent_dim=2, likelihood="bernoulli", rnn_dim=8), (4, 3))
+    model = model.double().eval()
+    with torch.no_grad():
+        z = sample_latents(model, 5, temperature=0.8)
+        assert z["z"].shape == (5, 4, 2)
+        back = from_prior_units(model, to_prior_units(model, z))
+        torch.testing.assert_close(back["z"], z["z"])
+        torch.manual_seed(1)
+        # ancestral sampling at T = 0 follows the prior means step by step
+        z0 = sample_latents(model, 1, temperature=0.0)["z"]
+        p = model.group_prior("z", z0)
+        torch.testing.assert_close(p.mean, z0)
+
+
+def test_sequence_families_refuse_non_sequence_data():
+    from vaekit.options import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.family=dmm models sequences: data of shape \(T, D \+ 1\)"):
+        build_family(ModelConfig(family="dmm"), (1, 8, 8))
+    model = build_family(ModelConfig(family="vrnn", latent_dim=2, rnn_dim=4, phi_dim=4), (3, 3))
+    bad = torch.zeros(2, 3, 3)
+    bad[:, 0, -1] = 1
+    bad[0, 2, -1] = 1  # a gap in the mask
+    with pytest.raises(ValueError, match="the last feature of sequence data must be the step mask"):
+        model.check_input(bad)
