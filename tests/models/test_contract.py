@@ -28,6 +28,9 @@ FAMILIES = {
                     posterior_options={"steps": 2, "hidden": [8], "context": 4}),
     "ladder": dict(family="ladder", latent_dims=[3, 2], hidden=[16, 8]),
     "m2": dict(family="m2", latent_dim=3, hidden=[16], n_classes=3),  # its class y summed out exactly
+    "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
+    "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, prior="transformer",
+                        prior_width=8, prior_layers=1, prior_heads=2),  # log p(z) autoregressive, KL Monte Carlo
 }
 
 

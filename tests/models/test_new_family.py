@@ -24,6 +24,9 @@ FAMILIES = {
                "model.free_bits=0"],
     "m2": ["model.family=m2", "model.objective=m2", "data.labels=100", "model.hidden=[32]", "model.latent_dim=3",
            "model.warmup_steps=0", "model.free_bits=0"],
+    "vqvae": ["model.family=vqvae", "model.objective=vq", "model.arch=conv", "model.conv_channels=[16]",
+              "model.codebook_size=16", "model.code_dim=4", "model.restart_after=5", "model.warmup_steps=0",
+              "model.free_bits=0"],
 }
 # (command, family) -> the capability named in its refusal; every other pair must succeed
 REFUSES = {

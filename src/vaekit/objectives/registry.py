@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vaekit.objectives.elbo import Objective
 
 __all__ = ["ObjectiveSpec", "OBJECTIVES", "objective_names", "objective_options", "make_objective",
-           "ELBOOptions", "BetaTCVAEOptions", "FactorVAEOptions", "M2ObjectiveOptions"]
+           "ELBOOptions", "BetaTCVAEOptions", "FactorVAEOptions", "M2ObjectiveOptions", "VQOptions"]
 
 
 @dataclass
@@ -56,6 +56,15 @@ class M2ObjectiveOptions:
     alpha: float | Literal["auto"] = option("auto", doc="weight of the classifier's loss (auto: 0.1 N)", min=0)
     labelled_batch: int = option(100, doc="labelled examples joining each step", min=1)
     generative: bool = option(True, doc="train the generative bound (false: the classifier alone, a baseline)")
+
+
+@dataclass
+class VQOptions:
+    """``vq``: the VQ-VAE loss (van den Oord et al. 2017, Eq. 3)."""
+
+    commitment: float = option(0.25, doc="beta of the commitment term ||z_e - sg(e)||^2 (the encoder's side)", min=0)
+    codebook_weight: float = option(1.0, doc="weight of the codebook term ||sg(z_e) - e||^2 (codebook_update="
+                                             "gradient)", min=0)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,12 @@ def _m2(m: ModelConfig, o: M2ObjectiveOptions, supervision: Any = None, **run: A
                               labelled_batch=o.labelled_batch, generative=o.generative)
 
 
+def _vq(m: ModelConfig, o: VQOptions, **run: Any) -> Objective:
+    from vaekit.objectives.vq import VQObjective
+
+    return VQObjective(commitment=o.commitment, codebook_weight=o.codebook_weight)
+
+
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "elbo": ObjectiveSpec("negative ELBO with model.beta (β-VAE), KL warm-up, free bits", _elbo, ELBOOptions,
                           reads=("beta", "warmup_steps", "free_bits", "n_samples")),
@@ -113,6 +128,9 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "m2": ObjectiveSpec("M2's semi-supervised bound (Kingma et al. 2014, Eq. 9): labelled bound + class-summed "
                         "unlabelled bound + alpha x the classifier's loss (alpha: auto = 0.1 N); needs data.labels",
                         _m2, M2ObjectiveOptions, needs=frozenset({"classifier"}), supervised=True),
+    "vq": ObjectiveSpec("VQ-VAE (van den Oord et al. 2017, Eq. 3): -log p(x|z_q) + commitment x ||z_e - sg(e)||^2 "
+                        "+ the codebook term (+ -log p(z_q) of a learned prior)", _vq, VQOptions,
+                        needs=frozenset({"quantised"})),
 }
 
 
