@@ -24,7 +24,7 @@ FAMILIES = {
                "model.free_bits=0"],
     "m2": ["model.family=m2", "model.objective=m2", "data.labels=100", "model.hidden=[32]", "model.latent_dim=3",
            "model.warmup_steps=0", "model.free_bits=0"],
-    "vqvae": ["model.family=vqvae", "model.objective=vq", "model.arch=conv", "model.conv_channels=[16]",
+    "vqvae": ["model.family=vqvae", "model.objective=vq", "model.latent_dim=10", "model.arch=conv", "model.conv_channels=[16]",
               "model.codebook_size=16", "model.code_dim=4", "model.restart_after=5", "model.warmup_steps=0",
               "model.free_bits=0"],
 }
@@ -38,6 +38,8 @@ REFUSES = {
     ("classify", "ladder"): "classifier",
     ("embed-sample", "toy"): "continuous", ("embed-sample", "m2"): "continuous",
     ("serve", "toy"): "continuous", ("serve", "m2"): "continuous",
+    ("restore", "vqvae"): "continuous", ("inpaint", "vqvae"): "continuous", ("refine", "vqvae"): "single-vector",
+    ("classify", "vqvae"): "classifier", ("embed-sample", "vqvae"): "continuous", ("serve", "vqvae"): "continuous",
 }
 
 
