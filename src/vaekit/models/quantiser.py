@@ -106,6 +106,7 @@ class VectorQuantiser(nn.Module):
         self.register_buffer("ema_sum", init.clone())  # m_i
         self.register_buffer("initted", torch.tensor(not kmeans_init))
         self.register_buffer("unused_steps", torch.zeros(self.k, dtype=torch.long))  # training steps since last use
+        self.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes re-seeded so far
         self.frozen = False  # a trained first stage under a second-stage prior: no more updates
 
     @property
@@ -138,7 +139,8 @@ class VectorQuantiser(nn.Module):
         codes = self.nearest(z_e.detach())  # (N,)
         z_q = self.lookup(codes).to(z_e.dtype)  # (N, D): carries the codebook's gradient in "gradient" mode
         commitment = ((z_e - z_q.detach()) ** 2).sum(-1)  # (N,) the encoder's side only
-        codebook_loss = ((z_e.detach() - z_q) ** 2).sum(-1)  # (N,) the codebook's side only
+        codebook_loss = ((z_e.detach() - z_q) ** 2).sum(-1) if self.update == "gradient" else \
+            torch.zeros_like(commitment)  # (N,) the codebook's side only (an EMA codebook has no such term)
         z = z_e + (z_q - z_e).detach()  # straight-through: value z_q, gradient identity to z_e
         if learning:
             self._learn(z_e.detach(), codes)
@@ -177,6 +179,7 @@ class VectorQuantiser(nn.Module):
         self.ema_sum[dead] = new.to(self.ema_sum.dtype)
         self.ema_count[dead] = 1.0
         self.unused_steps[dead] = 0
+        self.restarts += n_dead
 
     @torch.no_grad()
     def _kmeans(self, z: torch.Tensor) -> None:

@@ -277,20 +277,34 @@ class VQVAEOptions:
                               f"{self.prior_heads}")
 
 
+_PRIOR_KEYS = ("prior", "prior_of", "prior_width", "prior_layers", "prior_heads")
+
+
+def _vqvae_prepare(cfg: Any, train_x: Any) -> Any:
+    """A second stage (``model.prior_of=RUN``) records the first stage's model section with its own prior keys,
+    so its config.yaml says what is built; other configs unchanged."""
+    if not cfg.model.prior_of:
+        return cfg
+    import copy
+
+    first = _first_stage_config(cfg.model.prior_of, type(cfg.model)).to_dict()
+    first.update({k: getattr(cfg.model, k) for k in _PRIOR_KEYS})
+    cfg = copy.deepcopy(cfg)
+    cfg.model = type(cfg.model)(**first)
+    return cfg
+
+
 @register_family("vqvae", VQVAEOptions,
                  "VQ-VAE (van den Oord et al. 2017): discrete code maps, EMA codebook, dead-code restart, FSQ; "
-                 "a second-stage prior with model.prior_of", capabilities=("quantised",))
+                 "a second-stage prior with model.prior_of", capabilities=("quantised",), prepare=_vqvae_prepare)
 def _vqvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    if m.prior_of:
-        first = _first_stage_config(m.prior_of, type(m))
-        model = _vqvae_from(first, data_shape)
-        _load_weights_of(model, m.prior_of, data_shape)
-        model.set_prior(m.prior_width, m.prior_layers, m.prior_heads)
-        model.freeze()
-        return model
     model = _vqvae_from(m, data_shape)
+    if m.prior_of:  # the first stage's weights (the same architecture: the prepare hook recorded it), frozen
+        _load_weights_of(model, m.prior_of, data_shape)
     if m.prior == "transformer":
         model.set_prior(m.prior_width, m.prior_layers, m.prior_heads)
+    if m.prior_of:
+        model.freeze()
     return model
 
 

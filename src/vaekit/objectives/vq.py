@@ -27,6 +27,7 @@ from vaekit.objectives.elbo import Objective, ObjectiveResult
 __all__ = ["VQObjective", "codebook_usage"]
 
 
+@torch.no_grad()
 def codebook_usage(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """(code counts (K,), log p(x | z_q) (N,)) of a quantised model over the examples x (eval mode, no grad)."""
     k = model.layout.groups[0].shape[-1]
