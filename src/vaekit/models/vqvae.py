@@ -148,10 +148,13 @@ class VQVAE(LatentUsesMixin, nn.Module):
         zq = zq.reshape(-1, h, w, d)
         return zq.permute(0, 3, 1, 2) if self.arch == "conv" else zq.reshape(zq.shape[0], -1)
 
-    def decoded(self, zq: torch.Tensor, lead: torch.Size) -> Distribution:
-        """p(x | z_q) for code vectors zq (*lead, H, W, D): the likelihood's lazy Distribution."""
+    def decoded(self, zq: torch.Tensor, lead: torch.Size, copies: int | None = None) -> Distribution:
+        """p(x | z_q) for code vectors zq (*lead, H, W, D): the likelihood's lazy Distribution; ``copies`` S:
+        the same p(x | z_q) S times, lead (S, *lead) (a deterministic q's samples), decoded once."""
         h = self.decoder(self._decoder_in(zq))
         h = full_precision(h.reshape(*lead, *self.likelihood.param_shape))
+        if copies is not None:
+            h, lead = h.expand(copies, *h.shape), torch.Size((copies, *lead))
         return self.likelihood.decoded(h, lead)
 
     def code_prior(self) -> Distribution:
@@ -187,7 +190,7 @@ class VQVAE(LatentUsesMixin, nn.Module):
         else:  # q is deterministic: every sample is the same code map
             s = int(n_samples)
             z = onehot.expand(s, *onehot.shape)
-            px = self.decoded(zq.expand(s, *zq.shape), torch.Size((s, b)))
+            px = self.decoded(zq, torch.Size((b,)), copies=s)
         extras = {"commitment": r.commitment.reshape(b, -1).sum(-1), "codebook_loss": r.codebook_loss.reshape(b, -1).sum(-1)}
         return ModelOutput([LatentGroup("codes", q, self.code_prior(), z)], px, 0 if n_samples is None else 1, extras)
 
