@@ -223,3 +223,43 @@ def test_a_killed_and_resumed_run_with_a_codebook_ends_with_the_same_weights_and
     other.noise = type(other.noise)(other.device, 4 + 6)
     other.fit()
     assert not torch.equal(other.model.quantiser.codebook, full.model.quantiser.codebook)
+
+
+def _ddp_worker(rank: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)  # the same initial codebooks (DDP broadcasts the model at the start)
+        g = torch.Generator().manual_seed(0)
+        full = torch.randn(3, 16, 2, generator=g, dtype=torch.float64)  # 3 steps of 16 vectors
+        ema = VectorQuantiser(4, 2, kmeans_init=False, decay=0.5).double().train()
+        fancy = VectorQuantiser(4, 2, kmeans_init=True, decay=0.5, restart_after=1).double().train()
+        torch.manual_seed(rank)  # then the ranks' RNGs differ: restarts and the k-means start come from rank 0
+        for step in range(3):
+            half = full[step, rank * 8:(rank + 1) * 8]
+            with torch.enable_grad():
+                ema(half)
+                fancy(half + 10 * (rank == 1))  # rank 1's vectors far away: codes go unused, then restart
+        torch.save({"ema": ema.codebook, "fancy": fancy.codebook, "restarts": fancy.restarts}, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes: ~12 s of CPU
+def test_codebook_statistics_are_all_reduced_across_processes(tmp_path):
+    """Two gloo processes, each with half of every batch: the EMA codebook equals one process's on the whole
+    batches, and k-means starts and restarts leave every process with the same codebook."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(f"file://{tmp_path}/init", str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    full = torch.randn(3, 16, 2, generator=g, dtype=torch.float64)
+    one = VectorQuantiser(4, 2, kmeans_init=False, decay=0.5).double().train()
+    for step in range(3):
+        one(full[step])
+    torch.testing.assert_close(r0["ema"], one.codebook)
+    torch.testing.assert_close(r1["ema"], one.codebook)
+    assert torch.equal(r0["fancy"], r1["fancy"]) and int(r0["restarts"]) == int(r1["restarts"])
