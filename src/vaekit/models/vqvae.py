@@ -23,6 +23,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, OneHotCategorical
 
 from vaekit.likelihoods.base import Likelihood
+from vaekit.models.arrays import array_io
 from vaekit.models.code_prior import CodeTransformer, uniform_codes
 from vaekit.models.contract import (DISCRETE, DISCRETE_DATA, QUANTISED, GroupLayout, LatentGroup, LatentLayout,
                                     ModelOutput)
@@ -168,8 +169,9 @@ class VQVAE(LatentUsesMixin, nn.Module):
         z_e = self.encode_map(x)  # (B, H, W, D)
         return self.quantiser(z_e.reshape(-1, z_e.shape[-1]))
 
+    @array_io
     def codes(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) the code indices of x."""
+        """(B, H, W) the code indices of x (int64)."""
         return self.quantise(x).codes.reshape(x.shape[0], *self.map_shape)
 
     # -- the bound half --------------------------------------------------------------------------------------
@@ -233,6 +235,13 @@ class VQVAE(LatentUsesMixin, nn.Module):
         zq = self.quantiser.lookup(onehot.argmax(-1)).to(self.quantiser.vectors().dtype)  # (*lead, H, W, D)
         return self.decoded(zq, lead).full
 
+    @array_io
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z_q) at the nearest codes."""
+        return super().reconstruct(x)
+
+    @array_io
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 0): a VQ-VAE has no continuous latent group (its code vectors: ``codes`` and ``quantiser.lookup``)."""
