@@ -263,3 +263,21 @@ def test_codebook_statistics_are_all_reduced_across_processes(tmp_path):
     torch.testing.assert_close(r0["ema"], one.codebook)
     torch.testing.assert_close(r1["ema"], one.codebook)
     assert torch.equal(r0["fancy"], r1["fancy"]) and int(r0["restarts"]) == int(r1["restarts"])
+
+
+def test_bad_vqvae_configs_are_one_line_errors(tmp_path, capsys):
+    from vaekit.cli import main
+    from vaekit.process_state import preserve_process_state
+
+    base = ["model.family=vqvae", "model.latent_dim=10", "model.warmup_steps=0", "model.free_bits=0"]
+    cases = {("model.objective=elbo",): "set model.objective=vq",
+             ("model.objective=vq", f"model.prior_of={tmp_path / 'none'}", "model.prior=transformer"):
+                 "is not a trained vaekit run",
+             ("model.objective=vq", f"model.prior_of={tmp_path}"): "set model.prior=transformer",
+             ("model.objective=vq", "model.prior=transformer", "model.prior_width=10"): "multiple of model.prior_heads"}
+    for i, (extra, message) in enumerate(cases.items()):
+        with preserve_process_state():
+            code = main(["train", "--quiet", "--preset", "digits-quick", "--out", str(tmp_path / f"r{i}"), *base,
+                         *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and message in err[-1] and not (tmp_path / f"r{i}").exists(), err

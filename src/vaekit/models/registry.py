@@ -282,12 +282,21 @@ _PRIOR_KEYS = ("prior", "prior_of", "prior_width", "prior_layers", "prior_heads"
 
 def _vqvae_prepare(cfg: Any, train_x: Any) -> Any:
     """A second stage (``model.prior_of=RUN``) records the first stage's model section with its own prior keys,
-    so its config.yaml says what is built; other configs unchanged."""
+    so its config.yaml says what is built; it must train on the first stage's data. Other configs unchanged."""
     if not cfg.model.prior_of:
         return cfg
     import copy
+    from pathlib import Path
 
-    first = _first_stage_config(cfg.model.prior_of, type(cfg.model)).to_dict()
+    import yaml
+
+    first = _first_stage_config(cfg.model.prior_of, type(cfg.model)).to_dict()  # or a one-line error
+    doc = yaml.safe_load((Path(cfg.model.prior_of) / "config.yaml").read_text(encoding="utf-8")) or {}
+    for key in ("name", "binarize", "path"):
+        theirs = (doc.get("data") or {}).get(key)
+        if theirs is not None and theirs != getattr(cfg.data, key, None):
+            raise ConfigError(f"model.prior_of={cfg.model.prior_of!r} was trained with data.{key}={theirs}; the "
+                              f"prior must see the same data: set data.{key}={theirs}")
     first.update({k: getattr(cfg.model, k) for k in _PRIOR_KEYS})
     cfg = copy.deepcopy(cfg)
     cfg.model = type(cfg.model)(**first)
