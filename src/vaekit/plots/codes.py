@@ -51,7 +51,7 @@ def plot_code_usage(recs: Sequence[dict[str, Any]], path: str | Path, title: str
         ax.set_xlabel("training step (validation)")
         ax.set_ylabel("code (by final use)")
         fig.colorbar(mesh, cax=axes_px(fig, 560, 55, 14, 310)).set_label("share of validation codes")
-        ax2 = axes_px(fig, 680, 55, 290, 310)
+        ax2 = axes_px(fig, 730, 55, 245, 310)
         ax2.plot(steps, 100 * used, marker="o")
         ax2.set_ylim(0, 102)
         ax2.set_xlabel("training step")
