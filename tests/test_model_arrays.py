@@ -15,6 +15,7 @@ FAMILIES = {
     "vae": {"latent_dim": 2, "hidden": [8], "likelihood": "sigma-vae"},
     "ladder": {"family": "ladder", "latent_dims": [3, 2], "hidden": [8, 8], "likelihood": "sigma-vae"},
     "m2": {"family": "m2", "objective": "m2", "n_classes": 3, "latent_dim": 2, "hidden": [8]},
+    "vqvae": {"family": "vqvae", "objective": "vq", "codebook_size": 4, "code_dim": 2, "hidden": [8]},
 }
 
 

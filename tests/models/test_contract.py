@@ -31,6 +31,9 @@ FAMILIES = {
     # sequences (T, D + 1), the step mask last: a latent path (T, D_z) whose prior depends on its earlier steps
     "dmm": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8),
     "vrnn": dict(family="vrnn", latent_dim=2, rnn_dim=8, phi_dim=8),
+    "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
+    "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, prior="transformer",
+                        prior_width=8, prior_layers=1, prior_heads=2),  # log p(z) autoregressive, KL Monte Carlo
 }
 SEQUENCE_SHAPE = (3, 3)  # 3 steps of 2 features and the step mask
 

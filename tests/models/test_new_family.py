@@ -29,6 +29,9 @@ FAMILIES = {
             "model.free_bits=0"],
     "vrnn": ["model.family=vrnn", "data.name=sines", "data.dataset_options={n: 60, t_max: 8}", "model.latent_dim=2",
              "model.rnn_dim=8", "model.phi_dim=8", "model.warmup_steps=0", "model.free_bits=0"],
+    "vqvae": ["model.family=vqvae", "model.objective=vq", "model.latent_dim=10", "model.arch=conv", "model.conv_channels=[16]",
+              "model.codebook_size=16", "model.code_dim=4", "model.restart_after=5", "model.warmup_steps=0",
+              "model.free_bits=0"],
 }
 # (command, family) -> the capability named in its refusal; every other pair must succeed
 REFUSES = {
@@ -42,6 +45,8 @@ REFUSES = {
     ("serve", "toy"): "continuous", ("serve", "m2"): "continuous",
     ("classify", "dmm"): "classifier", ("classify", "vrnn"): "classifier",
     ("refine", "dmm"): "single-vector", ("refine", "vrnn"): "single-vector",
+    ("restore", "vqvae"): "continuous", ("inpaint", "vqvae"): "continuous", ("refine", "vqvae"): "single-vector",
+    ("classify", "vqvae"): "classifier", ("embed-sample", "vqvae"): "continuous", ("serve", "vqvae"): "continuous",
 }
 # (command, family) refused for the run's data, not its model: restoration and the explorer need images (C, H, W);
 # the sequence families model (T, D + 1) sequences

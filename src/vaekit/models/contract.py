@@ -23,7 +23,7 @@ from torch.distributions import Distribution
 
 __all__ = ["LatentGroup", "ModelOutput", "LatentVariableModel", "GroupLayout", "LatentLayout", "LatentUses",
            "MissingCapability", "require", "CONTINUOUS", "SINGLE_VECTOR", "GAUSSIAN_POSTERIOR", "HIERARCHICAL",
-           "DISCRETE", "CLASS_CONDITIONAL", "CLASSIFIER", "DISCRETE_DATA", "CAPABILITIES"]
+           "DISCRETE", "CLASS_CONDITIONAL", "CLASSIFIER", "DISCRETE_DATA", "QUANTISED", "CAPABILITIES"]
 
 
 @dataclass
@@ -119,6 +119,9 @@ CLASS_CONDITIONAL = "class-conditional"
 CLASSIFIER = "classifier"
 #: p(x|z) is a distribution over discrete values (a log-probability: bits/dim without dequantisation)
 DISCRETE_DATA = "discrete-data"
+#: a vector-quantised latent: ``quantiser`` (codebook_size, vectors(), lookup(codes)), ``codes(x) -> (B, H, W)``,
+#: and per-example ``commitment`` and ``codebook_loss`` in ``ModelOutput.extras`` (the VQ objective's terms)
+QUANTISED = "quantised"
 
 CAPABILITIES = {
     CONTINUOUS: "every latent group is continuous",
@@ -129,6 +132,7 @@ CAPABILITIES = {
     CLASS_CONDITIONAL: "a decoder that takes a class",
     CLASSIFIER: "a classifier q(y|x)",
     DISCRETE_DATA: "a likelihood over discrete values",
+    QUANTISED: "a vector-quantised latent with a codebook (model.family=vqvae)",
 }
 
 

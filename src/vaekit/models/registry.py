@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from vaekit.config import ModelConfig
 
 __all__ = ["Family", "FAMILIES", "register_family", "build_family", "load_m1", "VAEOptions", "LadderOptions",
-           "M2Options", "DMMOptions", "VRNNOptions"]
+           "M2Options", "DMMOptions", "VRNNOptions", "VQVAEOptions"]
 
 
 @dataclass(frozen=True)
@@ -290,3 +290,128 @@ def load_m1(run_dir: str, data_shape: Sequence[int], config_cls: type) -> nn.Mod
     m1 = build_family(m, data_shape)
     load_weights(m1, ckpt, f"model.m1_run={run_dir!r}: its checkpoint, for data of shape {tuple(data_shape)},")
     return m1.eval()
+
+
+@dataclass
+class VQVAEOptions:
+    """``model.family=vqvae`` (van den Oord et al. 2017): a map of discrete codes, trained with model.objective=vq."""
+
+    codebook_size: int = option(512, doc="number of codes K (quantiser=vq)", min=2)
+    code_dim: int = option(64, doc="dimension D of a code (quantiser=vq; low, e.g. 8, with cosine codes)", min=1)
+    quantiser: Literal["vq", "fsq"] = option("vq", doc="a learned codebook (vq) or finite scalar quantisation "
+                                                       "(fsq, Mentzer et al. 2023: no codebook)")
+    fsq_levels: list[int] = option(default_factory=lambda: [8, 5, 5, 5], doc="quantiser=fsq: levels per channel "
+                                                                            "(K = their product)", min=2)
+    codebook_update: Literal["ema", "gradient"] = option("ema", doc="codebook by moving averages (App. A.1) or by "
+                                                                    "the gradient of its loss term")
+    ema_decay: float = option(0.99, doc="codebook_update=ema: the decay", min=0, lt=1)
+    kmeans_init: bool = option(True, doc="the codebook starts at k-means centres of the first batch's encodings")
+    restart_after: int = option(0, doc="re-seed codes unused for this many training steps from encoder outputs "
+                                       "(0: never)", min=0)
+    cosine: bool = option(False, doc="l2-normalised encodings and codes (cosine similarity; Yu et al. 2022)")
+    positions: int = option(4, doc="arch=mlp: number of codes per example", min=1)
+    prior: Literal["uniform", "transformer"] = option("uniform", doc="the prior over code maps: uniform, or a "
+                                                                     "causal transformer (second stage)")
+    prior_of: str | None = option(None, doc="a finished vqvae run whose frozen model the prior is trained on "
+                                            "(its architecture is used)", path=True)
+    prior_width: int = option(64, doc="prior=transformer: width", min=8)
+    prior_layers: int = option(2, doc="prior=transformer: blocks", min=1)
+    prior_heads: int = option(4, doc="prior=transformer: attention heads (dividing the width)", min=1)
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        """Rules across keys: the VQ objective; a second stage has a learned prior."""
+        if m.objective != "vq":
+            raise ConfigError(f"model.family=vqvae trains with its commitment term: set model.objective=vq "
+                              f"(got {m.objective})")
+        if self.prior_of and self.prior == "uniform":
+            raise ConfigError("model.prior_of trains a prior over a finished run's codes; set "
+                              "model.prior=transformer")
+        if self.prior_width % self.prior_heads:
+            raise ConfigError(f"model.prior_width={self.prior_width} must be a multiple of model.prior_heads="
+                              f"{self.prior_heads}")
+
+
+_PRIOR_KEYS = ("prior", "prior_of", "prior_width", "prior_layers", "prior_heads")
+
+
+def _vqvae_prepare(cfg: Any, train_x: Any) -> Any:
+    """A second stage (``model.prior_of=RUN``) records the first stage's model section with its own prior keys,
+    so its config.yaml says what is built; it must train on the first stage's data. Other configs unchanged."""
+    if not cfg.model.prior_of:
+        return cfg
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    first = _first_stage_config(cfg.model.prior_of, type(cfg.model)).to_dict()  # or a one-line error
+    doc = yaml.safe_load((Path(cfg.model.prior_of) / "config.yaml").read_text(encoding="utf-8")) or {}
+    for key in ("name", "binarize", "path"):
+        theirs = (doc.get("data") or {}).get(key)
+        if theirs is not None and theirs != getattr(cfg.data, key, None):
+            raise ConfigError(f"model.prior_of={cfg.model.prior_of!r} was trained with data.{key}={theirs}; the "
+                              f"prior must see the same data: set data.{key}={theirs}")
+    first.update({k: getattr(cfg.model, k) for k in _PRIOR_KEYS})
+    cfg = copy.deepcopy(cfg)
+    cfg.model = type(cfg.model)(**first)
+    return cfg
+
+
+@register_family("vqvae", VQVAEOptions,
+                 "VQ-VAE (van den Oord et al. 2017): discrete code maps, EMA codebook, dead-code restart, FSQ; "
+                 "a second-stage prior with model.prior_of", capabilities=("quantised",), prepare=_vqvae_prepare)
+def _vqvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    model = _vqvae_from(m, data_shape)
+    if m.prior_of:  # the first stage's weights (the same architecture: the prepare hook recorded it), frozen
+        _load_weights_of(model, m.prior_of, data_shape)
+    if m.prior == "transformer":
+        model.set_prior(m.prior_width, m.prior_layers, m.prior_heads)
+    if m.prior_of:
+        model.freeze()
+    return model
+
+
+def _vqvae_from(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.vqvae import build_vqvae
+
+    try:
+        return build_vqvae(data_shape, arch=m.arch, hidden=m.hidden, act=m.act, conv_channels=m.conv_channels,
+                           likelihood=m.likelihood, likelihood_kwargs=_kwargs(m, "likelihood"),
+                           quantiser=m.quantiser, codebook_size=m.codebook_size, code_dim=m.code_dim,
+                           fsq_levels=m.fsq_levels, codebook_update=m.codebook_update, ema_decay=m.ema_decay,
+                           kmeans_init=m.kmeans_init, restart_after=m.restart_after, cosine=m.cosine,
+                           positions=m.positions)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _run_files(run_dir: str, key: str, hint: str):
+    from pathlib import Path
+
+    d = Path(run_dir)
+    ckpt = d / "best.safetensors" if (d / "best.safetensors").is_file() else d / "last.safetensors"
+    if not (d / "config.yaml").is_file() or not ckpt.is_file():
+        raise ConfigError(f"{key}={run_dir!r} is not a trained vaekit run (no config.yaml and checkpoint there); "
+                          f"{hint}")
+    return d, ckpt
+
+
+def _first_stage_config(run_dir: str, config_cls: type) -> ModelConfig:
+    import yaml
+
+    d, _ = _run_files(run_dir, "model.prior_of", "train the VQ-VAE first, e.g. `vaekit train --preset mnist-vqvae "
+                                                 f"--out {run_dir}`")
+    section = (yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") or {}
+    m = config_cls(**section)
+    if m.family != "vqvae" or m.prior_of:
+        raise ConfigError(f"model.prior_of={run_dir!r} is a {m.family} run{' with a prior of its own' if m.prior_of else ''}; "
+                          f"a second-stage prior needs a finished vqvae run")
+    return m
+
+
+def _load_weights_of(model: nn.Module, run_dir: str, data_shape: Sequence[int]) -> None:
+    """The best (else last) weights of the run folder ``run_dir`` into ``model``."""
+    from vaekit.training.checkpoint import load_weights
+
+    _, ckpt = _run_files(run_dir, "model.prior_of", "train it first")
+    load_weights(model, ckpt, f"model.prior_of={run_dir!r}: its checkpoint, for data of shape {tuple(data_shape)},")

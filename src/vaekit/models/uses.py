@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 from vaekit.models.contract import CONTINUOUS, LatentLayout, require
 
@@ -53,7 +53,7 @@ def posterior_means(model: Any, x: torch.Tensor, given: Mapping[str, torch.Tenso
         if g.kind == "continuous":
             out[g.name] = _mean(q)
         else:
-            probs = q.probs  # (B, K)
+            probs = q.base_dist.probs if isinstance(q, Independent) else q.probs  # (B, [H, W,] K): a map too
             out[g.name] = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
     return out
 
@@ -76,6 +76,10 @@ def unit_slices(layout: LatentLayout) -> dict[str, slice]:
 def flatten(layout: LatentLayout, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """(*lead, D): the continuous groups of ``z`` flattened and concatenated in layout order."""
     parts = [z[g.name].reshape(*z[g.name].shape[:z[g.name].dim() - len(g.shape)], g.size) for g in layout.continuous]
+    if not parts:  # no continuous group (a VQ-VAE): an empty vector per example
+        g = layout.groups[0]
+        ref = z[g.name]
+        return ref.new_zeros(*ref.shape[:ref.dim() - len(g.shape)], 0)
     return torch.cat(parts, -1)
 
 

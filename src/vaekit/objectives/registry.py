@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ObjectiveSpec", "OBJECTIVES", "objective_names", "objective_options", "make_objective",
            "ELBOOptions", "BetaTCVAEOptions", "FactorVAEOptions", "M2ObjectiveOptions", "IWAEOptions",
-           "MIWAEOptions", "CIWAEOptions", "InfoVAEOptions", "WAEOptions"]
+           "MIWAEOptions", "CIWAEOptions", "InfoVAEOptions", "WAEOptions", "VQOptions"]
 
 
 @dataclass
@@ -132,6 +132,13 @@ class WAEOptions:
     scales: list[float] = option(default_factory=lambda: [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
                                  doc="factors of the bandwidth, kernels summed", gt=0)
     unbiased: bool = option(True, doc="the U-statistic (true) or the V-statistic of MMD^2")
+@dataclass
+class VQOptions:
+    """``vq``: the VQ-VAE loss (van den Oord et al. 2017, Eq. 3)."""
+
+    commitment: float = option(0.25, doc="beta of the commitment term ||z_e - sg(e)||^2 (the encoder's side)", min=0)
+    codebook_weight: float = option(1.0, doc="weight of the codebook term ||sg(z_e) - e||^2 (codebook_update="
+                                             "gradient)", min=0)
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,10 @@ def _wae(m: ModelConfig, o: WAEOptions, **run: Any) -> Objective:
     from vaekit.objectives.mmd import MMDAutoencoder
 
     return MMDAutoencoder(0.0, o.lam, o.kernel, o.scale, o.scales, o.unbiased, name="wae-mmd")
+def _vq(m: ModelConfig, o: VQOptions, **run: Any) -> Objective:
+    from vaekit.objectives.vq import VQObjective
+
+    return VQObjective(commitment=o.commitment, codebook_weight=o.codebook_weight)
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
@@ -236,6 +247,9 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
                                   "q(z) and p(z)", _info, InfoVAEOptions, needs=frozenset({"single-vector"})),
     "wae-mmd": ObjectiveSpec("WAE-MMD (Tolstikhin et al. 2018): reconstruction cost + lambda MMD between q(z) and "
                              "p(z)", _wae, WAEOptions, needs=frozenset({"single-vector"})),
+    "vq": ObjectiveSpec("VQ-VAE (van den Oord et al. 2017, Eq. 3): -log p(x|z_q) + commitment x ||z_e - sg(e)||^2 "
+                        "+ the codebook term (+ -log p(z_q) of a learned prior)", _vq, VQOptions,
+                        needs=frozenset({"quantised"})),
 }
 
 
