@@ -18,6 +18,7 @@ import numpy as np
 from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
+from vaekit.data.rows import TensorRows
 from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
@@ -39,6 +40,10 @@ class LoadRequest:
     image_size: tuple[int, int] | None = None
     grayscale: bool | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # data.dataset_options, checked against the spec's
+    storage: str = "memory"  # see vaekit.data.api.STORAGE_MODES
+    memory_limit_mb: float = 2048.0  # storage="auto": larger user data are memory-mapped / streamed
+    workers: int = 2  # streamed files: decoding worker processes
+    on_error: str = "skip"  # streamed files: an unreadable file is skipped (counted in the log) or an error
 
 
 @dataclass(frozen=True)
@@ -72,11 +77,14 @@ class DatasetSpec:
 
 
 def _part(x: np.ndarray, y: np.ndarray | None, scale: float, what: str) -> ArrayData:
-    """float32 tensor x / scale (one conversion, after splitting) and int64 labels."""
+    """x / scale and int64 labels: 8-bit data kept as uint8 (``TensorRows``, converted per batch or by
+    ``load_data`` for float32 storage), anything else as a float32 tensor (one conversion, after splitting)."""
     import torch
 
-    t = torch.from_numpy(np.require(x, requirements=["C", "W"])).to(torch.float32).div_(scale)
-    return ArrayData(t, to_labels(y, what))
+    t = torch.from_numpy(np.require(x, requirements=["C", "W"]))
+    if t.dtype == torch.uint8:
+        return ArrayData(TensorRows(t, scale), to_labels(y, what))
+    return ArrayData(t.to(torch.float32).div_(scale), to_labels(y, what))
 
 
 def _splits(parts: list[ArrayData], n_levels: int | None, source: str) -> DataSplits:
