@@ -18,7 +18,8 @@ import numpy as np
 from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
-from vaekit.data.rows import TensorRows
+from vaekit.data.rows import ArrayRows, TensorRows, npy_shards
+from vaekit.data.stream import stream_rows
 from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` st
 __all__ = ["LoadRequest", "DatasetSpec", "DATASETS", "TEST_FRACTION"]
 
 TEST_FRACTION = 0.1  # seeded test split for datasets without an official one
+LABELS_FILE = "labels.npy"  # beside .npy shards: their labels (int), in shard order
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,63 @@ def _load_digits(req: LoadRequest) -> DataSplits:
 
 
 def _load_image_folder(req: LoadRequest) -> DataSplits:
+    if req.storage == "mmap":
+        raise ValueError("data.storage=mmap reads .npy arrays; an image folder is read with storage=stream or "
+                         "memory (or convert it once: vaekit datasets --prepare PATH)")
+    if req.storage in ("stream", "auto"):
+        rows, y = stream_rows(req.path, image_size=req.image_size, grayscale=req.grayscale, workers=req.workers,
+                              on_error=req.on_error)
+        if req.storage == "stream" or len(rows) * int(np.prod(rows.shape[1:])) > req.memory_limit_mb * 2**20:
+            return _rows_split(rows, y, req, str(req.path))
     x, y, _ = read_image_folder(req.path, image_size=req.image_size, grayscale=req.grayscale)
     return _pool_split(x, y, 255.0, req, 256, str(req.path))
 
 
+def _rows_split(rows, y: np.ndarray | None, req: LoadRequest, source: str, n_levels: int | None = 256,
+                test_fraction: float = TEST_FRACTION) -> DataSplits:
+    """Seeded train/val/test split of examples held as Rows (memory-mapped or streamed)."""
+    idx = split_indices(len(rows), test_fraction=test_fraction, val_fraction=req.val_fraction, seed=req.seed)
+    parts = [ArrayData(rows.subset(i), None if y is None else to_labels(y[i], source)) for i in idx]
+    return _splits(parts, n_levels, source)
+
+
+def _npy_rows(req: LoadRequest) -> tuple[ArrayRows, np.ndarray | None] | None:
+    """The .npy file or folder of .npy shards at the user's path as memory-mapped rows (with the labels of a
+    ``labels.npy`` beside the shards), when storage asks for it; None to read it into memory."""
+    p = req.path
+    is_npy = p.is_file() and p.suffix.lower() == ".npy"
+    if req.storage == "mmap" and not (is_npy or p.is_dir()):
+        raise ValueError(f"data.storage=mmap reads a .npy file or a folder of .npy shards, not {p}")
+    if req.storage not in ("mmap", "auto") or not (is_npy or p.is_dir()):
+        return None
+    files = [f for f in npy_shards(p) if f.name != LABELS_FILE]
+    size = sum(f.stat().st_size for f in files)
+    if req.storage == "auto" and size <= req.memory_limit_mb * 2**20 and is_npy:
+        return None
+    rows = ArrayRows(files)
+    rows = ArrayRows(files, 255.0 if rows.dtype == np.uint8 else 1.0)
+    labels = p / LABELS_FILE if p.is_dir() else None
+    return rows, (np.load(labels, allow_pickle=False) if labels is not None and labels.is_file() else None)
+
+
 def _load_arrays(req: LoadRequest) -> DataSplits:
-    raw = {k: (np.asarray(x), y) for k, (x, y) in read_arrays(req.path).items()}
+    if req.storage == "stream":
+        raise ValueError("data.storage=stream reads image folders; arrays are read with storage=mmap or memory")
+    mapped = _npy_rows(req)
+    if mapped is not None:  # no scan of the data: 8-bit when uint8, else real-valued
+        rows, y = mapped
+        if y is not None and len(y) != len(rows):
+            raise ValueError(f"{req.path / LABELS_FILE} holds {len(y)} labels for {len(rows)} examples")
+        return _rows_split(rows, y, req, str(req.path), 256 if rows.dtype == np.uint8 else None)
+    if req.path.is_dir():  # a folder of .npy shards, read into memory
+        files = [f for f in npy_shards(req.path) if f.name != LABELS_FILE]
+        labels = req.path / LABELS_FILE
+        rows = ArrayRows(files)
+        found = {"all": (rows.read(np.arange(len(rows))),
+                         np.load(labels, allow_pickle=False) if labels.is_file() else None)}
+    else:
+        found = read_arrays(req.path)
+    raw = {k: (np.asarray(x), y) for k, (x, y) in found.items()}
     is_u8 = all(x.dtype == np.uint8 for x, _ in raw.values())  # uint8 arrays are taken to be 8-bit images
     raw = {k: (x[:, None] if x.ndim == 1 else x, y) for k, (x, y) in raw.items()}
     shapes = {k: x.shape[1:] for k, (x, _) in raw.items()}
