@@ -65,11 +65,12 @@ def finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summary
 
         from vaekit.data.rows import Rows
 
-        train_x = splits.train.x  # Rows: the probe's examples are read as it indexes them
-        if p.transform is not None:  # the whole split transformed, as in training (in-memory data only)
-            train_x = None if isinstance(train_x, Rows) and not train_x.nbytes else splits.train.values()
-            if train_x is not None:
-                train_x = p.transform(train_x, torch.Generator(device=train_x.device).manual_seed(cfg.seed + 4))
+        train_x = splits.train.x  # in-memory Rows: the probe's examples are converted as it indexes them
+        if isinstance(train_x, Rows) and not train_x.nbytes:
+            train_x = None  # read from files (where some may be unreadable): no probe
+        elif p.transform is not None:  # the whole split transformed, as in training
+            train_x = splits.train.values()
+            train_x = p.transform(train_x, torch.Generator(device=train_x.device).manual_seed(cfg.seed + 4))
         if train_x is not None:
             summary["test"].update(reconstruction_knn_accuracy(model, train_x, splits.train.y, test_x,
                                                                splits.test.y, seed=cfg.seed))
