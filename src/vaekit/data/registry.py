@@ -19,6 +19,7 @@ from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
 from vaekit.data.rows import ArrayRows, TensorRows, npy_shards
+from vaekit.data.faces_chars import CELEBA_DIR, git_blob_check, load_celeba, load_omniglot
 from vaekit.data.stream import stream_rows
 from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
@@ -307,6 +308,15 @@ _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann
 _FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 _LAROCHELLE = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _CIFAR_BIN = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+_UDACITY_CELEBA = "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip"  # the same file (md5)
+_IWAE_OMNIGLOT = "https://raw.githubusercontent.com/yburda/iwae/master/datasets/OMNIGLOT/chardata.mat"
+_OMNIGLOT_BLOB = "016a3536ffe5e1d38e42563a18d7a78bfaf643ec"  # its git blob id in yburda/iwae
+
+
+def _gdrive(file_id: str) -> str:
+    return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+
+
 _CIFAR_PY_MD5 = {  # the published md5 of each python-version batch
     "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
     "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
@@ -362,6 +372,24 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 downloads=(DownloadItem("cifar-10-python.tar.gz",
                                         ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                                         md5="c58f30108f718f92721af3b95e74349a", unpack_tar=True),)),
+    DatasetSpec("celeba", "CelebA aligned faces (Liu et al. 2015), 202,599 images, official split; a centred "
+                "crop resized to size x size (dataset_options size 64 or 128, crop 148), streamed from the zip",
+                load_celeba, folder="celeba", options={"size": 64, "crop": 148},
+                layouts=({"zip": "img_align_celeba.zip", "partition": "list_eval_partition.txt"},
+                         {"first": f"{CELEBA_DIR}/000001.jpg", "partition": "list_eval_partition.txt"}),
+                md5={"img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",
+                     "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668"},
+                how_to_get="or copy img_align_celeba.zip and list_eval_partition.txt (from the CelebA page) into "
+                "the folder",
+                downloads=(DownloadItem("img_align_celeba.zip", (_gdrive("0B7EVK8r0v71pZjFTYXZWM3FlRnM"),
+                                                                 _UDACITY_CELEBA),
+                                        md5="00d2c5bc6d35e252742224ab0c1e8fcb"),
+                           DownloadItem("list_eval_partition.txt", (_gdrive("0B7EVK8r0v71pY0NSMzRuSXJEVkk"),),
+                                        md5="d32c9cbf5e040fd4025c592c306e6668"))),
+    DatasetSpec("omniglot", "Omniglot characters, 28x28 grey levels in [0, 1], 24,345 train / 8,070 test, the "
+                "IWAE split (Burda et al. 2016; Lake et al. 2015)", load_omniglot, folder="omniglot",
+                layouts=({"mat": "chardata.mat"},), how_to_get="or copy chardata.mat (yburda/iwae) into the folder",
+                downloads=(DownloadItem("chardata.mat", (_IWAE_OMNIGLOT,), verify=git_blob_check(_OMNIGLOT_BLOB)),)),
     DatasetSpec("dsprites", "dSprites: 64x64 binary shapes with 5 known factors (Matthey et al. 2017), 737,280 "
                 "images generated on the fly; seeded subsets (dataset_options n_train/n_val/n_test)",
                 _load_dsprites, how_to_get="generated, nothing to fetch; data.path=dsprites_ndarray_...npz reads "
