@@ -11,8 +11,8 @@ held (``data.storage``), each case in its own process (so its peak RSS is its ow
   mnist    MNIST ($VAEKIT_DATA_DIR) with the mnist-mlp model (784-400-20), batch 128: float32 vs uint8 storage
 
 samples/s = timed steps x 128 / wall seconds of those steps (on a shared machine wall time is inflated; the
-process CPU seconds per step, workers included, are printed beside). Peak RSS: ru_maxrss of the case's process
-and of its worker processes (the larger one; the workers' own).
+process CPU seconds per step, workers included, are printed beside). Peak RSS: VmHWM of the case's process;
+"workers MB": ru_maxrss of its worker processes (forked copies: pages shared with the case process included).
 
 Usage: python bench/data_throughput.py [--images 200000] [--steps 100] [--workers 2] [--folder DIR]
        [--cases folder,mnist] [--json FILE]
@@ -66,8 +66,11 @@ def make_folder(folder: Path, n: int, size: int = 64) -> None:
 
 
 def _peak_mb() -> tuple[float, float]:
-    """Peak RSS of this process and of its (reaped) children, MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process since it started (VmHWM: ru_maxrss would keep the high-water mark of the
+    benchmark process it was forked from, across exec) and of its reaped children (workers: forked copies, so
+    their figure includes the pages they share with this process), MB."""
+    own = next(int(ln.split()[1]) for ln in Path("/proc/self/status").read_text().splitlines()
+               if ln.startswith("VmHWM:")) / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, kids
 
