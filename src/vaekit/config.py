@@ -133,6 +133,15 @@ class DataConfig:
         None, doc="a supervised objective: N labelled training examples, balanced over the classes, or all", min=1)
     merge_val: bool = option(False, doc="train on train + val (nothing to validate on: 'best' is the last weights)")
     dataset_options: dict[str, Any] = option(default_factory=dict, doc="per dataset, e.g. dsprites {n_train: 100000}")
+    storage: Literal["auto", "float32", "memory", "mmap", "stream"] = option(
+        "auto", doc="how training examples are held: memory (8-bit data as uint8, converted per batch), float32, "
+        "mmap (.npy), stream (image files decoded in worker processes); auto: memory, or mmap/stream for user "
+        "data over memory_limit_mb")
+    memory_limit_mb: float = option(2048.0, doc="storage=auto: larger .npy data / image folders are not loaded "
+                                    "into memory", gt=0)
+    workers: int = option(2, doc="storage=stream: decoding worker processes (0: in the training process)", min=0)
+    on_error: Literal["skip", "error"] = option("skip", doc="storage=stream: an unreadable image is skipped "
+                                                "(counted in the log) or stops the run")
 
 
 @dataclass

@@ -143,6 +143,14 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list datasets, whether their files are present, and where they are looked for")
     d.add_argument("--data-dir", default=None)
     d.add_argument("--download", default=None, metavar="NAME", help="download and verify a dataset (needs internet)")
+    d.add_argument("--prepare", default=None, metavar="PATH", help="convert a folder or .zip of images once into "
+                   "uint8 .npy shards (train on them with data.name=arrays data.path=OUT data.storage=mmap)")
+    d.add_argument("--out", default=None, help="--prepare: the new folder to write the shards into")
+    d.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="--prepare: resize the images to H x W")
+    d.add_argument("--grayscale", action="store_true", help="--prepare: one channel")
+    d.add_argument("--shard-size", type=int, default=10_000, help="--prepare: images per shard")
+    d.add_argument("--workers", type=int, default=2, help="--prepare: decoding processes")
 
     sub.add_parser("presets", help="list the named presets")
     for ext in _EXTENSIONS:  # figures/report and the uses of a trained model live in their own modules
@@ -571,6 +579,17 @@ def _cmd_datasets(a: argparse.Namespace) -> int:
         except RuntimeError as e:  # every mirror failed: no network, or a damaged copy on each
             raise ValueError(f"{str(e).splitlines()[0][:300]}; check the network connection (nothing was kept)") from None
         print(f"downloaded and verified {a.download} into {path}")
+        return 0
+    if a.prepare:
+        from vaekit.data.prepare import prepare_shards
+
+        if not a.out:
+            raise ValueError("--prepare needs --out FOLDER (a new folder for the shards)")
+        done = prepare_shards(a.prepare, a.out, image_size=tuple(a.image_size) if a.image_size else None,
+                              grayscale=True if a.grayscale else None, shard_size=a.shard_size, workers=a.workers)
+        print(f"wrote {done['images']} images {tuple(done['shape'])} as {done['shards']} uint8 shard(s) into "
+              f"{done['out']} ({done['skipped']} unreadable skipped); train with data.name=arrays "
+              f"data.path={done['out']} data.storage=mmap")
         return 0
     rows = dataset_status(a.data_dir)
     for r in rows:

@@ -21,13 +21,18 @@ from vaekit.data.base import DataNotFoundError, DataSplits
 from vaekit.data.download import fetch
 from vaekit.data.readers import check_digest
 from vaekit.data.registry import DATASETS, DatasetSpec, LoadRequest
+from vaekit.data.rows import Rows
 from vaekit.data.transforms import binarize_static, check_binarize
 
-__all__ = ["ENV_VAR", "DEFAULT_DATA_DIR", "resolve_data_dir", "get_spec", "load_data", "ground_truth", "dataset_status", "download"]
+__all__ = ["STORAGE_MODES", "ENV_VAR", "DEFAULT_DATA_DIR", "resolve_data_dir", "get_spec", "load_data", "ground_truth", "dataset_status", "download"]
 
 log = logging.getLogger(__name__)
 ENV_VAR = "VAEKIT_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/vaekit/data"
+# float32: every split one float32 tensor. memory: in memory, 8-bit data as uint8 (converted per batch).
+# mmap: .npy arrays memory-mapped. stream: image files decoded per batch in worker processes.
+# auto: memory, except user data (.npy, image folders) larger than memory_limit_mb: mmap / stream.
+STORAGE_MODES = ("auto", "float32", "memory", "mmap", "stream")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
@@ -137,6 +142,10 @@ def load_data(
     image_size: tuple[int, int] | None = None,
     grayscale: bool | None = None,
     options: dict | None = None,
+    storage: str = "float32",
+    memory_limit_mb: float = 2048.0,
+    workers: int = 2,
+    on_error: str = "skip",
 ) -> DataSplits:
     """Load dataset ``name`` (a key of ``DATASETS``) as in-memory train/val/test tensors.
 
@@ -148,9 +157,17 @@ def load_data(
         kept in [0, 1]; ``make_batch_transform`` samples each batch afresh). Needs data in [0, 1].
     image_size, grayscale: resizing / colour mode for datasets that accept them (image-folder).
     options: dataset-specific options (``data.dataset_options``, e.g. dsprites' n_train); unknown keys are errors.
+    storage: how examples are held (``STORAGE_MODES``): "float32" (the default here) gives float32 tensors;
+        the others may give ``vaekit.data.rows.Rows`` (``ArrayData.values()`` decodes them).
+    memory_limit_mb: with storage="auto", user data above this size are memory-mapped or streamed.
+    workers, on_error: streamed image files: decoding processes; "skip" (count in the log) or "error".
     """
     spec = get_spec(name)
     check_binarize(binarize)
+    if storage not in STORAGE_MODES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGE_MODES)}; got {storage!r}")
+    if on_error not in ("skip", "error"):
+        raise ValueError(f"on_error must be skip or error; got {on_error!r}")
     if not spec.image_options and (image_size is not None or grayscale is not None):
         takers = ", ".join(s.name for s in DATASETS.values() if s.image_options)
         raise ValueError(f"image_size / grayscale apply only to {takers} data, not to {name!r}; drop them")
@@ -173,20 +190,47 @@ def load_data(
         for p in files.values():
             if p.name in spec.md5:
                 check_digest(p, spec.md5[p.name], "md5")
-    req = LoadRequest(files, user_path, val_fraction, seed, image_size, grayscale, _options(spec, options))
+    req = LoadRequest(files, user_path, val_fraction, seed, image_size, grayscale, _options(spec, options),
+                      storage=storage, memory_limit_mb=memory_limit_mb, workers=workers, on_error=on_error)
     data = dataclasses.replace(spec.load(req), name=spec.name)
+    if storage == "float32" or binarize == "static":
+        data = _as_float32(data)
     if binarize != "none":
         for split, part in data.splits().items():
+            if isinstance(part.x, Rows):
+                lo, hi = part.x.value_range()
+                if lo < 0.0 or hi > 1.0:
+                    raise ValueError(f"binarize={binarize!r} needs data in [0, 1] but {name} {split} may hold "
+                                     f"values in [{lo:g}, {hi:g}]; use binarize='none'")
+                continue
             if len(part) and (float(part.x.min()) < 0.0 or float(part.x.max()) > 1.0):
                 raise ValueError(f"binarize={binarize!r} needs data in [0, 1] but {name} {split} has values in "
                                  f"[{float(part.x.min()):g}, {float(part.x.max()):g}]; use binarize='none'")
         if binarize == "static":
             data = binarize_static(data, seed)
+            if storage != "float32":  # 0/1 values kept as uint8
+                data = _compact(data)
         else:
             data = dataclasses.replace(data, n_levels=2, binarize="dynamic")
     log.info("loaded %s (%d/%d/%d) in %.2f s from %s", name, len(data.train), len(data.val), len(data.test),
              time.perf_counter() - t0, data.source)
     return data
+
+
+def _as_float32(data: DataSplits) -> DataSplits:
+    """Every split as one float32 tensor."""
+    parts = {k: dataclasses.replace(a, x=a.values()) for k, a in data.splits().items()}
+    return dataclasses.replace(data, **parts)
+
+
+def _compact(data: DataSplits) -> DataSplits:
+    """Splits of 0/1 float32 values kept as uint8 (exactly the same values once converted back)."""
+    import torch
+
+    from vaekit.data.rows import TensorRows
+
+    parts = {k: dataclasses.replace(a, x=TensorRows(a.x.to(torch.uint8), 1.0)) for k, a in data.splits().items()}
+    return dataclasses.replace(data, **parts)
 
 
 def dataset_status(data_dir: str | None = None) -> list[dict]:

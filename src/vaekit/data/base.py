@@ -32,7 +32,9 @@ class DataNotFoundError(FileNotFoundError):
 class ArrayData:
     """One split held in memory.
 
-    x: (N, *shape) float32; images in [0, 1] laid out (C, H, W), tabular data (D,).
+    x: (N, *shape) float32; images in [0, 1] laid out (C, H, W), tabular data (D,). Data loaded with
+        ``storage`` other than float32 hold a ``vaekit.data.rows.Rows`` instead (uint8 in memory, memory-mapped
+        ``.npy``, streamed files), which hands out float32 batches; ``values()`` gives the float32 tensor either way.
     y: (N,) int64 labels when known, else None.
     factors: (N, K) int64 ground-truth factor classes when the data have known generative factors (dSprites).
     """
@@ -44,7 +46,11 @@ class ArrayData:
     def __post_init__(self) -> None:
         import torch
 
-        if self.x.dtype != torch.float32:
+        from vaekit.data.rows import Rows
+
+        if isinstance(self.x, Rows):
+            pass
+        elif self.x.dtype != torch.float32:
             raise ValueError(f"ArrayData.x must be float32, got {self.x.dtype}; convert with x.float()")
         if self.y is not None and (self.y.dtype != torch.int64 or tuple(self.y.shape) != tuple(self.x.shape[:1])):
             raise ValueError(
@@ -57,6 +63,25 @@ class ArrayData:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    def values(self) -> torch.Tensor:
+        """x as one float32 tensor (decoded when it is held as ``Rows``)."""
+        from vaekit.data.rows import Rows
+
+        return self.x.decode() if isinstance(self.x, Rows) else self.x
+
+    def take(self, index) -> "ArrayData":
+        """The examples ``index`` (a bool mask or int64 positions), held the same way."""
+        import torch
+
+        from vaekit.data.rows import Rows
+
+        index = torch.as_tensor(index)
+        if index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        x = self.x.subset(index.cpu().numpy()) if isinstance(self.x, Rows) else self.x[index]
+        return ArrayData(x, None if self.y is None else self.y[index],
+                         None if self.factors is None else self.factors[index])
 
 
 @dataclass
@@ -98,8 +123,7 @@ class DataSplits:
                              f"(labels are {known.tolist()}); choose among those")
 
         def sub(a: ArrayData) -> ArrayData:
-            m = torch.isin(a.y, keep)
-            return ArrayData(a.x[m], a.y[m], None if a.factors is None else a.factors[m])
+            return a.take(torch.isin(a.y, keep))
 
         return dataclasses.replace(self, train=sub(self.train), val=sub(self.val), test=sub(self.test))
 
@@ -108,11 +132,14 @@ class DataSplits:
         labelled-for-training data once a recipe is fixed (test untouched). Labels are kept when both have them."""
         import torch
 
+        from vaekit.data.rows import Rows, cat_rows
+
         tr, va = self.train, self.val
         y = torch.cat([tr.y, va.y]) if tr.y is not None and va.y is not None else None
         f = torch.cat([tr.factors, va.factors]) if tr.factors is not None and va.factors is not None else None
-        empty = ArrayData(va.x[:0], None if va.y is None else va.y[:0], None if va.factors is None else va.factors[:0])
-        return dataclasses.replace(self, train=ArrayData(torch.cat([tr.x, va.x]), y, f), val=empty)
+        x = cat_rows(tr.x, va.x) if isinstance(tr.x, Rows) else torch.cat([tr.x, va.x])
+        empty = va.take(torch.zeros(0, dtype=torch.int64))
+        return dataclasses.replace(self, train=ArrayData(x, y, f), val=empty)
 
 
 def subset_index(n: int, limit: int | None = None, first: int | None = None) -> slice | torch.Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 from vaekit.data.base import DataNotFoundError
 from vaekit.data.readers import read_npz
 
-__all__ = ["IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "read_image", "read_image_folder", "read_arrays", "reader_for_path"]
+__all__ = ["IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "read_image", "list_image_folder", "read_image_folder", "read_arrays", "reader_for_path"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
@@ -64,6 +64,27 @@ def _images_under(folder: Path) -> list[Path]:
     )
 
 
+def list_image_folder(path: str | Path) -> tuple[list[Path], np.ndarray | None, list[str]]:
+    """The image files under ``path`` in a fixed order, their labels (one class per immediate sub-folder, sorted
+    names -> 0, 1, ...; None without sub-folders) and the class names. See ``read_image_folder``."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {root} does not exist or is not a folder; pass path=<folder of images>")
+    top = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _images_under(d))
+    if class_dirs and top:
+        raise ValueError(f"{root} holds both images and class sub-folders; move the {len(top)} loose images into "
+                         f"a sub-folder or remove them")
+    if class_dirs:
+        pairs = [(f, i) for i, d in enumerate(class_dirs) for f in _images_under(d)]
+    else:
+        pairs = [(f, -1) for f in _images_under(root)]
+    if not pairs:
+        raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    y = np.array([i for _, i in pairs], dtype=np.int64) if class_dirs else None
+    return [f for f, _ in pairs], y, [d.name for d in class_dirs]
+
+
 def read_image_folder(
     path: str | Path, *, image_size: tuple[int, int] | None = None, grayscale: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
@@ -78,20 +99,8 @@ def read_image_folder(
     """
     from PIL import Image
 
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataNotFoundError(f"image folder {root} does not exist or is not a folder; pass path=<folder of images>")
-    top = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _images_under(d))
-    if class_dirs and top:
-        raise ValueError(f"{root} holds both images and class sub-folders; move the {len(top)} loose images into "
-                         f"a sub-folder or remove them")
-    if class_dirs:
-        files = [(f, i) for i, d in enumerate(class_dirs) for f in _images_under(d)]
-    else:
-        files = [(f, -1) for f in _images_under(root)]
-    if not files:
-        raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    paths, labels, class_names = list_image_folder(path)
+    files = list(zip(paths, labels if labels is not None else [-1] * len(paths)))
     images = [read_image(f) for f, _ in files]  # every file decoded (and checked) before any is used
     if grayscale is None:
         grayscale = {im.mode for im in images} <= _GREY_MODES
@@ -110,8 +119,7 @@ def read_image_folder(
         a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
     x = np.stack(arrays)  # (N, C, H, W)
-    y = np.array([i for _, i in files], dtype=np.int64) if class_dirs else None
-    return x, y, [d.name for d in class_dirs]
+    return x, labels, class_names
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -19,6 +19,9 @@ from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
 from vaekit.data import sequences as seq
+from vaekit.data.rows import ArrayRows, TensorRows, npy_shards
+from vaekit.data.faces_chars import CELEBA_DIR, git_blob_check, load_celeba, load_omniglot
+from vaekit.data.stream import stream_rows
 from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
@@ -27,6 +30,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` st
 __all__ = ["LoadRequest", "DatasetSpec", "DATASETS", "TEST_FRACTION"]
 
 TEST_FRACTION = 0.1  # seeded test split for datasets without an official one
+LABELS_FILE = "labels.npy"  # beside .npy shards: their labels (int), in shard order
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class LoadRequest:
     image_size: tuple[int, int] | None = None
     grayscale: bool | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # data.dataset_options, checked against the spec's
+    storage: str = "memory"  # see vaekit.data.api.STORAGE_MODES
+    memory_limit_mb: float = 2048.0  # storage="auto": larger user data are memory-mapped / streamed
+    workers: int = 2  # streamed files: decoding worker processes
+    on_error: str = "skip"  # streamed files: an unreadable file is skipped (counted in the log) or an error
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,14 @@ class DatasetSpec:
 
 
 def _part(x: np.ndarray, y: np.ndarray | None, scale: float, what: str) -> ArrayData:
-    """float32 tensor x / scale (one conversion, after splitting) and int64 labels."""
+    """x / scale and int64 labels: 8-bit data kept as uint8 (``TensorRows``, converted per batch or by
+    ``load_data`` for float32 storage), anything else as a float32 tensor (one conversion, after splitting)."""
     import torch
 
-    t = torch.from_numpy(np.require(x, requirements=["C", "W"])).to(torch.float32).div_(scale)
-    return ArrayData(t, to_labels(y, what))
+    t = torch.from_numpy(np.require(x, requirements=["C", "W"]))
+    if t.dtype == torch.uint8:
+        return ArrayData(TensorRows(t, scale), to_labels(y, what))
+    return ArrayData(t.to(torch.float32).div_(scale), to_labels(y, what))
 
 
 def _splits(parts: list[ArrayData], n_levels: int | None, source: str) -> DataSplits:
@@ -156,12 +167,63 @@ def _load_digits(req: LoadRequest) -> DataSplits:
 
 
 def _load_image_folder(req: LoadRequest) -> DataSplits:
+    if req.storage == "mmap":
+        raise ValueError("data.storage=mmap reads .npy arrays; an image folder is read with storage=stream or "
+                         "memory (or convert it once: vaekit datasets --prepare PATH)")
+    if req.storage in ("stream", "auto"):
+        rows, y = stream_rows(req.path, image_size=req.image_size, grayscale=req.grayscale, workers=req.workers,
+                              on_error=req.on_error)
+        if req.storage == "stream" or len(rows) * int(np.prod(rows.shape[1:])) > req.memory_limit_mb * 2**20:
+            return _rows_split(rows, y, req, str(req.path))
     x, y, _ = read_image_folder(req.path, image_size=req.image_size, grayscale=req.grayscale)
     return _pool_split(x, y, 255.0, req, 256, str(req.path))
 
 
+def _rows_split(rows, y: np.ndarray | None, req: LoadRequest, source: str, n_levels: int | None = 256,
+                test_fraction: float = TEST_FRACTION) -> DataSplits:
+    """Seeded train/val/test split of examples held as Rows (memory-mapped or streamed)."""
+    idx = split_indices(len(rows), test_fraction=test_fraction, val_fraction=req.val_fraction, seed=req.seed)
+    parts = [ArrayData(rows.subset(i), None if y is None else to_labels(y[i], source)) for i in idx]
+    return _splits(parts, n_levels, source)
+
+
+def _npy_rows(req: LoadRequest) -> tuple[ArrayRows, np.ndarray | None] | None:
+    """The .npy file or folder of .npy shards at the user's path as memory-mapped rows (with the labels of a
+    ``labels.npy`` beside the shards), when storage asks for it; None to read it into memory."""
+    p = req.path
+    is_npy = p.is_file() and p.suffix.lower() == ".npy"
+    if req.storage == "mmap" and not (is_npy or p.is_dir()):
+        raise ValueError(f"data.storage=mmap reads a .npy file or a folder of .npy shards, not {p}")
+    if req.storage not in ("mmap", "auto") or not (is_npy or p.is_dir()):
+        return None
+    files = [f for f in npy_shards(p) if f.name != LABELS_FILE]
+    size = sum(f.stat().st_size for f in files)
+    if req.storage == "auto" and size <= req.memory_limit_mb * 2**20 and is_npy:
+        return None
+    rows = ArrayRows(files)
+    rows = ArrayRows(files, 255.0 if rows.dtype == np.uint8 else 1.0)
+    labels = p / LABELS_FILE if p.is_dir() else None
+    return rows, (np.load(labels, allow_pickle=False) if labels is not None and labels.is_file() else None)
+
+
 def _load_arrays(req: LoadRequest) -> DataSplits:
-    raw = {k: (np.asarray(x), y) for k, (x, y) in read_arrays(req.path).items()}
+    if req.storage == "stream":
+        raise ValueError("data.storage=stream reads image folders; arrays are read with storage=mmap or memory")
+    mapped = _npy_rows(req)
+    if mapped is not None:  # no scan of the data: 8-bit when uint8, else real-valued
+        rows, y = mapped
+        if y is not None and len(y) != len(rows):
+            raise ValueError(f"{req.path / LABELS_FILE} holds {len(y)} labels for {len(rows)} examples")
+        return _rows_split(rows, y, req, str(req.path), 256 if rows.dtype == np.uint8 else None)
+    if req.path.is_dir():  # a folder of .npy shards, read into memory
+        files = [f for f in npy_shards(req.path) if f.name != LABELS_FILE]
+        labels = req.path / LABELS_FILE
+        rows = ArrayRows(files)
+        found = {"all": (rows.read(np.arange(len(rows))),
+                         np.load(labels, allow_pickle=False) if labels.is_file() else None)}
+    else:
+        found = read_arrays(req.path)
+    raw = {k: (np.asarray(x), y) for k, (x, y) in found.items()}
     is_u8 = all(x.dtype == np.uint8 for x, _ in raw.values())  # uint8 arrays are taken to be 8-bit images
     raw = {k: (x[:, None] if x.ndim == 1 else x, y) for k, (x, y) in raw.items()}
     shapes = {k: x.shape[1:] for k, (x, _) in raw.items()}
@@ -247,6 +309,15 @@ _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann
 _FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 _LAROCHELLE = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _CIFAR_BIN = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+_UDACITY_CELEBA = "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip"  # the same file (md5)
+_IWAE_OMNIGLOT = "https://raw.githubusercontent.com/yburda/iwae/master/datasets/OMNIGLOT/chardata.mat"
+_OMNIGLOT_BLOB = "016a3536ffe5e1d38e42563a18d7a78bfaf643ec"  # its git blob id in yburda/iwae
+
+
+def _gdrive(file_id: str) -> str:
+    return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+
+
 _CIFAR_PY_MD5 = {  # the published md5 of each python-version batch
     "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
     "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
@@ -302,6 +373,24 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 downloads=(DownloadItem("cifar-10-python.tar.gz",
                                         ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                                         md5="c58f30108f718f92721af3b95e74349a", unpack_tar=True),)),
+    DatasetSpec("celeba", "CelebA aligned faces (Liu et al. 2015), 202,599 images, official split; a centred "
+                "crop resized to size x size (dataset_options size 64 or 128, crop 148), streamed from the zip",
+                load_celeba, folder="celeba", options={"size": 64, "crop": 148},
+                layouts=({"zip": "img_align_celeba.zip", "partition": "list_eval_partition.txt"},
+                         {"first": f"{CELEBA_DIR}/000001.jpg", "partition": "list_eval_partition.txt"}),
+                md5={"img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",
+                     "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668"},
+                how_to_get="or copy img_align_celeba.zip and list_eval_partition.txt (from the CelebA page) into "
+                "the folder",
+                downloads=(DownloadItem("img_align_celeba.zip", (_gdrive("0B7EVK8r0v71pZjFTYXZWM3FlRnM"),
+                                                                 _UDACITY_CELEBA),
+                                        md5="00d2c5bc6d35e252742224ab0c1e8fcb"),
+                           DownloadItem("list_eval_partition.txt", (_gdrive("0B7EVK8r0v71pY0NSMzRuSXJEVkk"),),
+                                        md5="d32c9cbf5e040fd4025c592c306e6668"))),
+    DatasetSpec("omniglot", "Omniglot characters, 28x28 grey levels in [0, 1], 24,345 train / 8,070 test, the "
+                "IWAE split (Burda et al. 2016; Lake et al. 2015)", load_omniglot, folder="omniglot",
+                layouts=({"mat": "chardata.mat"},), how_to_get="or copy chardata.mat (yburda/iwae) into the folder",
+                downloads=(DownloadItem("chardata.mat", (_IWAE_OMNIGLOT,), verify=git_blob_check(_OMNIGLOT_BLOB)),)),
     DatasetSpec("dsprites", "dSprites: 64x64 binary shapes with 5 known factors (Matthey et al. 2017), 737,280 "
                 "images generated on the fly; seeded subsets (dataset_options n_train/n_val/n_test)",
                 _load_dsprites, how_to_get="generated, nothing to fetch; data.path=dsprites_ndarray_...npz reads "

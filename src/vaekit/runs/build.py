@@ -63,15 +63,17 @@ def build_for(cfg: RunConfig, data_shape: tuple[int, ...], device: torch.device)
     return build_model(cfg.model, data_shape).to(device)
 
 
-def load_splits(cfg: RunConfig) -> tuple[Any, Callable | None]:
-    """(the data splits the config names, its batch transform): ``data.classes`` and ``data.merge_val`` applied."""
+def load_splits(cfg: RunConfig, storage: str = "float32") -> tuple[Any, Callable | None]:
+    """(the data splits the config names, its batch transform): ``data.classes`` and ``data.merge_val`` applied.
+    ``storage``: "float32" (float32 tensors) or "config" (``data.storage``: the training split may be ``Rows``)."""
     from vaekit.data import load_data, make_batch_transform
 
     d = cfg.data
     splits = load_data(
         d.name, data_dir=d.dir, path=d.path, val_fraction=d.val_fraction, seed=cfg.seed, binarize=d.binarize,
         image_size=tuple(d.image_size) if d.image_size else None, grayscale=d.grayscale,
-        options=d.dataset_options,
+        options=d.dataset_options, storage=d.storage if storage == "config" else storage,
+        memory_limit_mb=d.memory_limit_mb, workers=d.workers, on_error=d.on_error,
     )
     if d.classes is not None:
         splits = splits.select_classes(d.classes)
@@ -80,14 +82,15 @@ def load_splits(cfg: RunConfig) -> tuple[Any, Callable | None]:
     return splits, make_batch_transform(d.binarize, d.dequantize, splits.n_levels)
 
 
-def prepare(cfg: RunConfig, *, build: bool = True) -> Prepared:
+def prepare(cfg: RunConfig, *, build: bool = True, storage: str = "float32") -> Prepared:
     """Check the config (``vaekit.config.validate``), load the data it names and, with ``build``, build its
     model (seeded, on ``train.device``, after the family's ``prepare`` hook) and batch transform. Without
-    ``build`` the device is not looked at: a run trained on a GPU reads its data anywhere."""
+    ``build`` the device is not looked at: a run trained on a GPU reads its data anywhere. ``storage``: see
+    ``load_splits`` (training uses "config")."""
     from vaekit.config import validate
 
     cfg = validate(cfg)
-    splits, transform = load_splits(cfg)
+    splits, transform = load_splits(cfg, storage)
     if not build:
         return Prepared(cfg, splits, None, transform, None)
     device = resolve_device(cfg.train.device)
@@ -108,6 +111,10 @@ def supervision(cfg: RunConfig, train_x: torch.Tensor, train_y: torch.Tensor | N
     spec = OBJECTIVES.get(cfg.model.objective)
     if spec is None or not spec.supervised:
         return None, train_x
+    from vaekit.data.rows import Rows
+
+    if isinstance(train_x, Rows):  # the labelled examples are sliced out of one float32 tensor
+        train_x = train_x.decode()
     labels = cfg.data.labels
     if train_y is None:
         if labels is None:

@@ -67,10 +67,17 @@ def finish(run_dir: Path, cfg: RunConfig, p: Prepared, model: nn.Module, summary
     if splits.train.y is not None and splits.test.y is not None and len(model.data_shape) == 3:
         from vaekit.evaluation.probe import reconstruction_knn_accuracy
 
-        train_x = splits.train.x if p.transform is None else p.transform(
-            splits.train.x, torch.Generator(device=splits.train.x.device).manual_seed(cfg.seed + 4))
-        summary["test"].update(reconstruction_knn_accuracy(model, train_x, splits.train.y, test_x,
-                                                           splits.test.y, seed=cfg.seed))
+        from vaekit.data.rows import Rows
+
+        train_x = splits.train.x  # in-memory Rows: the probe's examples are converted as it indexes them
+        if isinstance(train_x, Rows) and not train_x.nbytes:
+            train_x = None  # read from files (where some may be unreadable): no probe
+        elif p.transform is not None:  # the whole split transformed, as in training
+            train_x = splits.train.values()
+            train_x = p.transform(train_x, torch.Generator(device=train_x.device).manual_seed(cfg.seed + 4))
+        if train_x is not None:
+            summary["test"].update(reconstruction_knn_accuracy(model, train_x, splits.train.y, test_x,
+                                                               splits.test.y, seed=cfg.seed))
     write_images(model, test_x, run_dir, seed=cfg.seed)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
     summary["report"] = write_report_safely(run_dir, model, test_x, p.splits.test.y, cfg.seed)

@@ -105,6 +105,19 @@ def _keep_old_config(run_dir: Path, old_text: str, last_before: tuple | None) ->
             log.warning("could not restore %s (%s)", run_dir / "config.yaml", e)
 
 
+def check_training_input(model: nn.Module, train_x: Any, chunk: int = 8192) -> None:
+    """``model.check_input`` on the training examples: a tensor at once; in-memory ``Rows`` chunk by chunk (no
+    float32 copy of the whole split); file-backed ``Rows`` on their first chunk (read again per batch)."""
+    from vaekit.data.rows import Rows
+
+    if not isinstance(train_x, Rows):
+        model.check_input(train_x)
+        return
+    ends = range(0, len(train_x), chunk) if train_x.nbytes else range(0, min(len(train_x), 1))
+    for i in ends:
+        model.check_input(train_x[slice(i, min(i + chunk, len(train_x)))])
+
+
 def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
               callbacks: list | None = None) -> dict[str, Any]:
     """Train the run a config describes into ``run_dir`` (or resume it from its last checkpoint).
@@ -124,10 +137,12 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     restoring = resume and (run_dir / "last.safetensors").is_file()
     if not restoring:  # a new model: record all its constants
         cfg = with_recorded_constants(cfg)
-    p = prepare(cfg)
+    p = prepare(cfg, storage="config")  # the training split may be Rows (uint8, mmap, streamed)
+    small = {k: dataclasses.replace(a, x=a.values()) for k, a in (("val", p.splits.val), ("test", p.splits.test))}
+    p = dataclasses.replace(p, splits=dataclasses.replace(p.splits, **small))  # validated on as float32 tensors
     cfg, splits, model = p.cfg, p.splits, p.model  # p.cfg: after the family's prepare hook
     train_x = splits.train.x.to(p.device)
-    model.check_input(train_x)  # shape, NaN/inf and likelihood support, once for the whole split
+    check_training_input(model, train_x)  # shape, NaN/inf and likelihood support, once for the whole split
     if len(splits.test) == 0:
         raise ValueError(f"the test split of {splits.name} is empty; give more examples")
     val_x = splits.val.x.to(p.device) if splits.val is not None else None

@@ -86,6 +86,9 @@ def _as_objective(objective: Objective | Callable[..., ObjectiveResult]) -> Obje
 class Trainer:
     """Train ``model`` with ``objective`` on ``train_x``; validate on ``val_x``; write into ``run_dir``.
 
+    ``train_x``: a tensor on the model's device, or a ``vaekit.data.rows.Rows`` (uint8 in memory, memory-mapped,
+    streamed files) that hands out float32 batches there; the batch order is the same either way.
+
     objective(model, x, step=, check=False) -> ObjectiveResult: an ``Objective`` (its ``joint_parameters()``
     join the optimizer as a group of their own, its ``optimizers()`` are checkpointed, its ``auxiliary_step``
     runs after each main step, its ``validation_metrics`` join each validation and its ``selection`` picks
@@ -99,7 +102,7 @@ class Trainer:
         self,
         model: nn.Module,
         objective: Objective | Callable[..., ObjectiveResult],
-        train_x: torch.Tensor,
+        train_x: Any,
         val_x: torch.Tensor | None,
         *,
         settings: TrainConfig,
@@ -148,6 +151,7 @@ class Trainer:
         # every rank its own noise stream (rank 0 = a single process)
         self.noise = NoiseStream(self.device, self.seed + 6 + 7919 * self.dist.rank)
         self.perm: torch.Tensor | None = None
+        self._planned: tuple[int, int] | None = None  # (epoch, batch) a streaming source expects next
         self._params = [p for g in self.opt.param_groups for p in g["params"]]
         self._adam_step = AdamStep(self.opt)  # opt.step() with less per-step Python work, the same numbers
         self._loss_fn = self._objective_call
@@ -350,7 +354,15 @@ class Trainer:
         idx = self.perm[st.batch * self.batch_size:(st.batch + 1) * self.batch_size]
         self._global_batch = idx.shape[0]
         idx = shard(idx, self.dist)  # this rank's contiguous part of the global batch
-        xb = self.train_x.index_select(0, idx)
+        if isinstance(self.train_x, torch.Tensor):
+            xb = self.train_x.index_select(0, idx)
+        else:  # vaekit.data.rows.Rows: compact, memory-mapped or streamed examples, float32 batches
+            if self._planned != (st.epoch, st.batch):  # an epoch's start, or a resume: the rest of this epoch
+                b = self.batch_size
+                self.train_x.plan([shard(self.perm[k * b:(k + 1) * b], self.dist)
+                                   for k in range(st.batch, self.steps_per_epoch)])
+            self._planned = (st.epoch, st.batch + 1)
+            xb = self.train_x.take(idx, self.device)
         if self.transform is not None:
             xb = self.transform(xb, self.aug_gen)
         return xb
