@@ -28,6 +28,8 @@ FAMILIES = {
                     posterior_options={"steps": 2, "hidden": [8], "context": 4}),
     "ladder": dict(family="ladder", latent_dims=[3, 2], hidden=[16, 8]),
     "m2": dict(family="m2", latent_dim=3, hidden=[16], n_classes=3),  # its class y summed out exactly
+    # vectors read as 1x1 maps: three groups over two resolutions
+    "hvae": dict(family="hvae", width=8, enc_blocks=[1, 1], dec_groups=[1, 2], latent_channels=2),
 }
 
 
