@@ -4,7 +4,7 @@ Generative model (Child 2021, Sec. 3, Eq. 1; Vahdat & Kautz 2020, Sec. 3.1): lat
 (bottom), each a (C, H, W) map at one of several resolutions, p(z) = prod_i p(z_i | z_>i) and p(x | z). A
 top-down pass carries a state h from a learned constant at the coarsest resolution: every group's prior is a
 diagonal Gaussian read from h, and h then takes z_i (``hvae_blocks.TopDownBlock``); between resolutions h is
-upsampled (nearest). The likelihood head reads the full-resolution state.
+upsampled (nearest). The likelihood head (a 3x3 conv) reads the full-resolution state.
 
 Inference: a bottom-up residual conv encoder keeps its activations a_r at every resolution r (average pooling
 between them), and q(z_i | x, z_>i) is read from [h, a_r] along the same top-down pass, the prior's parameters
@@ -103,7 +103,8 @@ class HierarchicalVAE(LatentUsesMixin, nn.Module):
                                            out_scale=n_dec ** -0.5))
         self.dec = nn.ModuleList(blocks)
         self.h_top = nn.Parameter(torch.zeros(1, width, *self.sizes[self.stage[0]]))
-        self.out = nn.Sequential(activation(act), nn.Conv2d(width, likelihood.param_shape[0], 1))
+        self.out = nn.Sequential(activation(act), nn.Conv2d(width, likelihood.param_shape[0], kernel(0),
+                                                           padding=kernel(0) // 2))
         self.names = [f"z{len(blocks) - j}" for j in range(len(blocks))]  # top-down order: zG .. z1
         self.group_shapes = {n: (int(latent_channels), *self.sizes[r]) for n, r in zip(self.names, self.stage)}
         self.latent_dim = sum(math.prod(s) for s in self.group_shapes.values())
