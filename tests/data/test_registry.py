@@ -133,7 +133,7 @@ def test_missing_files_message(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError) as e:
         load_data("fashion-mnist")
     msg = str(e.value)
-    assert "\n" not in msg and str(tmp_path / "fashion-mnist") in msg and "VAEKIT_DATA_DIR" in msg
+    assert "\n" not in msg and str(tmp_path / "fashion_mnist") in msg and "VAEKIT_DATA_DIR" in msg
     assert "train-images-idx3-ubyte.gz" in msg and "vaekit datasets --download fashion-mnist" in msg
     assert isinstance(e.value, FileNotFoundError)
     with pytest.raises(DataNotFoundError, match=r"binarized_mnist\.npz \(or binarized_mnist_train\.amat"):
@@ -204,7 +204,8 @@ def test_download_refuses_non_downloadable():
 
 
 def test_gzip_idx_of_real_layout_loads(tmp_path):
-    """fashion-mnist files are read by the same IDX path: a synthetic copy fails only on the published md5."""
+    """fashion-mnist files are read by the same IDX path: a synthetic copy fails only on the published md5 (the
+    folder's older spelling fashion-mnist/ is still looked in)."""
     folder = tmp_path / "fashion-mnist"
     folder.mkdir()
     for split, n in (("train", 3), ("t10k", 2)):

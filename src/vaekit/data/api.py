@@ -63,6 +63,13 @@ def _find_layout(spec: DatasetSpec, folder: Path) -> dict[str, Path] | None:
     return None
 
 
+def _folder(spec: DatasetSpec, root: Path) -> Path:
+    """The dataset's folder under ``root``: the first of ``folder`` and its aliases holding a complete layout,
+    else ``folder`` itself."""
+    names = [spec.folder or "", *spec.folder_aliases]
+    return next((root / n for n in names if _find_layout(spec, root / n) is not None), root / names[0])
+
+
 def _missing_message(spec: DatasetSpec, folder: Path, origin: str) -> str:
     best = max(spec.layouts, key=lambda lay: sum((folder / r).is_file() for r in lay.values()))
     missing = [r for r in best.values() if not (folder / r).is_file()]
@@ -158,7 +165,7 @@ def load_data(
             folder, origin = user_path, "path argument"
         else:
             root, origin = resolve_data_dir(data_dir)
-            folder = root / (spec.folder or "")
+            folder = _folder(spec, root)
         found = _find_layout(spec, folder)
         if found is None:
             raise DataNotFoundError(_missing_message(spec, folder, origin))
@@ -189,7 +196,7 @@ def dataset_status(data_dir: str | None = None) -> list[dict]:
     rows = []
     for spec in DATASETS.values():
         if spec.layouts:
-            folder = root / (spec.folder or "")
+            folder = _folder(spec, root)
             available, where = _find_layout(spec, folder) is not None, f"{folder} (data dir from {origin})"
         else:
             available, where = True, "the file or folder given as data.path" if spec.needs_path else "bundled"
@@ -208,7 +215,7 @@ def download(name: str, data_dir: str | None = None, *, force: bool = False) -> 
     if not spec.downloads:
         raise ValueError(f"{name!r} has no download: {spec.how_to_get}")
     root, _ = resolve_data_dir(data_dir)
-    folder = root / (spec.folder or "")
+    folder = _folder(spec, root)
     if force or _find_layout(spec, folder) is None:
         fetch(spec.downloads, folder)
     return folder

@@ -6,6 +6,8 @@
 - MATLAB ``.mat`` (Frey Face): read with ``scipy.io.loadmat``.
 - CIFAR-10 binary version: records of 1 label byte followed by 3072 pixel bytes (1024 R, 1024 G, 1024 B, each a
   row-major 32x32 plane).
+- CIFAR-10 python version: a Python 2 pickle of a dict (``data`` uint8 (N, 3072) in the same plane order,
+  ``labels``); read by an unpickler that can only rebuild numpy arrays, so a file cannot run code.
 - ``.npz``: ``numpy.load(..., allow_pickle=False)`` with clear errors for corrupt files.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import pickle
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,6 +29,7 @@ __all__ = [
     "read_amat",
     "read_mat_var",
     "read_cifar_bin",
+    "read_cifar_py",
     "read_npz",
     "file_digest",
     "check_digest",
@@ -128,6 +133,52 @@ def read_cifar_bin(path: str | Path, image_shape: tuple[int, int, int] = (3, 32,
         raise ValueError(f"{path}: {raw.size} bytes is not a whole number of {rec}-byte CIFAR records")
     raw = raw.reshape(-1, rec)
     return raw[:, 1:].reshape(-1, *image_shape), raw[:, 0].copy()
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickler whose only globals are numpy's array and dtype reconstructors (and ``_codecs.encode``, with
+    which Python 3 writes bytes at protocol 2): any other global (a function or class a crafted pickle would
+    call) is refused, so loading a file cannot execute code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            import codecs
+
+            return codecs.encode
+        allowed = {
+            "_reconstruct": np.zeros(1).__reduce__()[0],  # numpy's array rebuilder, wherever this numpy keeps it
+            "ndarray": np.ndarray,
+            "dtype": np.dtype,
+        }
+        if module.split(".")[0] == "numpy" and name in allowed:
+            return allowed[name]
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed (only numpy arrays are)")
+
+
+def read_cifar_py(path: str | Path, image_shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[np.ndarray, np.ndarray]:
+    """Read a CIFAR-10 python-version batch (``data_batch_k``, ``test_batch``) without running code: returns
+    images (N, C, H, W) uint8 and labels (N,) int64. ValueError naming the file if it is damaged or not a batch."""
+    hint = "the file is damaged or not a CIFAR-10 python batch: delete it and fetch it again"
+    try:
+        with open(path, "rb") as fh:
+            d = _ArraysOnlyUnpickler(io.BufferedReader(fh), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise ValueError(f"could not read {path} ({type(e).__name__}: {e}); {hint}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} holds a {type(d).__name__}, not a dict; {hint}")
+    d = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+    data, labels = d.get("data"), d.get("labels", d.get("fine_labels"))
+    size = int(np.prod(image_shape))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"{path}: 'data' is {what}, expected uint8 (N, {size}); {hint}")
+    try:
+        y = np.asarray(labels if labels is not None else [], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        y = np.zeros(0, np.int64)
+    if len(y) != len(data):
+        raise ValueError(f"{path}: {len(y)} labels for {len(data)} images; {hint}")
+    return data.reshape(-1, *image_shape), y
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:

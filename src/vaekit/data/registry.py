@@ -18,7 +18,7 @@ import numpy as np
 from vaekit.data.base import ArrayData, DataSplits, split_indices, to_labels
 from vaekit.data.download import DownloadItem
 from vaekit.data.files import read_arrays, read_image_folder
-from vaekit.data.readers import read_amat, read_cifar_bin, read_idx, read_mat_var, read_npz
+from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
     import torch
@@ -52,12 +52,14 @@ class DatasetSpec:
     instead when one is given (dSprites' published file). image_options: accepts image_size / grayscale.
     options: the ``data.dataset_options`` keys it accepts with their defaults. ground_truth: for data with known
     generative factors, the ``GroundTruthData`` sampler the disentanglement metrics draw from.
+    folder_aliases: other names of the folder, looked in when ``folder`` lacks the files (older spellings).
     """
 
     name: str
     description: str
     load: Callable[[LoadRequest], DataSplits]
     folder: str | None = None
+    folder_aliases: tuple[str, ...] = ()
     layouts: tuple[Mapping[str, str], ...] = ()
     md5: Mapping[str, str] = field(default_factory=dict)
     downloads: tuple[DownloadItem, ...] = ()
@@ -133,8 +135,12 @@ def _load_frey(req: LoadRequest) -> DataSplits:
 
 
 def _load_cifar(req: LoadRequest) -> DataSplits:
+    """CIFAR-10 from the python batches (pickles read without running code) or the binary ``.bin`` batches."""
+    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        return read_cifar_bin(path) if path.suffix == ".bin" else read_cifar_py(path)
+
     def part(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = zip(*(read_cifar_bin(req.files[k]) for k in keys))  # (N, 3, 32, 32), (N,)
+        xs, ys = zip(*(read(req.files[k]) for k in keys))  # (N, 3, 32, 32), (N,)
         return np.concatenate(xs), np.concatenate(ys)
 
     return _carve_val(part(_CIFAR_BIN[:5]), part(_CIFAR_BIN[5:]), 255.0, req, 256, _source(req))
@@ -240,6 +246,11 @@ _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann
 _FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 _LAROCHELLE = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _CIFAR_BIN = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+_CIFAR_PY_MD5 = {  # the published md5 of each python-version batch
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+}
 
 
 def _content_check(expected: str, read: Callable[[Path], np.ndarray]) -> Callable[[Path], None]:
@@ -261,7 +272,7 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 downloads=tuple(DownloadItem(f, tuple(u + f for u in _MNIST_MIRRORS), md5=m, sha256=s)
                                 for f, m, s in _MNIST_FILES.values())),
     DatasetSpec("fashion-mnist", "Fashion-MNIST clothing images, 28x28 8-bit grey, 60k train / 10k test "
-                "(Xiao et al. 2017)", _load_idx, folder="fashion-mnist",
+                "(Xiao et al. 2017)", _load_idx, folder="fashion_mnist", folder_aliases=("fashion-mnist",),
                 layouts=({r: f for r, (f, _, _) in _MNIST_FILES.items()},), how_to_get=_IDX_HOW,
                 md5={_MNIST_FILES[r][0]: m for r, m in _FASHION_MD5.items()},
                 downloads=tuple(DownloadItem(_MNIST_FILES[r][0], tuple(u + _MNIST_FILES[r][0] for u in
@@ -282,12 +293,14 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                                         verify=_content_check(_FREY_CONTENT_SHA256,
                                                               lambda p: read_mat_var(p, "ff").T)),)),
     DatasetSpec("cifar10", "CIFAR-10 colour images, 3x32x32 8-bit, 50k train / 10k test (Krizhevsky 2009), "
-                "binary version", _load_cifar, folder="cifar10",
-                layouts=({k: f"cifar-10-batches-bin/{k}.bin" for k in _CIFAR_BIN},),
-                how_to_get="or extract cifar-10-binary.tar.gz into the folder",
-                downloads=(DownloadItem("cifar-10-binary.tar.gz",
-                                        ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",),
-                                        md5="c32a1d4ab5d03f1284b67883e8d87530", unpack_tar=True),)),
+                "python or binary version", _load_cifar, folder="cifar10",
+                layouts=({k: f"cifar-10-batches-py/{k}" for k in _CIFAR_BIN},
+                         {k: f"cifar-10-batches-bin/{k}.bin" for k in _CIFAR_BIN}),
+                md5=_CIFAR_PY_MD5,
+                how_to_get="or extract cifar-10-python.tar.gz (or cifar-10-binary.tar.gz) into the folder",
+                downloads=(DownloadItem("cifar-10-python.tar.gz",
+                                        ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+                                        md5="c58f30108f718f92721af3b95e74349a", unpack_tar=True),)),
     DatasetSpec("dsprites", "dSprites: 64x64 binary shapes with 5 known factors (Matthey et al. 2017), 737,280 "
                 "images generated on the fly; seeded subsets (dataset_options n_train/n_val/n_test)",
                 _load_dsprites, how_to_get="generated, nothing to fetch; data.path=dsprites_ndarray_...npz reads "
