@@ -21,7 +21,8 @@ from torch.distributions import Distribution
 from vaekit.models.contract import CONTINUOUS, LatentLayout, require
 
 __all__ = ["posterior_means", "posterior_stddevs", "flatten", "unflatten", "to_prior_units", "from_prior_units",
-           "sample_latents", "temperatures", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin", "unit_slices"]
+           "sample_latents", "temperatures", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin",
+           "unit_slices"]
 
 Latents = dict[str, torch.Tensor]
 
