@@ -44,6 +44,7 @@ def budget(steps: int, k: int, n_eval: int, run_dir: str | None) -> None:
     from vaekit.evaluation import estimate_log_likelihood
     from vaekit.evaluation.metrics import per_example_terms
     from vaekit.runs import load_run
+    from vaekit.runs.build import load_splits
 
     out = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="hvae-bench-"))
     t0 = time.process_time()
@@ -53,8 +54,8 @@ def budget(steps: int, k: int, n_eval: int, run_dir: str | None) -> None:
         _cli("train", "--preset", PRESET, "--out", str(out), f"train.steps={steps}", "train.progress=false",
              f"train.val_every={steps}", "--quiet")
     train_cpu = time.process_time() - t0
-    cfg, model, splits = load_run(out)
-    x = splits.test.x
+    cfg, model, _ = load_run(out)
+    x = load_splits(cfg)[0].test.x
     t = per_example_terms(model, x, batch_size=200, seed=0)
     ll = estimate_log_likelihood(model, x[:n_eval], k=k, seed=0)
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
