@@ -162,11 +162,14 @@ class TrainConfig:
     betas: list[float] = option(default_factory=lambda: [0.9, 0.999], doc="Adam's (beta1, beta2)", min=0, lt=1,
                                 length=2)
     grad_clip: float | None = option(None, doc="clip the gradient's global norm to this", gt=0)
+    skip_threshold: float | None = option(None, doc="skip the update when the gradient's global norm (before "
+                                                    "clipping) is above this (VDVAE); a skip counts as a bad step",
+                                          gt=0)
     val_every: int | None = option(None, doc="steps between validations (null: once per epoch)", min=1)
     patience: int | None = option(None, doc="stop after this many validations without improvement", min=1)
     checkpoint_every: int | None = option(None, doc="steps between 'last' checkpoints (null: at each validation)",
                                           min=1)
-    max_bad_steps: int = option(10, doc="stop after this many non-finite steps in a row", min=1)
+    max_bad_steps: int = option(10, doc="stop after this many non-finite or skipped steps in a row", min=1)
     threads: int | None = option(None, doc="CPU threads (null: torch's default)", min=1)
     device: str = option("cpu", doc="where to train (exact resume is guaranteed on CPU)",
                          syntax=(r"cpu|cuda(:\d+)?|mps|auto", "cpu, cuda, cuda:N, mps or auto"))

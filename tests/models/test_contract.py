@@ -34,6 +34,8 @@ FAMILIES = {
     "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
     "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, prior="transformer",
                         prior_width=8, prior_layers=1, prior_heads=2),  # log p(z) autoregressive, KL Monte Carlo
+    # vectors read as 1x1 maps: three groups over two resolutions
+    "hvae": dict(family="hvae", width=8, enc_blocks=[1, 1], dec_groups=[1, 2], latent_channels=2),
 }
 SEQUENCE_SHAPE = (3, 3)  # 3 steps of 2 features and the step mask
 

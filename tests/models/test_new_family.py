@@ -32,13 +32,16 @@ FAMILIES = {
     "vqvae": ["model.family=vqvae", "model.objective=vq", "model.latent_dim=10", "model.arch=conv", "model.conv_channels=[16]",
               "model.codebook_size=16", "model.code_dim=4", "model.restart_after=5", "model.warmup_steps=0",
               "model.free_bits=0"],
+    "hvae": ["model.family=hvae", "model.latent_dim=10", "model.width=8", "model.enc_blocks=[1,1]", "model.dec_groups=[1,1]",
+             "model.latent_channels=1", "model.act=gelu", "model.warmup_steps=0", "model.free_bits=0"],
 }
 # (command, family) -> the capability named in its refusal; every other pair must succeed
 REFUSES = {
     ("restore", "toy"): "continuous", ("restore", "m2"): "continuous",
     ("inpaint", "toy"): "continuous", ("inpaint", "m2"): "continuous",
     ("refine", "toy"): "single-vector", ("refine", "m2"): "single-vector", ("refine", "ladder"): "single-vector",
-    ("refine", "vae-iaf"): "gaussian-posterior",
+    ("refine", "vae-iaf"): "gaussian-posterior", ("refine", "hvae"): "single-vector",
+    ("classify", "hvae"): "classifier",
     ("classify", "toy"): "classifier", ("classify", "vae"): "classifier", ("classify", "vae-iaf"): "classifier",
     ("classify", "ladder"): "classifier",
     ("embed-sample", "toy"): "continuous", ("embed-sample", "m2"): "continuous",

@@ -246,7 +246,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     best = (f"best val ELBO {summary['best_val_elbo']:.3f}" if summary.get("best_val_elbo") is not None else
             f"best val accuracy {100 * summary.get('best_val_accuracy', float('nan')):.2f} %")
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
-          f"{skipped} skipped as non-finite); {best} at step "
+          f"{skipped} skipped as non-finite"
+          + (f", {summary['skipped_updates']} updates above train.skip_threshold" if summary.get("skipped_updates")
+             else "") + f"); {best} at step "
           f"{summary['best_step']}; test ELBO {test.get('elbo', float('nan')):.3f} nats (the best checkpoint on "
           f"the {test.get('n', 0)} test examples, one sample each, seed {test.get('seed', cfg.seed)})"
           + (" (a continuous density: the data were dequantised)" if cfg.data.dequantize else ""))

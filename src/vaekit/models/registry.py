@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from vaekit.config import ModelConfig
 
 __all__ = ["Family", "FAMILIES", "register_family", "build_family", "load_m1", "VAEOptions", "LadderOptions",
-           "M2Options", "DMMOptions", "VRNNOptions", "VQVAEOptions"]
+           "M2Options", "DMMOptions", "VRNNOptions", "VQVAEOptions", "HVAEOptions"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,47 @@ def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         return build_ladder(data_shape, arch=m.arch, latent_dims=m.latent_dims, hidden=m.hidden, act=m.act,
                             conv_channels=m.conv_channels, likelihood=m.likelihood,
                             likelihood_kwargs=_kwargs(m, "likelihood"), batch_norm=m.batch_norm, merge=m.merge)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@dataclass
+class HVAEOptions:
+    """``model.family=hvae``: a deep hierarchy of (C, H, W) latent groups (VDVAE, Child 2021; NVAE, Vahdat &
+    Kautz 2020). Resolution 0 is the data's, each next one half of it (rounded up); model.act is the blocks'."""
+
+    width: int = option(32, doc="channels of the encoder's and the top-down pass's residual stream", min=1)
+    enc_blocks: list[int] = option(default_factory=lambda: [2, 2, 2],
+                                   doc="residual blocks of the encoder per resolution, full resolution first", min=0)
+    dec_groups: list[int] = option(default_factory=lambda: [2, 2, 2],
+                                   doc="latent groups (one top-down block each) per resolution, full resolution "
+                                       "first", min=0)
+    latent_channels: int = option(4, doc="channels C of every latent group's (C, H, W) map", min=1)
+    bottleneck: float = option(0.25, doc="hidden width of a residual block as a fraction of width", gt=0)
+    residual_posterior: bool = option(True, doc="q as a residual of the prior, N(mu_p + dmu, (sigma_p dsigma)^2) "
+                                                "(NVAE Sec. 3.2); false: q read directly")
+    scale_floor: float = option(1e-3, doc="floor added to every softplus-parameterised scale", gt=0)
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        """One count per resolution in both lists, and at least one latent group."""
+        if len(self.enc_blocks) != len(self.dec_groups) or not self.enc_blocks:
+            raise ConfigError(f"model.enc_blocks and model.dec_groups need one count per resolution (the same "
+                              f"length), got {self.enc_blocks} and {self.dec_groups}")
+        if sum(self.dec_groups) < 1:
+            raise ConfigError("model.dec_groups needs at least one latent group")
+
+
+@register_family("hvae", HVAEOptions,
+                 "deep hierarchical VAE (VDVAE / NVAE): residual conv encoder, top-down latent maps at several "
+                 "resolutions")
+def _hvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.hvae import build_hvae
+
+    try:
+        return build_hvae(data_shape, likelihood=m.likelihood, likelihood_kwargs=_kwargs(m, "likelihood"),
+                          width=m.width, enc_blocks=m.enc_blocks, dec_groups=m.dec_groups,
+                          latent_channels=m.latent_channels, bottleneck=m.bottleneck, act=m.act,
+                          residual_posterior=m.residual_posterior, scale_floor=m.scale_floor)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

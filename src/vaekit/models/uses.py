@@ -22,7 +22,8 @@ from torch.distributions import Distribution, Independent
 from vaekit.models.contract import CONTINUOUS, LatentLayout, require
 
 __all__ = ["posterior_means", "posterior_stddevs", "flatten", "unflatten", "to_prior_units", "from_prior_units",
-           "sample_latents", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin", "unit_slices"]
+           "sample_latents", "temperatures", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin",
+           "unit_slices"]
 
 Latents = dict[str, torch.Tensor]
 
@@ -120,12 +121,29 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
-                   ) -> Latents:
-    """Ancestral draws from the prior with every continuous group's s.d. scaled by the temperature T:
-    z_g = mu_p + T sigma_p eps, eps ~ N(0, I) (the global RNG on the model's device, or ``generator`` on its own
-    device); discrete groups drawn from their priors."""
+def temperatures(layout: LatentLayout, temperature: float | Mapping[str, float]) -> dict[str, float]:
+    """{continuous group: T_g}: one temperature for all, or one per group (NVAE's and VDVAE's per-group
+    temperatures; a group the mapping leaves out is at T = 1). An unknown group name is a ValueError."""
+    names = [g.name for g in layout.continuous]
+    if not isinstance(temperature, Mapping):
+        return dict.fromkeys(names, float(temperature))
+    unknown = [k for k in temperature if k not in names]
+    if unknown:
+        raise ValueError(f"temperature for unknown latent group {unknown[0]!r}; the groups are {', '.join(names)}")
+    out = {name: float(temperature.get(name, 1.0)) for name in names}
+    if min(out.values()) < 0:
+        raise ValueError(f"temperatures must be >= 0, got {dict(temperature)}")
+    return out
+
+
+def sample_latents(model: Any, n: int, temperature: float | Mapping[str, float] = 1.0,
+                   generator: torch.Generator | None = None) -> Latents:
+    """Ancestral draws from the prior with every continuous group's s.d. scaled by its temperature T_g:
+    z_g = mu_p + T_g sigma_p eps, eps ~ N(0, I) (the global RNG on the model's device, or ``generator`` on its own
+    device); discrete groups drawn from their priors. ``temperature``: one T for every group, or {group: T_g}
+    (groups left out at 1)."""
     dev = _device(model)
+    temps = temperatures(model.layout, temperature)
     z: Latents = {}
     for g in model.layout.top_down():
         if g.kind == "continuous" and hasattr(model, "group_from_units"):
@@ -140,9 +158,9 @@ def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torc
         else:
             eps = torch.randn(n, *g.shape, generator=generator, device=generator.device).to(dev)
         if hasattr(model, "group_from_units"):
-            z[g.name] = model.group_from_units(g.name, temperature * eps, z)
+            z[g.name] = model.group_from_units(g.name, temps[g.name] * eps, z)
         else:
-            z[g.name] = p.mean + temperature * p.stddev * eps
+            z[g.name] = p.mean + temps[g.name] * p.stddev * eps
     return z
 
 

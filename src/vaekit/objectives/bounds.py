@@ -39,6 +39,7 @@ class ELBOTerms:
     groups: {name: (B, G_g)} the same per latent group (their columns concatenate to ``kl_groups``).
     analytic_kl: whether every group's KL is a closed form.
     extras: the model's ``ModelOutput.extras`` (e.g. M2's class logits for labelled data).
+    sizes: each group's number of latent dimensions per example.
     """
 
     log_px_z: torch.Tensor
@@ -47,6 +48,8 @@ class ELBOTerms:
     groups: dict[str, torch.Tensor]
     analytic_kl: bool
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: {name: latent dimensions of one example's group} (its event size; KL balancing weighs by it)
+    sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -80,7 +83,8 @@ def elbo_terms(model: nn.Module, x: torch.Tensor, n_samples: int = 1, check: boo
         analytic = analytic and a
     parts = list(groups.values())
     kl_groups = parts[0] if len(parts) == 1 else torch.cat(parts, -1)  # (B, G)
-    return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, groups, analytic, out.extras)
+    sizes = {g.name: math.prod(g.q.event_shape) for g in out.groups}
+    return ELBOTerms(log_px_z, kl_groups.sum(-1), kl_groups, groups, analytic, out.extras, sizes)
 
 
 def single_group_terms(model: nn.Module, x: torch.Tensor, who: str,

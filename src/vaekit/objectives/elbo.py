@@ -24,7 +24,7 @@ from torch import nn
 from vaekit.objectives.bounds import elbo_terms, log_weights
 from vaekit.objectives.schedules import kl_weight
 
-__all__ = ["Objective", "ObjectiveResult", "ELBO", "IWAE"]
+__all__ = ["Objective", "ObjectiveResult", "ELBO", "IWAE", "kl_balance_coefficients"]
 
 
 @dataclass
@@ -101,6 +101,20 @@ def _per_group(value: float | Mapping[str, float], name: str, what: str) -> floa
     return float(value)
 
 
+def kl_balance_coefficients(kls: Mapping[str, torch.Tensor], sizes: Mapping[str, int],
+                            eps: float = 0.01) -> dict[str, torch.Tensor]:
+    """NVAE's KL balancing coefficients (Vahdat & Kautz 2020, Sec. 5 and App. A, "KL balancing coefficient"):
+    gamma_g proportional to (E_batch |KL_g| + eps) / alpha_g, normalised to mean 1 over the G groups
+    (gamma_g = G c_g / sum_h c_h), detached. kls: {group: (B,) KL}; alpha_g: the group's size relative to the
+    smallest (``sizes``: latent dimensions per example), so groups are compared by KL per dimension. A group
+    with more KL per dimension than the others gets a larger weight, which keeps the others from collapsing
+    while the KL is warmed up."""
+    smallest = min(int(sizes[name]) for name in kls)
+    c = {name: (kl.detach().abs().mean() + eps) / (int(sizes[name]) / smallest) for name, kl in kls.items()}
+    total = sum(c.values())
+    return {name: len(c) * v / total for name, v in c.items()}
+
+
 class ELBO(Objective):
     """Negative ELBO loss  -E_q[log p(x|z)] + beta_t * KL  with L samples.
 
@@ -109,11 +123,13 @@ class ELBO(Objective):
     Inverse Autoregressive Flow", Sec. C.8 / Eq. 15): one unit per latent dimension of every group (per layer
     and dimension in a hierarchy), the whole group where its KL is a Monte Carlo estimate that does not split.
     beta and free_bits may be given per latent group as {group name: value}.
+    With ``kl_balance`` (NVAE, Vahdat & Kautz 2020) each group's KL term is weighed by
+    ``kl_balance_coefficients`` while the warm-up factor is below 1, then plainly summed.
     The per-example ``elbo`` reported is always the true (beta = 1, no free bits) ELBO.
     """
 
     def __init__(self, beta: float | Mapping[str, float] = 1.0, warmup_steps: int = 0,
-                 free_bits: float | Mapping[str, float] = 0.0, n_samples: int = 1) -> None:
+                 free_bits: float | Mapping[str, float] = 0.0, n_samples: int = 1, kl_balance: bool = False) -> None:
         super().__init__()
         betas = list(beta.values()) if isinstance(beta, Mapping) else [beta]
         fbs = list(free_bits.values()) if isinstance(free_bits, Mapping) else [free_bits]
@@ -122,7 +138,8 @@ class ELBO(Objective):
         self.beta = dict(beta) if isinstance(beta, Mapping) else float(beta)
         self.free_bits = dict(free_bits) if isinstance(free_bits, Mapping) else float(free_bits)
         self.warmup_steps, self.n_samples = int(warmup_steps), int(n_samples)
-        self._simple = not isinstance(beta, Mapping) and not isinstance(free_bits, Mapping)
+        self.kl_balance = bool(kl_balance)
+        self._simple = not isinstance(beta, Mapping) and not isinstance(free_bits, Mapping) and not kl_balance
 
     def kl_term(self, t, step: int | None) -> tuple[torch.Tensor, float]:
         """(the weighted, free-bits KL term of the loss, the warm-up factor times beta for logging)."""
@@ -132,9 +149,11 @@ class ELBO(Objective):
             kl = torch.clamp(t.kl_groups.mean(0), min=self.free_bits).sum() if self.free_bits > 0 else t.kl.mean()
             return (kl if beta == 1.0 else beta * kl), beta  # one graph node fewer at beta 1
         total = 0.0
+        gamma = (kl_balance_coefficients({n: k.sum(-1) for n, k in t.groups.items()}, t.sizes)
+                 if self.kl_balance and ramp < 1 and len(t.groups) > 1 else {})
         for name, kl_g in t.groups.items():
             fb = _per_group(self.free_bits, name, "free_bits")
-            b = ramp * _per_group(self.beta, name, "beta")
+            b = ramp * _per_group(self.beta, name, "beta") * gamma.get(name, 1.0)
             kl = torch.clamp(kl_g.mean(0), min=fb).sum() if fb > 0 else kl_g.sum(-1).mean()
             total = total + b * kl
         return total, ramp

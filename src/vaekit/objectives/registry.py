@@ -26,7 +26,10 @@ __all__ = ["ObjectiveSpec", "OBJECTIVES", "objective_names", "objective_options"
 
 @dataclass
 class ELBOOptions:
-    """``elbo`` takes no ``model.objective_options``: it reads model.beta, warmup_steps, free_bits, n_samples."""
+    """``elbo``: reads model.beta, warmup_steps, free_bits, n_samples; KL balancing is its own option."""
+
+    kl_balance: bool = option(False, doc="weigh each latent group's KL by NVAE's balancing coefficients during "
+                                         "the KL warm-up (a hierarchy)")
 
 
 @dataclass
@@ -158,7 +161,8 @@ class ObjectiveSpec:
 def _elbo(m: ModelConfig, o: ELBOOptions, **run: Any) -> Objective:
     from vaekit.objectives.elbo import ELBO
 
-    return ELBO(beta=m.beta, warmup_steps=m.warmup_steps, free_bits=m.free_bits, n_samples=m.n_samples)
+    return ELBO(beta=m.beta, warmup_steps=m.warmup_steps, free_bits=m.free_bits, n_samples=m.n_samples,
+                kl_balance=o.kl_balance)
 
 
 def _tc(m: ModelConfig, o: BetaTCVAEOptions, n_train: int | None = None, **run: Any) -> Objective:

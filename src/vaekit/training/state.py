@@ -45,6 +45,7 @@ class TrainState:
     stale_vals: int = 0             # validations since the best one
     bad_in_row: int = 0
     bad_total: int = 0
+    skipped_total: int = 0          # updates skipped for a gradient norm above train.skip_threshold
     stopped: str = ""               # why the run ended early ("" while running)
     elapsed: float = 0.0            # training seconds before the current process (for time budgets)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -304,7 +304,11 @@ class Trainer:
         """One optimisation step on the batch xb: objective, backward, NaN/inf guard, optimizer step (skipped when
         the loss or a gradient is not finite), weight average, the objective's auxiliary step.
 
-        Returns {"loss": float, "ok": bool, "beta": float, "stats": {name: detached batch-mean tensor}}.
+        With ``train.skip_threshold`` an update whose gradient norm (before clipping) is above it is skipped
+        (Child 2021, Sec. 5.2; "ok" False, "skipped" True, its "grad_norm" given).
+
+        Returns {"loss": float, "ok": bool, "beta": float, "stats": {name: detached batch-mean tensor},
+        "skipped": bool, "grad_norm": float or None}.
         ``grad_sums``: the guard's per-gradient sums taken during the backward pass (``fit`` installs them); None
         sums the gradients afterwards.
         """
@@ -320,8 +324,9 @@ class Trainer:
             self.scaler.unscale_(self.opt)  # the guard and the clip see true gradients
         else:
             loss_bw.backward()
-        if self.s.grad_clip:
-            check = torch.nn.utils.clip_grad_norm_(self._params, self.s.grad_clip)
+        norm = None
+        if self.s.grad_clip or self.s.skip_threshold:  # the norm before clipping (inf: measured, not clipped)
+            norm = check = torch.nn.utils.clip_grad_norm_(self._params, self.s.grad_clip or math.inf)
         elif grad_sums is not None:  # any NaN/inf gradient element makes this sum non-finite
             check = grad_sums.total()
         else:
@@ -331,11 +336,15 @@ class Trainer:
         loss, ok = float(loss_t), math.isfinite(float(loss_t + check))  # one pass, two reads
         if self.scaler is not None:  # fp16: overflowing gradients are the scaler's to skip (it lowers its scale)
             ok = math.isfinite(loss)
-        if self.dist.active:  # every rank steps, or none does
+        skipped = False
+        if ok and self.s.skip_threshold and norm is not None and float(norm) > self.s.skip_threshold:
+            ok, skipped = False, True  # update skipping (Child 2021, Sec. 5.2): a finite but outlying gradient
+        if self.dist.active:  # every rank steps, or none does (the norm is of DDP's averaged gradients)
             ok = all_reduce_sum([0.0 if ok else 1.0], self.device)[0] == 0.0
         stats: dict[str, Any] = {}
         if self.scaler is not None:  # the scaler skips non-finite steps itself and adapts its scale
-            self.scaler.step(self.opt)
+            if not skipped:
+                self.scaler.step(self.opt)
             self.scaler.update()
         elif ok:
             self._adam_step()
@@ -344,7 +353,8 @@ class Trainer:
                 self.ema.update(st.step)
             stats = res.stats()
             stats.update(self.objective.auxiliary_step(self.model, xb, res, st.step))
-        return {"loss": loss, "ok": ok, "beta": res.beta, "stats": stats}
+        return {"loss": loss, "ok": ok, "beta": res.beta, "stats": stats, "skipped": skipped,
+                "grad_norm": float(norm) if skipped else None}
 
     # -- the loop ------------------------------------------------------------------------------------------
     def _next_batch(self) -> torch.Tensor:
@@ -401,7 +411,7 @@ class Trainer:
         sums, val = StepSums(t_wall), {}
         bar = progress_bar(self.total_steps, enabled=s.progress and self.dist.is_main, initial=st.step, unit="step")
         self.model.train()
-        with GradSums(self._params if not s.grad_clip else []) as grad_sums:
+        with GradSums(self._params if not (s.grad_clip or s.skip_threshold) else []) as grad_sums:
             while st.step < self.total_steps and not st.stopped:
                 if s.lr_schedule != "constant":
                     self._set_lr(self.lr_at(st.step, self._elapsed()))
@@ -433,10 +443,16 @@ class Trainer:
         if out["ok"]:
             st.bad_in_row = 0
             sums.add(out["loss"], out["stats"])
-        else:
+        else:  # a skipped update counts toward max_bad_steps too, so a too-low threshold cannot stall a run
             st.bad_in_row += 1
-            st.bad_total += 1
-            log.warning("non-finite loss or gradient at step %d: step skipped (%d in a row)", st.step, st.bad_in_row)
+            if out.get("skipped"):
+                st.skipped_total += 1
+                log.info("gradient norm %.4g above train.skip_threshold at step %d: update skipped (%d in a row)",
+                         out["grad_norm"], st.step, st.bad_in_row)
+            else:
+                st.bad_total += 1
+                log.warning("non-finite loss or gradient at step %d: step skipped (%d in a row)", st.step,
+                            st.bad_in_row)
             if st.bad_in_row >= s.max_bad_steps:
                 st.stopped = "non-finite"
         st.step += 1
@@ -453,6 +469,7 @@ class Trainer:
         st = self.state
         record = {"step": st.step, "epoch": st.epoch, **sums.means(self.dist, self.device)}
         record.update({"beta": beta, "lr": self.opt.param_groups[0]["lr"], "bad_steps": st.bad_total,
+                       "skipped_updates": st.skipped_total,
                        "samples_per_s": sums.rate(self.batch_size), "time": self._base + self._clock() - self._t0})
         record.update(self.model.extra_stats())
         val = self.validate()
@@ -497,11 +514,13 @@ class Trainer:
             self.save("best", val)
         if st.stopped == "non-finite":
             raise TrainingError(
-                f"stopped at step {st.step}: {st.bad_in_row} non-finite losses or gradients in a row; "
-                f"lower train.lr, set train.grad_clip, or check the data for extreme values"
+                f"stopped at step {st.step}: {st.bad_in_row} non-finite losses or gradients (or updates skipped "
+                f"above train.skip_threshold) in a row; lower train.lr, set train.grad_clip, raise "
+                f"train.skip_threshold, or check the data for extreme values"
             )
         best = {"best_val_elbo": st.best_val} if self.selection == "val_elbo" else {
             "best_val_elbo": None, f"best_{self.selection}": st.best_val}
         return {"steps": st.step, "epochs": st.epoch, **best, "best_step": st.best_step, "bad_steps": st.bad_total,
-                "stopped": st.stopped or "completed", "train_seconds": time.perf_counter() - t_wall,
+                "skipped_updates": st.skipped_total, "stopped": st.stopped or "completed",
+                "train_seconds": time.perf_counter() - t_wall,
                 **({"train_cpu_seconds": st.elapsed} if self.s.time_clock == "cpu" else {})}
