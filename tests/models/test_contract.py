@@ -28,6 +28,10 @@ FAMILIES = {
                     posterior_options={"steps": 2, "hidden": [8], "context": 4}),
     "ladder": dict(family="ladder", latent_dims=[3, 2], hidden=[16, 8]),
     "m2": dict(family="m2", latent_dim=3, hidden=[16], n_classes=3),  # its class y summed out exactly
+    "vae-vamp": dict(family="vae", latent_dim=3, hidden=[16], prior="vamp", prior_options={"components": 4}),
+    "vae-mog": dict(family="vae", latent_dim=3, hidden=[16], prior="mog", prior_options={"components": 3}),
+    "vae-flow": dict(family="vae", latent_dim=3, hidden=[16], prior="flow",
+                     prior_options={"steps": 2, "hidden": [8]}),
 }
 
 

@@ -22,6 +22,10 @@ FAMILIES = {
                 "model.posterior_options={steps: 1, hidden: [16], context: 8}"],
     "ladder": ["model.family=ladder", "model.latent_dim=10", "model.latent_dims=[3,2]", "model.hidden=[32,16]", "model.warmup_steps=0",
                "model.free_bits=0"],
+    "vae-vamp": ["model.hidden=[32]", "model.latent_dim=3", "model.warmup_steps=0", "model.prior=vamp",
+                 "model.prior_options={components: 5}"],
+    "vae-flow": ["model.hidden=[32]", "model.latent_dim=3", "model.warmup_steps=0", "model.prior=flow",
+                 "model.prior_options={steps: 1, hidden: [8]}"],
     "m2": ["model.family=m2", "model.objective=m2", "data.labels=100", "model.hidden=[32]", "model.latent_dim=3",
            "model.warmup_steps=0", "model.free_bits=0"],
 }
@@ -35,6 +39,10 @@ REFUSES = {
     ("classify", "ladder"): "classifier",
     ("embed-sample", "toy"): "continuous", ("embed-sample", "m2"): "continuous",
     ("serve", "toy"): "continuous", ("serve", "m2"): "continuous",
+    # a mixture (vamp; mog shares its distribution) or flow prior: draws and coordinates in z, but no N(0, I)
+    # prior on prior units for MAP or the explorer's samples
+    **{(c, f): "gaussian-prior" for c in ("restore", "inpaint", "serve") for f in ("vae-vamp", "vae-flow")},
+    **{("classify", f): "classifier" for f in ("vae-vamp", "vae-flow")},
 }
 
 

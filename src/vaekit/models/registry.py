@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from vaekit.options import ConfigError, option
 from vaekit.posteriors.registry import posterior_names, posterior_options
+from vaekit.priors.registry import prior_names, prior_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -67,13 +68,13 @@ def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
 
 def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
-    """The constructor arguments of the model's likelihood or posterior: every option its registry declares,
-    the given ones from ``model.<kind>_options`` and the declared defaults for the rest."""
+    """The constructor arguments of the model's likelihood, posterior or prior: every option its registry
+    declares, the given ones from ``model.<kind>_options`` and the declared defaults for the rest."""
     from vaekit.likelihoods.registry import likelihood_options
     from vaekit.options import parse_options
 
     name = getattr(m, kind)
-    cls = likelihood_options(name) if kind == "likelihood" else posterior_options(name)
+    cls = {"likelihood": likelihood_options, "posterior": posterior_options, "prior": prior_options}[kind](name)
     return dataclasses.asdict(parse_options(cls, getattr(m, f"{kind}_options"), f"model.{kind}_options",
                                             f"{name} {kind}"))
 
@@ -83,12 +84,15 @@ def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
 
 @dataclass
 class VAEOptions:
-    """``model.family=vae``: one latent vector z with a standard normal prior."""
+    """``model.family=vae``: one latent vector z with a standard normal or learned prior."""
 
     latent_dim: int = option(10, doc="size of the latent vector z", min=1)
     posterior: str = option("gaussian", doc="the posterior head q(z|x)", choices=posterior_names)
     posterior_options: dict[str, Any] = option(default_factory=dict, doc="options of the posterior (below)",
                                                schema=("posterior", posterior_options))
+    prior: str = option("standard", doc="the prior p(z)", choices=prior_names)
+    prior_options: dict[str, Any] = option(default_factory=dict, doc="options of the prior (below)",
+                                           schema=("prior", prior_options))
     dropout: float = option(0.0, doc="dropout after each hidden layer of the MLP decoder", min=0, lt=1)
     conv_out: Literal["conv3x3", "deconv"] = option(
         "conv3x3", doc="arch=conv: the decoder ends in a 3x3 conv, or in its last transposed conv (deconv)")
@@ -101,9 +105,12 @@ class VAEOptions:
         if self.dropout > 0 and m.arch != "mlp":
             raise ConfigError("model.dropout regularises the mlp decoder only; set model.arch=mlp or "
                               "model.dropout=0")
+        if self.prior == "vamp" and self.posterior != "gaussian":
+            raise ConfigError(f"model.prior=vamp mixes diagonal Gaussian posteriors; set model.posterior=gaussian "
+                              f"(got {self.posterior})")
 
 
-@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal prior",
+@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal or learned prior",
                  capabilities=("single-vector",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae
@@ -112,7 +119,8 @@ def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         return build_vae(data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
                          conv_channels=m.conv_channels, likelihood=m.likelihood,
                          likelihood_kwargs=_kwargs(m, "likelihood"), posterior=m.posterior,
-                         posterior_kwargs=_kwargs(m, "posterior"), dropout=m.dropout, conv_out=m.conv_out)
+                         posterior_kwargs=_kwargs(m, "posterior"), dropout=m.dropout, conv_out=m.conv_out,
+                         prior=m.prior, prior_kwargs=_kwargs(m, "prior"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

@@ -9,6 +9,9 @@ its ``group_prior``.
 Prior units (the "non-centred" coordinates of a Gaussian hierarchy; Kingma & Welling 2014, Sec. 2.4, applied per
 group): u_g = (z_g - mu_p(z_parent)) / sigma_p(z_parent), so z_g = mu_p + sigma_p u_g and u ~ N(0, I) gives an
 ancestral sample of the prior. For a standard normal prior u = z. Discrete groups keep their one-hot values.
+A group whose prior is not a diagonal Gaussian (a mixture, a flow) has no such whitening: its coordinates are z
+itself (traversals, interpolation and sliders move in z), its draws come from the prior's own sampler, and a
+model declares the 'gaussian-prior' capability only when every group's prior is Gaussian (what MAP in u needs).
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, Normal
 
 from vaekit.models.contract import CONTINUOUS, LatentLayout, require
 
 __all__ = ["posterior_means", "posterior_stddevs", "flatten", "unflatten", "to_prior_units", "from_prior_units",
-           "sample_latents", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin", "unit_slices"]
+           "sample_latents", "gaussian_prior", "draw_from_prior", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin", "unit_slices"]
 
 Latents = dict[str, torch.Tensor]
 
@@ -85,27 +88,34 @@ def unflatten(layout: LatentLayout, v: torch.Tensor) -> Latents:
     return {name: v[..., s].reshape(*v.shape[:-1], *layout[name].shape) for name, s in unit_slices(layout).items()}
 
 
+def gaussian_prior(p: Distribution) -> bool:
+    """Is ``p`` a diagonal Gaussian (an ``Independent`` of ``Normal``s), whose prior units whiten it exactly?"""
+    return isinstance(p, Independent) and isinstance(p.base_dist, Normal)
+
+
 def to_prior_units(model: Any, z: Mapping[str, torch.Tensor]) -> Latents:
-    """{group: u_g}: each continuous group whitened by its prior given its parent's value in ``z``."""
+    """{group: u_g}: each continuous group with a Gaussian prior whitened by it given its parent's value in ``z``;
+    a group with another prior (a mixture, a flow) keeps z."""
     out: Latents = {}
     for g in model.layout.groups:
         if g.kind != "continuous":
             out[g.name] = z[g.name]
             continue
         p = model.group_prior(g.name, z)
-        out[g.name] = (z[g.name] - p.mean) / p.stddev
+        out[g.name] = (z[g.name] - p.mean) / p.stddev if gaussian_prior(p) else z[g.name]
     return out
 
 
 def from_prior_units(model: Any, u: Mapping[str, torch.Tensor]) -> Latents:
-    """{group: z_g}, top-down: z_g = mu_p(z_parent) + sigma_p(z_parent) u_g; discrete groups as given."""
+    """{group: z_g}, top-down: z_g = mu_p(z_parent) + sigma_p(z_parent) u_g for a Gaussian prior, u_g itself for
+    another; discrete groups as given."""
     z: Latents = {}
     for g in model.layout.top_down():
         if g.kind != "continuous":
             z[g.name] = u[g.name]
             continue
         p = model.group_prior(g.name, z)
-        z[g.name] = p.mean + p.stddev * u[g.name]
+        z[g.name] = p.mean + p.stddev * u[g.name] if gaussian_prior(p) else u[g.name]
     return z
 
 
@@ -117,7 +127,7 @@ def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torc
                    ) -> Latents:
     """Ancestral draws from the prior with every continuous group's s.d. scaled by the temperature T:
     z_g = mu_p + T sigma_p eps, eps ~ N(0, I) (the global RNG on the model's device, or ``generator`` on its own
-    device); discrete groups drawn from their priors."""
+    device); a group with another prior is drawn by ``draw_from_prior``; discrete groups from their priors."""
     dev = _device(model)
     z: Latents = {}
     for g in model.layout.top_down():
@@ -125,12 +135,26 @@ def sample_latents(model: Any, n: int, temperature: float = 1.0, generator: torc
         if g.kind != "continuous":
             z[g.name] = p.sample((n,)) if p.batch_shape == () else p.sample()
             continue
+        if not gaussian_prior(p):
+            z[g.name] = draw_from_prior(p, n, temperature, generator).to(dev)
+            continue
         if generator is None:
             eps = torch.randn(n, *g.shape, device=dev)
         else:
             eps = torch.randn(n, *g.shape, generator=generator, device=generator.device).to(dev)
         z[g.name] = p.mean + temperature * p.stddev * eps
     return z
+
+
+def draw_from_prior(p: Distribution, n: int, temperature: float = 1.0,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """n draws from a prior that is not a diagonal Gaussian: its ``sample_at_temperature`` (a mixture scales
+    its components' s.d.s, a flow its base noise), or its plain ``sample`` at T = 1 (ValueError otherwise)."""
+    if hasattr(p, "sample_at_temperature"):
+        return p.sample_at_temperature((n,) if p.batch_shape == () else (), temperature, generator)
+    if temperature != 1.0:
+        raise ValueError(f"a {type(p).__name__} prior is sampled at temperature 1 only; got {temperature}")
+    return p.sample((n,)) if p.batch_shape == () else p.sample()
 
 
 def encode_units(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +166,9 @@ def encode_units(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     mu, sd = {}, {}
     for g in model.layout.continuous:
         p = model.group_prior(g.name, means)
-        mu[g.name] = (means[g.name] - p.mean) / p.stddev
-        sd[g.name] = _std(qs[g.name]) / p.stddev
+        scale = p.stddev if gaussian_prior(p) else 1.0  # another prior: coordinates in z
+        mu[g.name] = (means[g.name] - p.mean) / scale if gaussian_prior(p) else means[g.name]
+        sd[g.name] = _std(qs[g.name]) / scale
     return flatten(model.layout, mu), flatten(model.layout, sd)
 
 
