@@ -152,7 +152,8 @@ def active_units(
                 acc.append(m.double().cpu())  # (B, D_i)
     variances = [torch.cat(ms).var(0, correction=1) for ms in layers]  # [(D_i,)]
     counts = [int((v > threshold).sum()) for v in variances]
-    return ActiveUnits(sum(counts), torch.cat(variances), float(threshold), counts, variances)
+    flat = torch.cat(variances) if variances else torch.zeros(0, dtype=torch.float64)  # no continuous group: none
+    return ActiveUnits(sum(counts), flat, float(threshold), counts, variances)
 
 
 def kl_per_dimension(

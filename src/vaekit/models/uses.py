@@ -78,6 +78,10 @@ def unit_slices(layout: LatentLayout) -> dict[str, slice]:
 def flatten(layout: LatentLayout, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """(*lead, D): the continuous groups of ``z`` flattened and concatenated in layout order."""
     parts = [z[g.name].reshape(*z[g.name].shape[:z[g.name].dim() - len(g.shape)], g.size) for g in layout.continuous]
+    if not parts:  # no continuous group (a model of discrete latents only): (*lead, 0)
+        g = layout.groups[0]
+        v = z[g.name]
+        return v.new_zeros(*v.shape[:v.dim() - len(g.shape)], 0)
     return torch.cat(parts, -1)
 
 
