@@ -110,7 +110,7 @@ def test_train_help_lists_every_key_with_its_type_and_default(capsys):
             assert any(re.search(rf"[=/]{re.escape(name)}\b", h) for h in headings), (key, name)
             for f in dataclasses.fields(spec.options):
                 assert re.search(rf"^  {f.name}  .*, default ", text, re.M), (name, f.name)
-    assert "model.family  vae | ladder | m2, default vae" in text
+    assert "model.family  vae | ladder | m2 | discrete, default vae" in text
 
 
 def test_evaluate_help_lists_the_data_keys(capsys):

@@ -149,48 +149,6 @@ def _ladder(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
 
 @dataclass
-class DiscreteOptions:
-    """``model.family=discrete``: N categorical (or Bernoulli) latents through the Gumbel-softmax relaxation."""
-
-    latent: Literal["categorical", "bernoulli"] = option("categorical", doc="categorical variables of "
-                                                         "model.categories values, or Bernoulli bits")
-    n_latents: int = option(20, doc="number of discrete latent variables N", min=1)
-    categories: int = option(10, doc="values K of each categorical variable (bernoulli: 2)", min=2)
-    temperature: float = option(1.0, doc="Gumbel-softmax temperature τ at the start", gt=0)
-    min_temperature: float = option(0.5, doc="the temperature the annealing ends at", gt=0)
-    anneal_steps: int = option(0, doc="steps over which τ decays exponentially to min_temperature (0: constant)",
-                               min=0)
-    straight_through: bool = option(False, doc="one-hot values forward, the relaxed sample's gradients backward")
-
-    def check(self, m: ModelConfig, key: str) -> None:
-        """MLP nets; Bernoulli latents have two values; the temperature decreases."""
-        if m.arch != "mlp":
-            raise ConfigError("model.family=discrete is built from MLPs; use model.arch=mlp")
-        if self.latent == "bernoulli" and self.categories != 2:
-            raise ConfigError(f"model.latent=bernoulli has 2 values; set model.categories=2 (got {self.categories})")
-        if self.min_temperature > self.temperature:
-            raise ConfigError(f"model.min_temperature ({self.min_temperature}) must not exceed model.temperature "
-                              f"({self.temperature})")
-
-
-@register_family("discrete", DiscreteOptions,
-                 "discrete latents (categorical or Bernoulli) through the Gumbel-softmax relaxation (Jang et al. 2017)",
-                 capabilities=("discrete",))
-def _discrete(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
-    from vaekit.likelihoods import build_likelihood
-    from vaekit.models.discrete import DiscreteVAE
-
-    try:
-        lik = build_likelihood(m.likelihood, tuple(data_shape), **_kwargs(m, "likelihood"))
-        return DiscreteVAE(tuple(data_shape), lik, m.n_latents, m.categories, list(m.hidden), act=m.act,
-                           bernoulli=m.latent == "bernoulli", temperature=m.temperature,
-                           min_temperature=m.min_temperature, anneal_steps=m.anneal_steps,
-                           straight_through=m.straight_through)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-@dataclass
 class M2Options:
     """``model.family=m2`` (Kingma et al. 2014): classifier q(y|x), style z, decoder p(x|y, z)."""
 
@@ -259,6 +217,48 @@ def _m2(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         lik = build_likelihood(m.likelihood, feat_shape, **_kwargs(m, "likelihood"))
         return M2(tuple(data_shape), lik, m.latent_dim, m.n_classes, list(m.hidden), act=m.act, m1=m1,
                   m1_units=units)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@dataclass
+class DiscreteOptions:
+    """``model.family=discrete``: N categorical (or Bernoulli) latents through the Gumbel-softmax relaxation."""
+
+    latent: Literal["categorical", "bernoulli"] = option("categorical", doc="categorical variables of "
+                                                         "model.categories values, or Bernoulli bits")
+    n_latents: int = option(20, doc="number of discrete latent variables N", min=1)
+    categories: int = option(10, doc="values K of each categorical variable (bernoulli: 2)", min=2)
+    temperature: float = option(1.0, doc="Gumbel-softmax temperature τ at the start", gt=0)
+    min_temperature: float = option(0.5, doc="the temperature the annealing ends at", gt=0)
+    anneal_steps: int = option(0, doc="steps over which τ decays exponentially to min_temperature (0: constant)",
+                               min=0)
+    straight_through: bool = option(False, doc="one-hot values forward, the relaxed sample's gradients backward")
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        """MLP nets; Bernoulli latents have two values; the temperature decreases."""
+        if m.arch != "mlp":
+            raise ConfigError("model.family=discrete is built from MLPs; use model.arch=mlp")
+        if self.latent == "bernoulli" and self.categories != 2:
+            raise ConfigError(f"model.latent=bernoulli has 2 values; set model.categories=2 (got {self.categories})")
+        if self.min_temperature > self.temperature:
+            raise ConfigError(f"model.min_temperature ({self.min_temperature}) must not exceed model.temperature "
+                              f"({self.temperature})")
+
+
+@register_family("discrete", DiscreteOptions,
+                 "discrete latents (categorical or Bernoulli) through the Gumbel-softmax relaxation (Jang et al. 2017)",
+                 capabilities=("discrete",))
+def _discrete(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.likelihoods import build_likelihood
+    from vaekit.models.discrete import DiscreteVAE
+
+    try:
+        lik = build_likelihood(m.likelihood, tuple(data_shape), **_kwargs(m, "likelihood"))
+        return DiscreteVAE(tuple(data_shape), lik, m.n_latents, m.categories, list(m.hidden), act=m.act,
+                           bernoulli=m.latent == "bernoulli", temperature=m.temperature,
+                           min_temperature=m.min_temperature, anneal_steps=m.anneal_steps,
+                           straight_through=m.straight_through)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
