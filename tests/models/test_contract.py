@@ -32,10 +32,17 @@ FAMILIES = {
     "dmm": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8),
     "vrnn": dict(family="vrnn", latent_dim=2, rnn_dim=8, phi_dim=8),
     "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
-    "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, prior="transformer",
+    "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, code_prior="transformer",
                         prior_width=8, prior_layers=1, prior_heads=2),  # log p(z) autoregressive, KL Monte Carlo
     # vectors read as 1x1 maps: three groups over two resolutions
     "hvae": dict(family="hvae", width=8, enc_blocks=[1, 1], dec_groups=[1, 2], latent_channels=2),
+    "vae-vamp": dict(family="vae", latent_dim=3, hidden=[16], prior="vamp", prior_options={"components": 4}),
+    "vae-mog": dict(family="vae", latent_dim=3, hidden=[16], prior="mog", prior_options={"components": 3}),
+    "vae-flow": dict(family="vae", latent_dim=3, hidden=[16], prior="flow",
+                     prior_options={"steps": 2, "hidden": [8]}),
+    "discrete": dict(family="discrete", hidden=[16], n_latents=2, categories=3),
+    "discrete-bernoulli": dict(family="discrete", hidden=[16], n_latents=3, categories=2, latent="bernoulli",
+                               straight_through=True),
 }
 SEQUENCE_SHAPE = (3, 3)  # 3 steps of 2 features and the step mask
 

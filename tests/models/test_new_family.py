@@ -22,6 +22,10 @@ FAMILIES = {
                 "model.posterior_options={steps: 1, hidden: [16], context: 8}"],
     "ladder": ["model.family=ladder", "model.latent_dim=10", "model.latent_dims=[3,2]", "model.hidden=[32,16]", "model.warmup_steps=0",
                "model.free_bits=0"],
+    "vae-vamp": ["model.hidden=[32]", "model.latent_dim=3", "model.warmup_steps=0", "model.prior=vamp",
+                 "model.prior_options={components: 5}"],
+    "discrete": ["model.family=discrete", "model.latent_dim=10", "model.hidden=[32]", "model.n_latents=4", "model.categories=3",
+                 "model.warmup_steps=0", "model.free_bits=0", "model.anneal_steps=20"],
     "m2": ["model.family=m2", "model.objective=m2", "data.labels=100", "model.hidden=[32]", "model.latent_dim=3",
            "model.warmup_steps=0", "model.free_bits=0"],
     "dmm": ["model.family=dmm", "data.name=sines", "data.dataset_options={n: 60, t_max: 8}", "model.latent_dim=2",
@@ -50,6 +54,13 @@ REFUSES = {
     ("refine", "dmm"): "single-vector", ("refine", "vrnn"): "single-vector",
     ("restore", "vqvae"): "continuous", ("inpaint", "vqvae"): "continuous", ("refine", "vqvae"): "single-vector",
     ("classify", "vqvae"): "classifier", ("embed-sample", "vqvae"): "continuous", ("serve", "vqvae"): "continuous",
+    # a prior that is not Gaussian (vamp here; mog and flow take the same paths, tests/priors): draws and
+    # coordinates in z, but no N(0, I) prior on prior units for MAP or the explorer's samples
+    **{(c, "vae-vamp"): "gaussian-prior" for c in ("restore", "inpaint", "serve")},
+    ("classify", "vae-vamp"): "classifier",
+    # discrete latents only (Gumbel-softmax): every use of continuous coordinates refuses
+    **{(c, "discrete"): "continuous" for c in ("restore", "inpaint", "serve", "embed-sample")},
+    ("refine", "discrete"): "single-vector", ("classify", "discrete"): "classifier",
 }
 # (command, family) refused for the run's data, not its model: restoration and the explorer need images (C, H, W);
 # the sequence families model (T, D + 1) sequences

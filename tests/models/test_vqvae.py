@@ -271,10 +271,10 @@ def test_bad_vqvae_configs_are_one_line_errors(tmp_path, capsys):
 
     base = ["model.family=vqvae", "model.latent_dim=10", "model.warmup_steps=0", "model.free_bits=0"]
     cases = {("model.objective=elbo",): "set model.objective=vq",
-             ("model.objective=vq", f"model.prior_of={tmp_path / 'none'}", "model.prior=transformer"):
+             ("model.objective=vq", f"model.prior_of={tmp_path / 'none'}", "model.code_prior=transformer"):
                  "is not a trained vaekit run",
-             ("model.objective=vq", f"model.prior_of={tmp_path}"): "set model.prior=transformer",
-             ("model.objective=vq", "model.prior=transformer", "model.prior_width=10"): "multiple of model.prior_heads"}
+             ("model.objective=vq", f"model.prior_of={tmp_path}"): "set model.code_prior=transformer",
+             ("model.objective=vq", "model.code_prior=transformer", "model.prior_width=10"): "multiple of model.prior_heads"}
     for i, (extra, message) in enumerate(cases.items()):
         with preserve_process_state():
             code = main(["train", "--quiet", "--preset", "digits-quick", "--out", str(tmp_path / f"r{i}"), *base,

@@ -10,19 +10,26 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from vaekit.models.contract import CONTINUOUS, GAUSSIAN_POSTERIOR, SINGLE_VECTOR, require
+from vaekit.models.contract import CONTINUOUS, GAUSSIAN_POSTERIOR, GAUSSIAN_PRIOR, SINGLE_VECTOR, require
 from vaekit.models.uses import decode_units, encode_units
 from vaekit.utils import as_data_tensor, batches, eval_mode, evaluation_context, model_device
 
-__all__ = ["require", "require_latent_units", "single_gaussian_posterior", "log_prior_units", "encode_units",
-           "decode_units", "pixel_log_prob", "per_example_elbo", "as_data_tensor", "batches", "eval_mode",
-           "evaluation_context", "model_device"]
+__all__ = ["require", "require_latent_units", "require_gaussian_units", "single_gaussian_posterior",
+           "log_prior_units", "encode_units", "decode_units", "pixel_log_prob", "per_example_elbo", "as_data_tensor",
+           "batches", "eval_mode", "evaluation_context", "model_device"]
 
 
 def require_latent_units(model: nn.Module, what: str) -> None:
     """MissingCapability unless every latent group is continuous: the use then works on the flat prior-unit
     coordinates u (``vaekit.models.uses``), where the prior is N(0, I) whatever the family."""
     require(model, CONTINUOUS, what)
+
+
+def require_gaussian_units(model: nn.Module, what: str) -> None:
+    """MissingCapability unless every latent group is continuous with a Gaussian prior: the use puts the prior
+    N(0, I) on the prior units u (MAP in u), which holds only then."""
+    require(model, CONTINUOUS, what)
+    require(model, GAUSSIAN_PRIOR, what)
 
 
 def single_gaussian_posterior(model: nn.Module, x: torch.Tensor, what: str) -> Distribution:

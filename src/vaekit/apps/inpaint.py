@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vaekit.apps._common import (as_data_tensor, decode_units, encode_units, eval_mode, log_prior_units,
-                                 model_device, pixel_log_prob, require_latent_units)
+                                 model_device, pixel_log_prob, require_gaussian_units)
 
 __all__ = ["INPAINT_METHODS", "MASK_NAMES", "named_mask", "load_mask", "inpaint", "denoise", "map_latent", "masked_mse"]
 
@@ -144,7 +144,7 @@ def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize",
     """Complete ``x`` (N, *data_shape) where ``missing`` (bool, True = fill; shape data_shape or x's shape) by
     ``method`` (see the module docstring). fill: the starting value of missing pixels (a number or a tensor
     broadcastable to one example, e.g. the training mean image). Observed pixels are returned unchanged."""
-    require_latent_units(model, "inpainting")
+    require_gaussian_units(model, "inpainting")
     if method not in INPAINT_METHODS:
         raise ValueError(f"unknown inpainting method {method!r}; choose from {', '.join(INPAINT_METHODS)}")
     x = as_data_tensor(x)
@@ -172,7 +172,7 @@ def inpaint(model: nn.Module, x: Any, missing: Any, *, method: str = "optimize",
 
 def denoise(model: nn.Module, x: Any, steps: int = 300, lr: float = 0.05, batch_size: int = 500) -> torch.Tensor:
     """E[x | z*] with z* = argmax_z log p(x|z) + log p(z) from the encoder mean: every pixel observed (noisy)."""
-    require_latent_units(model, "denoising")
+    require_gaussian_units(model, "denoising")
     x = as_data_tensor(x)
     model.check_input(x)
     out = []

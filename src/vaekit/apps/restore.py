@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vaekit.apps._common import (as_data_tensor, decode_units, encode_units, eval_mode, log_prior_units,
-                                 model_device, require_latent_units)
+                                 model_device, require_gaussian_units)
 from vaekit.apps.latent import importance_resample, laplace_precision, map_estimate
 from vaekit.apps.operators import Observation
 
@@ -101,7 +101,7 @@ def restore(model: nn.Module, y: Any, observation: Observation, *, steps: int = 
     docstring): ``steps`` Adam steps at learning rate ``lr`` from ``restarts`` starts (``init``: the first);
     ``samples`` posterior draws per example from ``proposals`` importance proposals (0: MAP only);
     ``likelihood``: see ``Observation.log_likelihood``. The model's weights are not changed."""
-    require_latent_units(model, "restoration")
+    require_gaussian_units(model, "restoration")
     _check(steps, restarts, samples, proposals, init)
     y = as_data_tensor(y)
     if tuple(y.shape[1:]) != observation.obs_shape:

@@ -129,6 +129,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.add_argument("--sampler", default="prior", choices=["prior", "gmm", "flow", "two-stage"],
+                   help="draw z from the prior, or from a Gaussian mixture, a flow or a second-stage VAE fitted to "
+                        "the training set's posterior means (fitted once, saved in RUN_DIR/samplers/ and reused)")
+    s.add_argument("--components", type=int, default=10, help="--sampler gmm: mixture components")
+    s.add_argument("--fit-steps", type=int, default=2000, help="--sampler flow/two-stage: Adam steps of the fit")
+    s.add_argument("--fit-examples", type=int, default=10000,
+                   help="fit to the posterior means of this many training examples (a fixed random subset)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for fitting and sampling (default: the run's train.threads, else torch's)")
+    s.add_argument("--data-dir", default=None)
 
     r = sub.add_parser("reconstruct", help="save inputs and their reconstructions as an image grid")
     r.add_argument("run_dir")
@@ -529,18 +539,52 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from vaekit.plots import save_image_grid
     from vaekit.runs import load_run
 
-    output = a.output or str(Path(a.run_dir) / f"samples-T{a.temperature:g}-seed{a.seed}.png")
+    kind = "" if a.sampler == "prior" else f"{a.sampler}-"
+    output = a.output or str(Path(a.run_dir) / f"samples-{kind}T{a.temperature:g}-seed{a.seed}.png")
     _check_image_request(a.n, output)
-    cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
-    torch.manual_seed(a.seed)
-    x = model.sample(a.n, temperature=a.temperature)
-    if len(model.data_shape) == 2:  # (T, D) sequences (piano rolls): one grey image per example
-        x = x.unsqueeze(1)
+    for name in ("components", "fit_steps", "fit_examples"):
+        if getattr(a, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    cfg, model, doc = load_run(a.run_dir, a.checkpoint, a.device)
     if len(model.data_shape) not in (2, 3):
         raise ValueError("this run models tabular data; samples cannot be drawn as images")
-    with _writing_into_run(a.run_dir, a.output is None):
+    if a.sampler == "prior":
+        torch.manual_seed(a.seed)
+        x = model.sample(a.n, temperature=a.temperature)
+        if len(model.data_shape) == 2:  # (T, D) sequences (piano rolls): one grey image per example
+            x = x.unsqueeze(1)
+        with _writing_into_run(a.run_dir, a.output is None):
+            save_image_grid(x, output, nrow=min(a.n, 8) if a.n <= 64 else None)
+        print(f"wrote {a.n} samples (temperature {a.temperature}) to {output}")
+        return 0
+    threads = a.threads if a.threads is not None else cfg.train.threads
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)  # small fits: a second thread only adds contention on a shared CPU
+    from vaekit.apps.samplers import fitted_sampler, sample_images
+    from vaekit.data import subset_index
+    from vaekit.models.contract import CONTINUOUS, require
+
+    require(model, CONTINUOUS, f"--sampler {a.sampler}")
+    from vaekit.runfolder import run_lock
+
+    with run_lock(a.run_dir):  # the fitted sampler is saved in the run folder
+        x_train, _ = _load_eval_data(cfg, "train", [], a.data_dir)
+        if x_train.shape[0] > a.fit_examples:
+            x_train = x_train[subset_index(x_train.shape[0], a.fit_examples)]
+        fitted_on = {"checkpoint": a.checkpoint, "step": doc.get("step"), "examples": int(x_train.shape[0])}
+        opts = {"components": a.components} if a.sampler == "gmm" else {}
+        sampler, reused = fitted_sampler(model, a.sampler, x_train, run_dir=a.run_dir, fitted_on=fitted_on,
+                                         fit_steps=a.fit_steps, **opts)  # a fixed fitting seed: one fit per run
+        torch.manual_seed(a.seed)
+        x = sample_images(model, sampler, a.n, a.temperature)
+        if len(model.data_shape) == 2:
+            x = x.unsqueeze(1)
         save_image_grid(x, output, nrow=min(a.n, 8) if a.n <= 64 else None)
-    print(f"wrote {a.n} samples (temperature {a.temperature}) to {output}")
+    how = "reused" if reused else "fitted to"
+    print(f"wrote {a.n} samples (sampler {a.sampler}, {how} the posterior means of {x_train.shape[0]} training "
+          f"examples; temperature {a.temperature}) to {output}")
     return 0
 
 

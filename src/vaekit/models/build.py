@@ -8,7 +8,7 @@ from vaekit.likelihoods import build_likelihood
 from vaekit.models.vae import VAE
 from vaekit.nn import MLP, ConvDecoder, ConvEncoder, FlattenInput
 from vaekit.posteriors import build_posterior
-from vaekit.priors import StandardNormal
+from vaekit.priors import build_prior
 
 __all__ = ["build_vae"]
 
@@ -27,6 +27,8 @@ def build_vae(
     posterior_kwargs: dict[str, Any] | None = None,
     dropout: float = 0.0,
     conv_out: str = "conv3x3",
+    prior: str = "standard",
+    prior_kwargs: dict[str, Any] | None = None,
 ) -> VAE:
     """A VAE for data of shape ``data_shape`` ((D,) vectors or (C, H, W) images).
 
@@ -35,6 +37,7 @@ def build_vae(
     conv: stride-2 conv encoder with ``conv_channels`` then a hidden[-1] linear layer; mirrored decoder, whose
         output layer ``conv_out`` is a 3x3 conv ("conv3x3") or the last transposed conv ("deconv", as in
         Higgins et al. 2017 and disentanglement_lib).
+    prior: the prior p(z) by name (``vaekit.priors.registry``) with ``prior_kwargs``.
     dropout: rate after each hidden layer of the mlp decoder, a regulariser of p(x|z) against overfitting small
         fixed data such as binarized MNIST (the encoder is left deterministic).
     """
@@ -74,4 +77,4 @@ def build_vae(
     else:
         raise ValueError(f"unknown model.arch {arch!r}; choose 'mlp' or 'conv'")
     post = build_posterior(posterior, features, latent_dim, **(posterior_kwargs or {}))
-    return VAE(encoder, post, decoder, lik, StandardNormal(latent_dim))
+    return VAE(encoder, post, decoder, lik, build_prior(prior, latent_dim, data_shape, **(prior_kwargs or {})))

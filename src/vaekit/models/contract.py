@@ -22,8 +22,8 @@ import torch
 from torch.distributions import Distribution
 
 __all__ = ["LatentGroup", "ModelOutput", "LatentVariableModel", "GroupLayout", "LatentLayout", "LatentUses",
-           "MissingCapability", "require", "CONTINUOUS", "SINGLE_VECTOR", "GAUSSIAN_POSTERIOR", "HIERARCHICAL",
-           "DISCRETE", "CLASS_CONDITIONAL", "CLASSIFIER", "DISCRETE_DATA", "QUANTISED", "CAPABILITIES"]
+           "MissingCapability", "require", "CONTINUOUS", "SINGLE_VECTOR", "GAUSSIAN_POSTERIOR", "GAUSSIAN_PRIOR",
+           "HIERARCHICAL", "DISCRETE", "CLASS_CONDITIONAL", "CLASSIFIER", "DISCRETE_DATA", "QUANTISED", "CAPABILITIES"]
 
 
 @dataclass
@@ -109,6 +109,9 @@ CONTINUOUS = "continuous"
 SINGLE_VECTOR = "single-vector"
 #: q(z|x) of every continuous group is a diagonal Gaussian (mean and s.d. in closed form; log-variances)
 GAUSSIAN_POSTERIOR = "gaussian-posterior"
+#: every continuous group's prior (given its parent) is a diagonal Gaussian, so prior units u = (z - mu_p) / sigma_p
+#: are N(0, I) under the prior: what MAP estimation in u (restoration, inpainting) and the explorer's sampling assume
+GAUSSIAN_PRIOR = "gaussian-prior"
 #: more than one group, a group's prior conditioned on its parent's value
 HIERARCHICAL = "hierarchical"
 #: a group of K discrete values
@@ -127,6 +130,7 @@ CAPABILITIES = {
     CONTINUOUS: "every latent group is continuous",
     SINGLE_VECTOR: "one latent vector with a fixed prior whose posterior can be replaced (model.family=vae)",
     GAUSSIAN_POSTERIOR: "diagonal Gaussian posteriors (model.posterior=gaussian)",
+    GAUSSIAN_PRIOR: "Gaussian priors, so that prior units are N(0, I) (model.prior=standard)",
     HIERARCHICAL: "a hierarchy of latent groups",
     DISCRETE: "a discrete latent group",
     CLASS_CONDITIONAL: "a decoder that takes a class",

@@ -29,8 +29,8 @@ from torch.nn import functional as F
 
 from vaekit.likelihoods import build_likelihood
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, HIERARCHICAL, GroupLayout,
-                                    LatentGroup, LatentLayout, ModelOutput)
+from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, GAUSSIAN_PRIOR, HIERARCHICAL,
+                                    GroupLayout, LatentGroup, LatentLayout, ModelOutput)
 from vaekit.models.hvae_blocks import ResBlock, TopDownBlock
 from vaekit.models.uses import LatentUsesMixin
 from vaekit.models.vae import decoder_precision
@@ -187,7 +187,7 @@ class HierarchicalVAE(LatentUsesMixin, nn.Module):
 
     @property
     def capabilities(self) -> frozenset[str]:
-        caps = {CONTINUOUS, GAUSSIAN_POSTERIOR}
+        caps = {CONTINUOUS, GAUSSIAN_POSTERIOR, GAUSSIAN_PRIOR}
         if len(self.names) > 1:
             caps.add(HIERARCHICAL)
         if self.likelihood.discrete:

@@ -24,8 +24,8 @@ from torch.distributions import Distribution
 from vaekit.likelihoods import build_likelihood
 from vaekit.likelihoods.base import Likelihood
 from vaekit.models.arrays import array_io
-from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, HIERARCHICAL, GroupLayout,
-                                    LatentGroup, LatentLayout, ModelOutput)
+from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, GAUSSIAN_PRIOR, HIERARCHICAL,
+                                    GroupLayout, LatentGroup, LatentLayout, ModelOutput)
 from vaekit.models.ladder_blocks import ConvStem, DenseBlock, GaussianParams, precision_merge
 from vaekit.models.vae import decoder_precision
 from vaekit.nn import ConvDecoder
@@ -134,7 +134,7 @@ class LadderVAE(nn.Module):
 
     @property
     def capabilities(self) -> frozenset[str]:
-        caps = {CONTINUOUS, GAUSSIAN_POSTERIOR}
+        caps = {CONTINUOUS, GAUSSIAN_POSTERIOR, GAUSSIAN_PRIOR}
         if len(self.layer_dims) > 1:
             caps.add(HIERARCHICAL)
         if self.likelihood.discrete:

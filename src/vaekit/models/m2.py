@@ -23,8 +23,8 @@ from torch.distributions import Distribution, OneHotCategorical
 
 from vaekit.likelihoods.base import Likelihood
 from vaekit.models.arrays import array_io
-from vaekit.models.contract import (CLASS_CONDITIONAL, CLASSIFIER, DISCRETE, DISCRETE_DATA, GroupLayout, LatentGroup,
-                                    LatentLayout, ModelOutput)
+from vaekit.models.contract import (CLASS_CONDITIONAL, CLASSIFIER, DISCRETE, DISCRETE_DATA, GAUSSIAN_PRIOR,
+                                    GroupLayout, LatentGroup, LatentLayout, ModelOutput)
 from vaekit.models.vae import decoder_precision
 from vaekit.nn import MLP
 from vaekit.nn.mlp import activation
@@ -161,7 +161,7 @@ class M2(nn.Module):
 
     @property
     def capabilities(self) -> frozenset[str]:
-        caps = {DISCRETE, CLASS_CONDITIONAL, CLASSIFIER}
+        caps = {DISCRETE, CLASS_CONDITIONAL, CLASSIFIER, GAUSSIAN_PRIOR}
         lik = self.m1.likelihood if self.m1 is not None else self.likelihood
         if lik.discrete:
             caps.add(DISCRETE_DATA)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from vaekit.options import ConfigError, option
 from vaekit.posteriors.registry import posterior_names, posterior_options
+from vaekit.priors.registry import prior_names, prior_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from vaekit.config import ModelConfig
 
 __all__ = ["Family", "FAMILIES", "register_family", "build_family", "load_m1", "VAEOptions", "LadderOptions",
-           "M2Options", "DMMOptions", "VRNNOptions", "VQVAEOptions", "HVAEOptions"]
+           "M2Options", "DMMOptions", "VRNNOptions", "VQVAEOptions", "HVAEOptions", "DiscreteOptions"]
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,13 @@ def build_family(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
 
 def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
-    """The constructor arguments of the model's likelihood or posterior: every option its registry declares,
-    the given ones from ``model.<kind>_options`` and the declared defaults for the rest."""
+    """The constructor arguments of the model's likelihood, posterior or prior: every option its registry
+    declares, the given ones from ``model.<kind>_options`` and the declared defaults for the rest."""
     from vaekit.likelihoods.registry import likelihood_options
     from vaekit.options import parse_options
 
     name = getattr(m, kind)
-    cls = likelihood_options(name) if kind == "likelihood" else posterior_options(name)
+    cls = {"likelihood": likelihood_options, "posterior": posterior_options, "prior": prior_options}[kind](name)
     return dataclasses.asdict(parse_options(cls, getattr(m, f"{kind}_options"), f"model.{kind}_options",
                                             f"{name} {kind}"))
 
@@ -83,12 +84,15 @@ def _kwargs(m: ModelConfig, kind: str) -> dict[str, Any]:
 
 @dataclass
 class VAEOptions:
-    """``model.family=vae``: one latent vector z with a standard normal prior."""
+    """``model.family=vae``: one latent vector z with a standard normal or learned prior."""
 
     latent_dim: int = option(10, doc="size of the latent vector z", min=1)
     posterior: str = option("gaussian", doc="the posterior head q(z|x)", choices=posterior_names)
     posterior_options: dict[str, Any] = option(default_factory=dict, doc="options of the posterior (below)",
                                                schema=("posterior", posterior_options))
+    prior: str = option("standard", doc="the prior p(z)", choices=prior_names)
+    prior_options: dict[str, Any] = option(default_factory=dict, doc="options of the prior (below)",
+                                           schema=("prior", prior_options))
     dropout: float = option(0.0, doc="dropout after each hidden layer of the MLP decoder", min=0, lt=1)
     conv_out: Literal["conv3x3", "deconv"] = option(
         "conv3x3", doc="arch=conv: the decoder ends in a 3x3 conv, or in its last transposed conv (deconv)")
@@ -101,9 +105,12 @@ class VAEOptions:
         if self.dropout > 0 and m.arch != "mlp":
             raise ConfigError("model.dropout regularises the mlp decoder only; set model.arch=mlp or "
                               "model.dropout=0")
+        if self.prior == "vamp" and self.posterior != "gaussian":
+            raise ConfigError(f"model.prior=vamp mixes diagonal Gaussian posteriors; set model.posterior=gaussian "
+                              f"(got {self.posterior})")
 
 
-@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal prior",
+@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal or learned prior",
                  capabilities=("single-vector",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae
@@ -112,7 +119,8 @@ def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         return build_vae(data_shape, arch=m.arch, latent_dim=m.latent_dim, hidden=m.hidden, act=m.act,
                          conv_channels=m.conv_channels, likelihood=m.likelihood,
                          likelihood_kwargs=_kwargs(m, "likelihood"), posterior=m.posterior,
-                         posterior_kwargs=_kwargs(m, "posterior"), dropout=m.dropout, conv_out=m.conv_out)
+                         posterior_kwargs=_kwargs(m, "posterior"), dropout=m.dropout, conv_out=m.conv_out,
+                         prior=m.prior, prior_kwargs=_kwargs(m, "prior"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -308,6 +316,48 @@ def _vrnn(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
                            data_shape)
 
 
+@dataclass
+class DiscreteOptions:
+    """``model.family=discrete``: N categorical (or Bernoulli) latents through the Gumbel-softmax relaxation."""
+
+    latent: Literal["categorical", "bernoulli"] = option("categorical", doc="categorical variables of "
+                                                         "model.categories values, or Bernoulli bits")
+    n_latents: int = option(20, doc="number of discrete latent variables N", min=1)
+    categories: int = option(10, doc="values K of each categorical variable (bernoulli: 2)", min=2)
+    temperature: float = option(1.0, doc="Gumbel-softmax temperature τ at the start", gt=0)
+    min_temperature: float = option(0.5, doc="the temperature the annealing ends at", gt=0)
+    anneal_steps: int = option(0, doc="steps over which τ decays exponentially to min_temperature (0: constant)",
+                               min=0)
+    straight_through: bool = option(False, doc="one-hot values forward, the relaxed sample's gradients backward")
+
+    def check(self, m: ModelConfig, key: str) -> None:
+        """MLP nets; Bernoulli latents have two values; the temperature decreases."""
+        if m.arch != "mlp":
+            raise ConfigError("model.family=discrete is built from MLPs; use model.arch=mlp")
+        if self.latent == "bernoulli" and self.categories != 2:
+            raise ConfigError(f"model.latent=bernoulli has 2 values; set model.categories=2 (got {self.categories})")
+        if self.min_temperature > self.temperature:
+            raise ConfigError(f"model.min_temperature ({self.min_temperature}) must not exceed model.temperature "
+                              f"({self.temperature})")
+
+
+@register_family("discrete", DiscreteOptions,
+                 "discrete latents (categorical or Bernoulli) through the Gumbel-softmax relaxation (Jang et al. 2017)",
+                 capabilities=("discrete",))
+def _discrete(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.likelihoods import build_likelihood
+    from vaekit.models.discrete import DiscreteVAE
+
+    try:
+        lik = build_likelihood(m.likelihood, tuple(data_shape), **_kwargs(m, "likelihood"))
+        return DiscreteVAE(tuple(data_shape), lik, m.n_latents, m.categories, list(m.hidden), act=m.act,
+                           bernoulli=m.latent == "bernoulli", temperature=m.temperature,
+                           min_temperature=m.min_temperature, anneal_steps=m.anneal_steps,
+                           straight_through=m.straight_through)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def load_m1(run_dir: str, data_shape: Sequence[int], config_cls: type) -> nn.Module:
     """The trained model of an M1 run folder (its config.yaml's model section, built as ``config_cls``, the
     ModelConfig class, and its best weights), for M1+M2: a family with one latent vector."""
@@ -351,28 +401,28 @@ class VQVAEOptions:
                                        "(0: never)", min=0)
     cosine: bool = option(False, doc="l2-normalised encodings and codes (cosine similarity; Yu et al. 2022)")
     positions: int = option(4, doc="arch=mlp: number of codes per example", min=1)
-    prior: Literal["uniform", "transformer"] = option("uniform", doc="the prior over code maps: uniform, or a "
-                                                                     "causal transformer (second stage)")
+    code_prior: Literal["uniform", "transformer"] = option("uniform", doc="the prior over code maps: uniform, or a "
+                                                                          "causal transformer (second stage)")
     prior_of: str | None = option(None, doc="a finished vqvae run whose frozen model the prior is trained on "
                                             "(its architecture is used)", path=True)
-    prior_width: int = option(64, doc="prior=transformer: width", min=8)
-    prior_layers: int = option(2, doc="prior=transformer: blocks", min=1)
-    prior_heads: int = option(4, doc="prior=transformer: attention heads (dividing the width)", min=1)
+    prior_width: int = option(64, doc="code_prior=transformer: width", min=8)
+    prior_layers: int = option(2, doc="code_prior=transformer: blocks", min=1)
+    prior_heads: int = option(4, doc="code_prior=transformer: attention heads (dividing the width)", min=1)
 
     def check(self, m: ModelConfig, key: str) -> None:
         """Rules across keys: the VQ objective; a second stage has a learned prior."""
         if m.objective != "vq":
             raise ConfigError(f"model.family=vqvae trains with its commitment term: set model.objective=vq "
                               f"(got {m.objective})")
-        if self.prior_of and self.prior == "uniform":
+        if self.prior_of and self.code_prior == "uniform":
             raise ConfigError("model.prior_of trains a prior over a finished run's codes; set "
-                              "model.prior=transformer")
+                              "model.code_prior=transformer")
         if self.prior_width % self.prior_heads:
             raise ConfigError(f"model.prior_width={self.prior_width} must be a multiple of model.prior_heads="
                               f"{self.prior_heads}")
 
 
-_PRIOR_KEYS = ("prior", "prior_of", "prior_width", "prior_layers", "prior_heads")
+_PRIOR_KEYS = ("code_prior", "prior_of", "prior_width", "prior_layers", "prior_heads")
 
 
 def _vqvae_prepare(cfg: Any, train_x: Any) -> Any:
@@ -405,7 +455,7 @@ def _vqvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     model = _vqvae_from(m, data_shape)
     if m.prior_of:  # the first stage's weights (the same architecture: the prepare hook recorded it), frozen
         _load_weights_of(model, m.prior_of, data_shape)
-    if m.prior == "transformer":
+    if m.code_prior == "transformer":
         model.set_prior(m.prior_width, m.prior_layers, m.prior_heads)
     if m.prior_of:
         model.freeze()

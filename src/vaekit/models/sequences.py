@@ -26,7 +26,7 @@ from torch.distributions import Distribution, Independent, Normal
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GroupLayout, LatentLayout
+from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout
 from vaekit.models.uses import LatentUsesMixin
 
 __all__ = ["split_steps", "SequenceEmission", "BackwardRNN", "SequenceModel", "path_normal"]
@@ -173,7 +173,7 @@ class SequenceModel(LatentUsesMixin, nn.Module):
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return frozenset({CONTINUOUS} | ({DISCRETE_DATA} if self.likelihood.discrete else set()))
+        return frozenset({CONTINUOUS, GAUSSIAN_PRIOR} | ({DISCRETE_DATA} if self.likelihood.discrete else set()))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

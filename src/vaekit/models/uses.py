@@ -10,6 +10,9 @@ its ``group_prior``.
 Prior units (the "non-centred" coordinates of a Gaussian hierarchy; Kingma & Welling 2014, Sec. 2.4, applied per
 group): u_g = (z_g - mu_p(z_parent)) / sigma_p(z_parent), so z_g = mu_p + sigma_p u_g and u ~ N(0, I) gives an
 ancestral sample of the prior. For a standard normal prior u = z. Discrete groups keep their one-hot values.
+A group whose prior is not a diagonal Gaussian (a mixture, a flow) has no such whitening: its coordinates are z
+itself (traversals, interpolation and sliders move in z), its draws come from the prior's own sampler, and a
+model declares the 'gaussian-prior' capability only when every group's prior is Gaussian (what MAP in u needs).
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch.distributions import Distribution, Independent
+from torch.distributions import Distribution, Independent, Normal
 
 from vaekit.models.contract import CONTINUOUS, LatentLayout, require
 
 __all__ = ["posterior_means", "posterior_stddevs", "flatten", "unflatten", "to_prior_units", "from_prior_units",
-           "sample_latents", "temperatures", "encode_units", "decode_units", "decode_mean", "LatentUsesMixin",
-           "unit_slices"]
+           "sample_latents", "temperatures", "gaussian_prior", "draw_from_prior", "encode_units", "decode_units",
+           "decode_mean", "LatentUsesMixin", "unit_slices"]
 
 Latents = dict[str, torch.Tensor]
 
@@ -77,10 +80,10 @@ def unit_slices(layout: LatentLayout) -> dict[str, slice]:
 def flatten(layout: LatentLayout, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """(*lead, D): the continuous groups of ``z`` flattened and concatenated in layout order."""
     parts = [z[g.name].reshape(*z[g.name].shape[:z[g.name].dim() - len(g.shape)], g.size) for g in layout.continuous]
-    if not parts:  # no continuous group (a VQ-VAE): an empty vector per example
+    if not parts:  # no continuous group (a VQ-VAE, a model of discrete latents only): (*lead, 0)
         g = layout.groups[0]
-        ref = z[g.name]
-        return ref.new_zeros(*ref.shape[:ref.dim() - len(g.shape)], 0)
+        v = z[g.name]
+        return v.new_zeros(*v.shape[:v.dim() - len(g.shape)], 0)
     return torch.cat(parts, -1)
 
 
@@ -91,20 +94,27 @@ def unflatten(layout: LatentLayout, v: torch.Tensor) -> Latents:
     return {name: v[..., s].reshape(*v.shape[:-1], *layout[name].shape) for name, s in unit_slices(layout).items()}
 
 
+def gaussian_prior(p: Distribution) -> bool:
+    """Is ``p`` a diagonal Gaussian (an ``Independent`` of ``Normal``s), whose prior units whiten it exactly?"""
+    return isinstance(p, Independent) and isinstance(p.base_dist, Normal)
+
+
 def to_prior_units(model: Any, z: Mapping[str, torch.Tensor]) -> Latents:
-    """{group: u_g}: each continuous group whitened by its prior given its parent's value in ``z``."""
+    """{group: u_g}: each continuous group with a Gaussian prior whitened by it given its parent's value in ``z``;
+    a group with another prior (a mixture, a flow) keeps z."""
     out: Latents = {}
     for g in model.layout.groups:
         if g.kind != "continuous":
             out[g.name] = z[g.name]
             continue
         p = model.group_prior(g.name, z)
-        out[g.name] = (z[g.name] - p.mean) / p.stddev
+        out[g.name] = (z[g.name] - p.mean) / p.stddev if gaussian_prior(p) else z[g.name]
     return out
 
 
 def from_prior_units(model: Any, u: Mapping[str, torch.Tensor]) -> Latents:
-    """{group: z_g}, top-down: z_g = mu_p(z_parent) + sigma_p(z_parent) u_g; discrete groups as given."""
+    """{group: z_g}, top-down: z_g = mu_p(z_parent) + sigma_p(z_parent) u_g for a Gaussian prior, u_g itself for
+    another; discrete groups as given."""
     z: Latents = {}
     for g in model.layout.top_down():
         if g.kind != "continuous":
@@ -113,7 +123,7 @@ def from_prior_units(model: Any, u: Mapping[str, torch.Tensor]) -> Latents:
             z[g.name] = model.group_from_units(g.name, u[g.name], z)
         else:
             p = model.group_prior(g.name, z)
-            z[g.name] = p.mean + p.stddev * u[g.name]
+            z[g.name] = p.mean + p.stddev * u[g.name] if gaussian_prior(p) else u[g.name]
     return z
 
 
@@ -141,7 +151,7 @@ def sample_latents(model: Any, n: int, temperature: float | Mapping[str, float] 
     """Ancestral draws from the prior with every continuous group's s.d. scaled by its temperature T_g:
     z_g = mu_p + T_g sigma_p eps, eps ~ N(0, I) (the global RNG on the model's device, or ``generator`` on its own
     device); discrete groups drawn from their priors. ``temperature``: one T for every group, or {group: T_g}
-    (groups left out at 1)."""
+    (groups left out at 1); a group with another prior is drawn by ``draw_from_prior``."""
     dev = _device(model)
     temps = temperatures(model.layout, temperature)
     z: Latents = {}
@@ -152,6 +162,9 @@ def sample_latents(model: Any, n: int, temperature: float | Mapping[str, float] 
             p = model.group_prior(g.name, z)
         if g.kind != "continuous":
             z[g.name] = p.sample((n,)) if p.batch_shape == () else p.sample()
+            continue
+        if p is not None and not gaussian_prior(p):
+            z[g.name] = draw_from_prior(p, n, temps[g.name], generator).to(dev)
             continue
         if generator is None:
             eps = torch.randn(n, *g.shape, device=dev)
@@ -164,6 +177,17 @@ def sample_latents(model: Any, n: int, temperature: float | Mapping[str, float] 
     return z
 
 
+def draw_from_prior(p: Distribution, n: int, temperature: float = 1.0,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """n draws from a prior that is not a diagonal Gaussian: its ``sample_at_temperature`` (a mixture scales
+    its components' s.d.s, a flow its base noise), or its plain ``sample`` at T = 1 (ValueError otherwise)."""
+    if hasattr(p, "sample_at_temperature"):
+        return p.sample_at_temperature((n,) if p.batch_shape == () else (), temperature, generator)
+    if temperature != 1.0:
+        raise ValueError(f"a {type(p).__name__} prior is sampled at temperature 1 only; got {temperature}")
+    return p.sample((n,)) if p.batch_shape == () else p.sample()
+
+
 def encode_units(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """q(z|x) in prior units along the mean pass, flat: (mean (B, D), s.d. (B, D)), each group measured against
     its prior at its parent's posterior mean."""
@@ -173,8 +197,9 @@ def encode_units(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     mu, sd = {}, {}
     for g in model.layout.continuous:
         p = model.group_prior(g.name, means)
-        mu[g.name] = (means[g.name] - p.mean) / p.stddev
-        sd[g.name] = _std(qs[g.name]) / p.stddev
+        scale = p.stddev if gaussian_prior(p) else 1.0  # another prior: coordinates in z
+        mu[g.name] = (means[g.name] - p.mean) / scale if gaussian_prior(p) else means[g.name]
+        sd[g.name] = _std(qs[g.name]) / scale
     return flatten(model.layout, mu), flatten(model.layout, sd)
 
 

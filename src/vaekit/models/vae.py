@@ -16,8 +16,9 @@ from torch.distributions import Distribution
 
 from vaekit.likelihoods.base import Likelihood
 from vaekit.models.arrays import array_io
-from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, SINGLE_VECTOR, GroupLayout,
-                                    LatentLayout, ModelOutput)
+from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_POSTERIOR, GAUSSIAN_PRIOR, SINGLE_VECTOR,
+                                    GroupLayout, LatentLayout, ModelOutput)
+from vaekit.models.uses import sample_latents
 from vaekit.objectives.latents import sample_latent
 from vaekit.utils import full_precision
 
@@ -36,7 +37,8 @@ class VAE(nn.Module):
 
     encoder: net x (B, *data_shape) -> h (B, F); posterior: module h -> q(z|x);
     decoder: net z (*, D) -> (*, *likelihood.param_shape) (or anything that reshapes to it);
-    likelihood: module -> p(x|z); prior: module () -> p(z).
+    likelihood: module -> p(x|z); prior: module () -> p(z), or (x -> q(z|x)) -> p(z) when it has
+    ``needs_encoder`` (the VampPrior mixes the encoder's posteriors at its pseudo-inputs).
     """
 
     def __init__(
@@ -58,7 +60,7 @@ class VAE(nn.Module):
                 decoder_dtype: torch.dtype | None = None) -> ModelOutput:
         """The latent group "z" (q(z|x), p(z), samples) and p(x|z) for the batch x (see the contract)."""
         q = self.encode(x) if posterior is None else posterior
-        g = sample_latent("z", q, self.prior(), n_samples)
+        g = sample_latent("z", q, self.prior_distribution(), n_samples)
         return ModelOutput([g], self.decoded(g.z, decoder_dtype), 0 if n_samples is None else 1)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -70,6 +72,12 @@ class VAE(nn.Module):
         return self.likelihood.stats()
 
     # -- building blocks ---------------------------------------------------------------------------------
+    def prior_distribution(self) -> Distribution:
+        """p(z): the prior module's distribution (given the encoder's q(z|x) map where it needs one)."""
+        if getattr(self.prior, "needs_encoder", False):
+            return self.prior(self.encode)
+        return self.prior()
+
     @array_io
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(z|x): batch_shape (B,), event_shape (D,)."""
@@ -98,6 +106,8 @@ class VAE(nn.Module):
         caps = {CONTINUOUS, SINGLE_VECTOR}
         if getattr(self.posterior, "gaussian", True):  # a head whose q(z|x) is a diagonal Gaussian (not a flow)
             caps.add(GAUSSIAN_POSTERIOR)
+        if getattr(self.prior, "gaussian", False):  # prior units u = (z - mu_p) / sigma_p are N(0, I)
+            caps.add(GAUSSIAN_PRIOR)
         if self.likelihood.discrete:
             caps.add(DISCRETE_DATA)
         return frozenset(caps)
@@ -108,15 +118,13 @@ class VAE(nn.Module):
 
     def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution:
         """p(z): the fixed prior."""
-        return self.prior()
+        return self.prior_distribution()
 
     # -- uses ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """Means of p(x|z) for n draws z ~ N(0, T^2 I) (the prior scaled by the temperature T)."""
-        p = self.prior()
-        z = p.loc + temperature * p.scale * torch.randn(n, self.latent_dim, device=p.loc.device)
-        return self.decode(z).mean
+        """Means of p(x|z) for n draws from the prior at temperature T (``vaekit.models.uses.sample_latents``)."""
+        return self.decode(sample_latents(self, n, temperature)["z"]).mean
 
     @array_io
     @torch.no_grad()

@@ -4,7 +4,7 @@ The encoder maps x to a map z_e (H, W, D); the quantiser (``vaekit.models.quanti
 its nearest code, and the decoder maps the code vectors to p(x|z_q). As a latent variable model (their Sec. 3.1):
 one discrete group "codes", q(z|x) a one-hot categorical per position (deterministic: the nearest code), event
 shape (H, W, K); p(z) uniform while the VQ-VAE trains (KL = H W log K, a constant), or a second-stage
-autoregressive prior over code maps (``model.prior=transformer``, trained with ``model.prior_of=RUN`` on a
+autoregressive prior over code maps (``model.code_prior=transformer``, trained with ``model.prior_of=RUN`` on a
 finished run's frozen codes; their Sec. 3.3). The bound the objective computes is then
 log p(x) >= log p(x | z_q) + log p(z_q) (log q(z_q|x) = 0), and with the uniform prior
 log p(x | z_q) - H W log K.

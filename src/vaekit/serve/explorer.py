@@ -58,10 +58,11 @@ class Explorer:
     def __init__(self, model: nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *,
                  name: str = "run", family: str = "", binarize: bool = False, max_points: int = 2000,
                  kl_examples: int = 1000) -> None:
-        from vaekit.models.contract import CONTINUOUS, require
+        from vaekit.models.contract import CONTINUOUS, GAUSSIAN_PRIOR, require
         from vaekit.models.uses import unit_slices
 
         require(model, CONTINUOUS, "vaekit serve")
+        require(model, GAUSSIAN_PRIOR, "vaekit serve")  # its samples are u ~ N(0, T^2 I)
         shape = tuple(int(s) for s in model.data_shape)
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise ValueError(f"vaekit serve shows images of 1 or 3 channels; this run models data of shape {shape}")

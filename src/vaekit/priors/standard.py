@@ -1,6 +1,8 @@
-"""Priors p(z)."""
+"""The standard normal prior p(z) = N(0, I) (Kingma & Welling 2014, Sec. 3)."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -13,7 +15,9 @@ __all__ = ["StandardNormal"]
 class StandardNormal(nn.Module):
     """p(z) = N(0, I) over D latent dimensions (buffers follow the module's device and dtype)."""
 
-    def __init__(self, latent_dim: int) -> None:
+    gaussian = True  # prior units u = z
+
+    def __init__(self, latent_dim: int, data_shape: Sequence[int] | None = None) -> None:
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.register_buffer("loc", torch.zeros(latent_dim), persistent=False)
