@@ -172,25 +172,39 @@ def smoke_sized_splits(monkeypatch):
     test ELBO and k-NN probe at the end of a 3-step run then take a second on MNIST-sized data, not a minute."""
     import dataclasses
 
-    import vaekit.run
+    import vaekit.runs.train
     from vaekit.data import subset_index
-    from vaekit.data.base import ArrayData
 
     def cut(a, n):
-        if a is None:
-            return None
-        i = subset_index(len(a.x), n, None)
-        return ArrayData(a.x[i], None if a.y is None else a.y[i], None if a.factors is None else a.factors[i])
+        return None if a is None else a.take(subset_index(len(a), n, None))  # held as it was (uint8 rows too)
 
-    real = vaekit.runs.prepare
+    real = vaekit.runs.train.prepare
+    sizes = {"train": 256, "val": 64, "test": 64}  # a test may shrink them further
 
     def prepare(cfg, **kw):
         p = real(cfg, **kw)
         s = p.splits
-        small = dataclasses.replace(s, train=cut(s.train, 256), val=cut(s.val, 64), test=cut(s.test, 64))
+        small = dataclasses.replace(s, **{k: cut(getattr(s, k), n) for k, n in sizes.items()})
         return dataclasses.replace(p, splits=small)
 
-    monkeypatch.setattr(vaekit.run, "prepare", prepare)
+    monkeypatch.setattr(vaekit.runs.train, "prepare", prepare)  # the name train_run calls
+    return sizes
+
+
+def _one_step(cfg) -> None:
+    """A GPU-sized preset's data, model and objective fit together: its config validates, its data load, its
+    model builds and one step of its objective on two training examples gives a finite loss and gradients."""
+    import torch
+
+    import vaekit.runs
+    from vaekit.objectives.registry import make_objective
+
+    p = vaekit.runs.prepare(cfg)
+    x = p.splits.train.values()[:2].to(p.device)
+    x = p.transform(x) if p.transform is not None else x
+    loss = make_objective(p.cfg.model)(p.model, x, step=0).loss
+    loss.backward()
+    assert torch.isfinite(loss) and all(q.grad is not None for q in p.model.parameters() if q.requires_grad)
 
 
 @pytest.mark.parametrize("preset", _preset_names())
@@ -216,6 +230,9 @@ def test_every_preset_builds_and_trains_a_few_steps(preset, tmp_path, capsys, sm
                                *short, *extra)
             assert code == 2 and "has no active unit" in err and not (tmp_path / "none" / "config.yaml").exists()
             extra.append("model.m1_units=null")
+    if preset.endswith("-large"):  # a paper-sized preset for a GPU (minutes per CPU step, and per figure)
+        _one_step(load_preset(preset))
+        return
     code, out, err = run(capsys, "train", "--quiet", "--preset", preset, "--out", str(tmp_path / "r"), *short, *extra)
     assert code == 0, err
     # a preset that trains on train + val (data.merge_val) validates nothing: its 'best' is 'last'
