@@ -253,3 +253,17 @@ def test_config_modules_compare_no_family_name():
     files.append(SRC / "models" / "registry.py")  # the orchestration, the config; and the registry's own code
     hits = [f"{p.name}: {m.group(0)}" for p in files for m in pattern.finditer(p.read_text(encoding="utf-8"))]
     assert not hits, hits
+
+
+def test_a_family_chosen_on_the_command_line_leaves_the_presets_family_keys_behind():
+    """`model.family=hvae` on a VAE preset: the preset's latent_dim (a VAE key, not the user's) is dropped, the
+    shared keys stay; a key of another family that the user gives with it is still refused, naming its family."""
+    cfg = apply_overrides(load_preset("digits-quick"), ["model.family=hvae"])
+    assert cfg.model.family == "hvae" and "latent_dim" not in cfg.model.to_dict()
+    assert cfg.model.hidden == load_preset("digits-quick").model.hidden  # a shared key: kept
+    validate(cfg)
+    with pytest.raises(ConfigError, match=r"model.latent_dim applies to model.family=vae"):
+        validate(apply_overrides(load_preset("digits-quick"), ["model.family=hvae", "model.latent_dim=3"]))
+    # a key both families declare keeps the preset's value
+    assert apply_overrides(load_preset("digits-quick"), ["model.family=m2"]).model.latent_dim == \
+        load_preset("digits-quick").model.latent_dim

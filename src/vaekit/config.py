@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from vaekit.model_config import ModelConfig, component_options, validate_model
+from vaekit.model_config import ModelConfig, component_options, family_keys, validate_model
 from vaekit.options import ConfigError, check_dataclass, check_field, coerce, field_hints, nearest, option
 
 __all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "RunConfig", "load_config",
@@ -258,6 +258,11 @@ def config_from_flat(flat: dict[str, Any], cfg: RunConfig) -> RunConfig:
     """A new RunConfig: ``cfg`` with dotted keys set (in any order); unknown keys and wrong types are errors."""
     d = config_to_dict(cfg)
     keys = set(valid_keys())
+    family = flat.get("model.family")
+    if family is not None and family != d["model"].get("family"):  # a new family: the old one's keys go with it
+        owners = family_keys()  # (those the new family declares too, or set here, stay and are checked)
+        d["model"] = {k: v for k, v in d["model"].items()
+                      if k not in owners or family in owners[k] or f"model.{k}" in flat}
     for key, value in flat.items():
         if key not in keys:
             raise _unknown(key)
