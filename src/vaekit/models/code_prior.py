@@ -7,11 +7,19 @@ one-hot q; van den Oord et al. 2017, Sec. 3.1).
 p(z) = prod_i p(z_i | z_<i) over the codes in raster order, here a small causal transformer (Vaswani et al. 2017;
 a start token, learned position embeddings, pre-norm blocks). ``AutoregressiveCodes`` is its Distribution:
 ``log_prob`` of one-hot maps in one pass, ``sample`` position by position.
+
+Several maps (a two-level VQ-VAE's top and bottom, Razavi et al. 2019, "Generating Diverse High-Fidelity Images
+with VQ-VAE-2"): one transformer over the concatenation of the maps flattened in order (top first), so
+p(z_top, z_bottom) = p(z_top) p(z_bottom | z_top) by the chain rule over the joint sequence. (The paper uses a
+PixelSNAIL per level, the bottom's conditioned on the top map; one joint sequence is the simpler equivalent
+factorisation.) ``AutoregressiveCodes(net, level, context)`` is map ``level``'s factor, given the codes of the
+maps before it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,14 +36,19 @@ def uniform_codes(shape: tuple[int, int], k: int, like: torch.Tensor) -> Indepen
 
 
 class CodeTransformer(nn.Module):
-    """A causal transformer over the H*W codes of a map: logits (B, H*W, K) of p(z_i | z_<i)."""
+    """A causal transformer over the n codes of one map (H, W), or of several maps ``shapes`` concatenated in
+    order: logits (B, n, K) of p(z_i | z_<i)."""
 
-    def __init__(self, shape: tuple[int, int], k: int, width: int = 64, layers: int = 2, heads: int = 4) -> None:
+    def __init__(self, shape: tuple[int, int] | Sequence[tuple[int, int]], k: int, width: int = 64, layers: int = 2,
+                 heads: int = 4) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"the prior's width ({width}) must be a multiple of its heads ({heads})")
-        self.shape, self.k = (int(shape[0]), int(shape[1])), int(k)
-        self.n = self.shape[0] * self.shape[1]
+        maps = [shape] if isinstance(shape[0], int) else list(shape)
+        self.shapes = [(int(h), int(w)) for h, w in maps]
+        self.shape, self.k = self.shapes[0], int(k)
+        self.sizes = [h * w for h, w in self.shapes]
+        self.n = sum(self.sizes)
         self.embed = nn.Embedding(self.k + 1, width)  # code k and the start token (index K)
         self.pos = nn.Parameter(torch.randn(self.n, width) * 0.02)
         block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
@@ -53,36 +66,55 @@ class CodeTransformer(nn.Module):
         h = self.blocks(h, mask=mask, is_causal=True)
         return self.out(self.norm(h))  # (B, m, K)
 
-    def distribution(self) -> "AutoregressiveCodes":
-        return AutoregressiveCodes(self)
+    def distribution(self, level: int = 0, context: torch.Tensor | None = None) -> "AutoregressiveCodes":
+        """p of map ``level`` given the codes of the maps before it, ``context`` (*batch, n_before) (int64)."""
+        return AutoregressiveCodes(self, level, context)
 
 
 class AutoregressiveCodes(Distribution):
-    """p(z) of a ``CodeTransformer`` over one-hot maps z (*, H, W, K): batch shape (), event shape (H, W, K)."""
+    """p(z) of map ``level`` of a ``CodeTransformer`` over one-hot maps z (*, H, W, K): event shape (H, W, K);
+    batch shape () for the first map, the context's batch shape (the earlier maps' codes) for a later one."""
 
     arg_constraints: dict = {}
     support = constraints.independent(constraints.one_hot, 2)
 
-    def __init__(self, net: CodeTransformer) -> None:
-        self.net = net
-        super().__init__(torch.Size(), torch.Size((*net.shape, net.k)), validate_args=False)
+    def __init__(self, net: CodeTransformer, level: int = 0, context: torch.Tensor | None = None) -> None:
+        self.net, self.level = net, int(level)
+        self.start = sum(net.sizes[:self.level])  # the map's first position in the joint sequence
+        self.size = net.sizes[self.level]
+        if (context is None) != (self.start == 0) or (context is not None and context.shape[-1] != self.start):
+            raise ValueError(f"map {level} of the code prior needs the {self.start} codes of the maps before it "
+                             f"as context, got {None if context is None else tuple(context.shape)}")
+        self.context = context
+        batch = torch.Size(()) if context is None else context.shape[:-1]
+        super().__init__(batch, torch.Size((*net.shapes[self.level], net.k)), validate_args=False)
+
+    def _prefix(self, lead: torch.Size) -> torch.Tensor:
+        """(N, start) the context broadcast to ``lead`` and flattened."""
+        dev = self.net.pos.device
+        if self.context is None:
+            return torch.zeros(math.prod(lead), 0, dtype=torch.long, device=dev)
+        return self.context.expand(*lead, self.start).reshape(-1, self.start)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """(*lead,) sum_i log p(z_i | z_<i) of one-hot maps (*lead, H, W, K)."""
-        lead = value.shape[:-3]
-        codes = value.argmax(-1).reshape(-1, self.net.n)  # (N, n)
-        logp = F.log_softmax(self.net(codes).float(), -1)  # (N, n, K)
+        """(*lead,) sum_i log p(z_i | z_<i) over this map's positions, of one-hot maps (*lead, H, W, K)."""
+        lead = torch.broadcast_shapes(value.shape[:-3], self.batch_shape)
+        codes = value.expand(*lead, *value.shape[-3:]).argmax(-1).reshape(-1, self.size)  # (N, n_map)
+        seq = torch.cat([self._prefix(lead), codes], 1)  # (N, start + n_map)
+        logp = F.log_softmax(self.net(seq)[:, self.start:].float(), -1)  # (N, n_map, K)
         return logp.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1).reshape(lead).to(value.dtype)
 
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
-        """One-hot maps (*sample_shape, H, W, K), position by position (the global RNG on the net's device)."""
-        n = math.prod(sample_shape)
+        """One-hot maps (*sample_shape, *batch, H, W, K), position by position (the global RNG on the net's
+        device)."""
+        lead = torch.Size((*sample_shape, *self.batch_shape))
         dev = self.net.pos.device
-        codes = torch.zeros(n, 0, dtype=torch.long, device=dev)
-        for i in range(self.net.n):
-            logits = self.net(torch.cat([codes, torch.zeros(n, 1, dtype=torch.long, device=dev)], 1))[:, i]
+        seq = self._prefix(lead)  # (N, start)
+        n = seq.shape[0]
+        for i in range(self.start, self.start + self.size):
+            logits = self.net(torch.cat([seq, torch.zeros(n, 1, dtype=torch.long, device=dev)], 1))[:, i]
             nxt = torch.multinomial(F.softmax(logits.float(), -1), 1)  # (N, 1)
-            codes = torch.cat([codes, nxt], 1)
-        out = F.one_hot(codes, self.net.k).to(self.net.pos.dtype)  # (N, n, K)
-        return out.reshape(*sample_shape, *self.net.shape, self.net.k)
+            seq = torch.cat([seq, nxt], 1)
+        out = F.one_hot(seq[:, self.start:], self.net.k).to(self.net.pos.dtype)  # (N, n_map, K)
+        return out.reshape(*lead, *self.event_shape)

@@ -401,6 +401,9 @@ class VQVAEOptions:
                                        "(0: never)", min=0)
     cosine: bool = option(False, doc="l2-normalised encodings and codes (cosine similarity; Yu et al. 2022)")
     positions: int = option(4, doc="arch=mlp: number of codes per example", min=1)
+    levels: int = option(1, doc="1, or 2 for a VQ-VAE-2 (Razavi et al. 2019; arch=conv): a top map of half the "
+                                "size, quantised first, conditions the bottom map; each its own quantiser",
+                         min=1, max=2)
     code_prior: Literal["uniform", "transformer"] = option("uniform", doc="the prior over code maps: uniform, or a "
                                                                           "causal transformer (second stage)")
     prior_of: str | None = option(None, doc="a finished vqvae run whose frozen model the prior is trained on "
@@ -417,6 +420,9 @@ class VQVAEOptions:
         if self.prior_of and self.code_prior == "uniform":
             raise ConfigError("model.prior_of trains a prior over a finished run's codes; set "
                               "model.code_prior=transformer")
+        if self.levels == 2 and m.arch != "conv":
+            raise ConfigError(f"model.levels=2 (a VQ-VAE-2 hierarchy of code maps) needs model.arch=conv "
+                              f"(got {m.arch})")
         if self.prior_width % self.prior_heads:
             raise ConfigError(f"model.prior_width={self.prior_width} must be a multiple of model.prior_heads="
                               f"{self.prior_heads}")
@@ -449,8 +455,8 @@ def _vqvae_prepare(cfg: Any, train_x: Any) -> Any:
 
 
 @register_family("vqvae", VQVAEOptions,
-                 "VQ-VAE (van den Oord et al. 2017): discrete code maps, EMA codebook, dead-code restart, FSQ; "
-                 "a second-stage prior with model.prior_of", capabilities=("quantised",), prepare=_vqvae_prepare)
+                 "VQ-VAE (van den Oord et al. 2017): discrete code maps, EMA codebook, dead-code restart, FSQ; two "
+                 "levels (VQ-VAE-2); a second-stage prior with model.prior_of", capabilities=("quantised",), prepare=_vqvae_prepare)
 def _vqvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     model = _vqvae_from(m, data_shape)
     if m.prior_of:  # the first stage's weights (the same architecture: the prepare hook recorded it), frozen
@@ -471,7 +477,7 @@ def _vqvae_from(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
                            quantiser=m.quantiser, codebook_size=m.codebook_size, code_dim=m.code_dim,
                            fsq_levels=m.fsq_levels, codebook_update=m.codebook_update, ema_decay=m.ema_decay,
                            kmeans_init=m.kmeans_init, restart_after=m.restart_after, cosine=m.cosine,
-                           positions=m.positions)
+                           positions=m.positions, levels=m.levels)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

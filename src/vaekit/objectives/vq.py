@@ -10,8 +10,9 @@ The per-example bound reported is log p(x | z_q) - KL = log p(x | z_q) + log p(z
 Every validation adds the codebook's use on the validation set: the fraction of the K codes used
 (``val_codes_used``), the perplexity exp(H) of the code frequencies, the number of codes never used
 (``val_dead_codes``), the counts themselves (``val_code_counts``, for the usage-over-training figure) and the
-bound with the uniform prior, log p(x | z_q) - H W log K (``val_uniform_bound``; the same as ``val_elbo`` until a
-second-stage prior is trained).
+bound with the uniform prior, log p(x | z_q) - sum_g H_g W_g log K (``val_uniform_bound``; the same as ``val_elbo``
+until a second-stage prior is trained). A model with several code maps (a two-level VQ-VAE) reports each map's
+use under its group's name: ``val_codes_used_top``, ``val_code_counts_bottom``, ...
 """
 
 from __future__ import annotations
@@ -24,21 +25,33 @@ from torch import nn
 from vaekit.objectives.bounds import elbo_terms
 from vaekit.objectives.elbo import Objective, ObjectiveResult
 
-__all__ = ["VQObjective", "codebook_usage"]
+__all__ = ["VQObjective", "codebook_usage", "usage_metrics"]
 
 
 @torch.no_grad()
-def codebook_usage(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(code counts (K,), log p(x | z_q) (N,)) of a quantised model over the examples x (eval mode, no grad)."""
-    k = model.layout.groups[0].shape[-1]
-    counts = torch.zeros(k, dtype=torch.long, device=x.device)
+def codebook_usage(model: nn.Module, x: torch.Tensor, batch_size: int = 500
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """({group: code counts (K_g,)}, log p(x | z_q) (N,)) of a quantised model over the examples x (eval mode, no
+    grad); the groups in layout order."""
+    groups = model.layout.groups
+    counts = {g.name: torch.zeros(g.shape[-1], dtype=torch.long, device=x.device) for g in groups}
     rec = []
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size]
         out = model(xb, None)
-        counts += torch.bincount(out.groups[0].z.argmax(-1).flatten(), minlength=k)
+        for g in out.groups:
+            counts[g.name] += torch.bincount(g.z.argmax(-1).flatten(), minlength=counts[g.name].numel())
         rec.append(out.px.log_prob(xb))
     return counts, torch.cat(rec)
+
+
+def usage_metrics(counts: torch.Tensor, suffix: str = "") -> dict:
+    """The validation metrics of one code map's counts (K,): used fraction, dead codes, perplexity, the counts."""
+    used = int((counts > 0).sum())
+    p = counts.double() / counts.sum().clamp_min(1)
+    return {f"val_codes_used{suffix}": used / counts.numel(), f"val_dead_codes{suffix}": counts.numel() - used,
+            f"val_perplexity{suffix}": float(torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())),
+            f"val_code_counts{suffix}": [int(c) for c in counts]}
 
 
 class VQObjective(Objective):
@@ -61,13 +74,12 @@ class VQObjective(Objective):
         return ObjectiveResult(loss, t.log_px_z, t.kl, 1.0, means=(rec.detach(), kl.detach()),
                                terms={"commitment": commit, "codebook": cb}, kl_groups=t.kl_groups)
 
-    def validation_metrics(self, model: nn.Module, val_x: torch.Tensor) -> dict[str, float]:
+    def validation_metrics(self, model: nn.Module, val_x: torch.Tensor) -> dict:
         counts, log_px_z = codebook_usage(model, val_x)
-        g = model.layout.groups[0]
-        used = int((counts > 0).sum())
-        positions = g.size // g.shape[-1]
-        p = counts.double() / counts.sum().clamp_min(1)
-        return {"val_codes_used": used / counts.numel(), "val_dead_codes": counts.numel() - used,
-                "val_perplexity": float(torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())),
-                "val_uniform_bound": float(log_px_z.mean()) - positions * math.log(counts.numel()),
-                "val_code_counts": [int(c) for c in counts]}
+        groups = model.layout.groups
+        out: dict = {}
+        for g in groups:
+            out.update(usage_metrics(counts[g.name], "" if len(groups) == 1 else f"_{g.name}"))
+        uniform_kl = sum(g.size // g.shape[-1] * math.log(g.shape[-1]) for g in groups)  # sum_g H_g W_g log K_g
+        out["val_uniform_bound"] = float(log_px_z.mean()) - uniform_kl
+        return out
