@@ -9,8 +9,9 @@ from vaekit.cli.common import add_device_argument
 
 __all__ = ["register"]
 
+# kept in step with vaekit.plots.run_figures.KINDS (a test checks)
 KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "analogies",
-         "class-samples", "curves", "kl", "latent-gif", "all")  # kept in step with vaekit.plots.run_figures.KINDS (a test checks)
+         "class-samples", "curves", "kl", "latent-gif", "code-usage", "code-maps", "all")
 
 
 def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.Namespace], int]]:

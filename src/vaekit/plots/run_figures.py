@@ -4,7 +4,8 @@ Figures are written to ``run_dir/figures/`` (or ``out_dir``). Data figures use t
 fixed binarisation/dequantisation evaluation uses (seed + 4), so they show what the model was measured on.
 Asking for one kind that does not apply (a traversal of a Ladder VAE or an M2, analogies of a model with no class
 input, images of tabular data, a KL heat map of a run without validation) raises ValueError; ``all`` skips those and
-says why.
+says why. The figures of a capability a model lacks (analogies without a class input, code figures without a
+quantised latent) are left out of ``all`` silently, and refused naming the capability when asked for.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vaekit.models.contract import CLASS_CONDITIONAL
-from vaekit.models.uses import encode_units
+from vaekit.models.contract import CLASS_CONDITIONAL, QUANTISED, require
+from vaekit.models.uses import encode_units, posterior_means
 from vaekit.utils import eval_mode
 
 __all__ = ["KINDS", "CAPTIONS", "NEEDS_MODEL", "NEEDS_DATA", "make_figures"]
@@ -25,10 +26,13 @@ __all__ = ["KINDS", "CAPTIONS", "NEEDS_MODEL", "NEEDS_DATA", "make_figures"]
 log = logging.getLogger("vaekit.plots")
 
 KINDS = ("reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "analogies",
-         "class-samples", "curves", "kl", "latent-gif")
+         "class-samples", "curves", "kl", "latent-gif", "code-usage", "code-maps")
 NEEDS_MODEL = {"reconstructions", "samples", "traversals", "interpolation", "latent-map", "manifold", "analogies",
-               "class-samples"}
-NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold", "analogies"}
+               "class-samples", "code-usage", "code-maps"}
+NEEDS_DATA = {"reconstructions", "traversals", "interpolation", "latent-map", "manifold", "analogies", "code-maps"}
+#: the kinds that need a capability: left out of "all" for a model without it, refused naming it when asked for
+CAPABILITY_OF = {"analogies": CLASS_CONDITIONAL, "class-samples": CLASS_CONDITIONAL, "code-usage": QUANTISED,
+                 "code-maps": QUANTISED}
 
 CAPTIONS = {
     "reconstructions": "Test inputs (left) and their reconstructions, the decoder mean at the posterior mean (right).",
@@ -46,6 +50,10 @@ CAPTIONS = {
     "curves": "Training and validation loss, reconstruction term and KL (nats per example) over training steps.",
     "kl": "Validation KL per latent dimension over training: dark rows are collapsed dimensions.",
     "latent-gif": "The 2-D latent map of a fixed set of validation points at the snapshots taken during training.",
+    "code-usage": "Codebook use over training, one row per code map: each code's share of the validation codes at "
+                  "each validation (log colour scale, white: unused; codes ordered by final use), and the fraction "
+                  "of the K codes used.",
+    "code-maps": "Test inputs (top row) and the codes of their code map(s) below, one colour per code.",
 }
 
 
@@ -98,7 +106,7 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     latent GIF), and the run folder's metrics file for the curves. around: traversals around the posterior mean of test input number ``around`` (None: the origin).
     grid: manifold grid "linear", "ppf" or "both".
     """
-    from vaekit.plots import curves, figures, latent
+    from vaekit.plots import codes, curves, figures, latent
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -114,9 +122,9 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
     if missing and strict:
         raise ValueError(f"the {missing[0]} figure needs the model and its test data; use vaekit.runs.run_figures")
     todo = [k for k in todo if k not in missing]
-    if not strict and model is not None and CLASS_CONDITIONAL not in model.capabilities:  # "all": when they apply
-        todo = [k for k in todo if k not in ("analogies", "class-samples")]
-    recs = curves.load_metrics(run_dir) if ({"curves", "kl"} & set(todo)) else None
+    if not strict and model is not None:  # "all": the kinds of the model's capabilities
+        todo = [k for k in todo if k not in CAPABILITY_OF or CAPABILITY_OF[k] in model.capabilities]
+    recs = curves.load_metrics(run_dir) if ({"curves", "kl", "code-usage"} & set(todo)) else None
     out = Path(out_dir) if out_dir is not None else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     if model is not None:
@@ -202,6 +210,17 @@ def make_figures(run_dir: str | Path, kinds: Sequence[str] = ("all",), out_dir: 
                 written[kind] = curves.plot_curves(recs, out / "curves.png")
             elif kind == "kl":
                 written[kind] = curves.plot_kl_heatmap(recs, out / "kl.png", group_label=_group_label(model))
+            elif kind == "code-usage":
+                require(model, QUANTISED, "a code-usage figure")
+                written[kind] = codes.plot_code_usage(recs, out / "code-usage.png")
+            elif kind == "code-maps":
+                require(model, QUANTISED, "a code-maps figure")
+                figures.images_only(model, "a code-maps figure")
+                with torch.no_grad():
+                    maps = {g: z.argmax(-1) for g, z in posterior_means(model, x[:8]).items()}  # (N, h, w) each
+                k = model.layout.groups[0].shape[-1]
+                written[kind] = codes.plot_code_maps(x[:8], maps if len(maps) > 1 else next(iter(maps.values())), k,
+                                                     out / "code-maps.png")
             elif kind == "latent-gif":
                 if snapshots is None:
                     raise FileNotFoundError("no latent snapshots were handed over; train with "
