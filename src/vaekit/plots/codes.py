@@ -99,10 +99,10 @@ def plot_code_maps(images: torch.Tensor, codes: torch.Tensor | Mapping[str, torc
         rows.append(torch.nn.functional.interpolate(rgb, size=images.shape[-2:], mode="nearest"))
     sizes = ", ".join(f"{name + ' ' if name else ''}{c.shape[-2]}x{c.shape[-1]}" for name, c in maps.items())
     with rc_context(FONT):
-        fig = new_figure(max(300, 70 * n + 40), 60 + 85 * len(rows), dpi)
+        fig = new_figure(max(420, 70 * n + 40), 60 + 85 * len(rows), dpi)
         ax = axes_px(fig, 20, 10, 70 * n, 85 * len(rows))
         grid_panel(ax, torch.cat(rows), n)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(title or f"Test images and their code maps ({sizes}; K = {k})")
+        fig.suptitle(title or f"Inputs and their codes\n{sizes} (K = {k})")
         return save_png(fig, path)
