@@ -34,6 +34,10 @@ FAMILIES = {
     "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
     "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, code_prior="transformer",
                         prior_width=8, prior_layers=1, prior_heads=2),  # log p(z) autoregressive, KL Monte Carlo
+    # two levels (VQ-VAE-2) on (1, 4, 4) images: a 2x2 bottom map whose parent is a 1x1 top map
+    "vqvae2": dict(family="vqvae", arch="conv", conv_channels=[4], levels=2, codebook_size=4, code_dim=2),
+    "vqvae2-prior": dict(family="vqvae", arch="conv", conv_channels=[4], levels=2, codebook_size=4, code_dim=2,
+                         code_prior="transformer", prior_width=8, prior_layers=1, prior_heads=2),
     # vectors read as 1x1 maps: three groups over two resolutions
     "hvae": dict(family="hvae", width=8, enc_blocks=[1, 1], dec_groups=[1, 2], latent_channels=2),
     "vae-vamp": dict(family="vae", latent_dim=3, hidden=[16], prior="vamp", prior_options={"components": 4}),
@@ -47,7 +51,12 @@ FAMILIES = {
 SEQUENCE_SHAPE = (3, 3)  # 3 steps of 2 features and the step mask
 
 
+IMAGE_SHAPE = (1, 4, 4)  # the conv families
+
+
 def _shape(family: str) -> tuple[int, ...]:
+    if FAMILIES[family].get("arch") == "conv":
+        return IMAGE_SHAPE
     return SEQUENCE_SHAPE if FAMILIES[family]["family"] in ("dmm", "vrnn") else SHAPE
 
 
