@@ -70,18 +70,22 @@ def measure(run: Path, out: Path, prefix: str, n_test: int) -> dict:
         rec = model.reconstruct(x[:8])
     save_image_grid(torch.cat([x[:8], rec.clamp(0, 1)]), out / f"vq-{prefix}-{name}-reconstructions.png", nrow=8)
     if cfg.model.family == "vqvae":
-        g = model.layout.groups[0]
-        positions, k = g.size // g.shape[-1], g.shape[-1]
-        row.update({"codes_used": last_val["val_codes_used"], "dead_codes": last_val["val_dead_codes"],
-                    "perplexity": last_val["val_perplexity"], "K": k, "positions": positions,
-                    "latent_bits": positions * math.log2(k),
+        groups = model.layout.groups  # one code map, or a two-level model's bottom and top
+        k = groups[0].shape[-1]
+        positions = sum(g.size // g.shape[-1] for g in groups)
+        suffixes = [""] if len(groups) == 1 else [f"_{g.name}" for g in groups]
+        row.update({f"{key}{sfx}": last_val[f"val_{key}{sfx}"] for sfx in suffixes
+                    for key in ("codes_used", "dead_codes", "perplexity")})
+        row.update({"K": k, "positions": positions, "latent_bits": positions * math.log2(k),
                     "uniform_bound_nats": log_px_z - positions * math.log(k),
-                    "restarts": int(model.quantiser.restarts) if hasattr(model.quantiser, "restarts") else 0})
+                    "restarts": sum(int(getattr(model.quantiser_of(g.name), "restarts", 0)) for g in groups)})
         row["uniform_bits_per_dim"] = -row["uniform_bound_nats"] / (dims * math.log(2))
         if not cfg.model.prior_of:
             plot_code_usage(recs, out / f"vq-{prefix}-{name}-usage.png")
             with torch.no_grad():
-                plot_code_maps(x[:8], model.codes(x[:8]), k, out / f"vq-{prefix}-{name}-codes.png")
+                maps = model.code_maps(x[:8])
+                plot_code_maps(x[:8], maps if len(maps) > 1 else maps[groups[0].name], k,
+                               out / f"vq-{prefix}-{name}-codes.png")
         else:
             torch.manual_seed(0)
             save_image_grid(model.sample(32).clamp(0, 1), out / f"vq-{prefix}-{name}-samples.png", nrow=8)
