@@ -73,6 +73,29 @@ def test_two_levels_shapes_groups_and_state():
         build_vqvae((1, 4, 4), conv_channels=(4, 4), levels=2)
 
 
+@pytest.mark.parametrize("options", [dict(quantiser="fsq", fsq_levels=(3, 2)), dict(codebook_update="gradient"),
+                                     dict(cosine=True, restart_after=1)])
+def test_every_quantiser_option_applies_to_both_levels(options):
+    from vaekit.models.quantiser import FiniteScalarQuantiser
+
+    torch.manual_seed(0)
+    m = build_vqvae((1, 8, 8), conv_channels=(4,), codebook_size=6, code_dim=2, levels=2, **options).train()
+    bottom, top = m.quantiser, m.top_quantiser
+    assert bottom is not top and type(bottom) is type(top) and top.codebook_size == bottom.codebook_size == 6
+    x = _binary(4).float()
+    with torch.enable_grad():
+        VQObjective()(m, x).loss.backward()
+    if isinstance(top, FiniteScalarQuantiser):
+        assert top.levels == bottom.levels == [3, 2]
+    elif options.get("codebook_update") == "gradient":  # the codebook term reaches both codebooks
+        assert top.codebook.grad is not None and bottom.codebook.grad is not None
+        assert top.codebook.grad.abs().sum() > 0 and bottom.codebook.grad.abs().sum() > 0
+    else:  # cosine codes on the unit sphere, restarts counted per level
+        assert top.cosine and bottom.cosine and bool(top.initted) and bool(bottom.initted)
+        torch.testing.assert_close(top.vectors().norm(dim=-1), torch.ones(6))
+        assert top.restart_after == bottom.restart_after == 1
+
+
 def _by_hand(m, x: torch.Tensor):
     """(log p(x | z_q) (B,), top codes (B, h w), bottom codes (B, H W)) from the modules, with nearest codes by
     brute force and the Bernoulli log-probability written out."""
