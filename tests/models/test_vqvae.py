@@ -274,7 +274,8 @@ def test_bad_vqvae_configs_are_one_line_errors(tmp_path, capsys):
              ("model.objective=vq", f"model.prior_of={tmp_path / 'none'}", "model.code_prior=transformer"):
                  "is not a trained vaekit run",
              ("model.objective=vq", f"model.prior_of={tmp_path}"): "set model.code_prior=transformer",
-             ("model.objective=vq", "model.code_prior=transformer", "model.prior_width=10"): "multiple of model.prior_heads",
+             ("model.objective=vq", "model.code_prior=transformer", "model.prior_width=10"):
+                 "multiple of model.prior_heads",
              ("model.objective=vq", "model.levels=2"): "model.levels=2 (a VQ-VAE-2 hierarchy of code maps) needs "
                                                        "model.arch=conv (got mlp)",
              ("model.objective=vq", "model.levels=3"): "model.levels"}

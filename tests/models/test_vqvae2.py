@@ -39,8 +39,9 @@ def test_one_level_is_the_model_without_the_option():
     outs = []
     for extra in ({}, {"levels": 1}):
         torch.manual_seed(0)
-        m = build_model(ModelConfig(family="vqvae", objective="vq", arch="conv", conv_channels=[4], codebook_size=4, code_dim=2,
-                                    kmeans_init=False, **extra), (1, 8, 8)).eval()
+        cfg = ModelConfig(family="vqvae", objective="vq", arch="conv", conv_channels=[4], codebook_size=4,
+                          code_dim=2, kmeans_init=False, **extra)
+        m = build_model(cfg, (1, 8, 8)).eval()
         with torch.no_grad():
             outs.append((m.state_dict(), m(x, None).px.log_prob(x), m.layout, m.capabilities))
     (a, lpa, la, ca), (b, lpb, lb, cb) = outs

@@ -32,7 +32,8 @@ def test_the_code_figures_of_a_quantised_run_and_their_refusal_for_a_plain_vae(t
 
     run = tmp_path / "run"
     run.mkdir()
-    recs = [{"step": 5, "loss": 1.0}, {"step": 10, "val_code_counts_bottom": [4, 0, 2], "val_code_counts_top": [1, 0, 0]},
+    recs = [{"step": 5, "loss": 1.0},
+            {"step": 10, "val_code_counts_bottom": [4, 0, 2], "val_code_counts_top": [1, 0, 0]},
             {"step": 20, "val_code_counts_bottom": [3, 1, 2], "val_code_counts_top": [0, 1, 0]}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     torch.manual_seed(0)

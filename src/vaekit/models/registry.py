@@ -456,7 +456,8 @@ def _vqvae_prepare(cfg: Any, train_x: Any) -> Any:
 
 @register_family("vqvae", VQVAEOptions,
                  "VQ-VAE (van den Oord et al. 2017): discrete code maps, EMA codebook, dead-code restart, FSQ; two "
-                 "levels (VQ-VAE-2); a second-stage prior with model.prior_of", capabilities=("quantised",), prepare=_vqvae_prepare)
+                 "levels (VQ-VAE-2); a second-stage prior with model.prior_of", capabilities=("quantised",),
+                 prepare=_vqvae_prepare)
 def _vqvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     model = _vqvae_from(m, data_shape)
     if m.prior_of:  # the first stage's weights (the same architecture: the prepare hook recorded it), frozen

@@ -35,6 +35,7 @@ from vaekit.models.arrays import array_io
 from vaekit.models.code_prior import CodeTransformer, uniform_codes
 from vaekit.models.contract import (DISCRETE, DISCRETE_DATA, HIERARCHICAL, QUANTISED, GroupLayout, LatentGroup,
                                     LatentLayout, ModelOutput)
+from vaekit.models.quantiser import QuantResult
 from vaekit.models.uses import LatentUsesMixin
 from vaekit.nn import MLP
 from vaekit.nn.conv import conv_sizes
@@ -250,7 +251,7 @@ class VQVAE(LatentUsesMixin, nn.Module):
         z_e = self.encode_map(x)  # (B, H, W, D)
         return self.quantiser(z_e.reshape(-1, z_e.shape[-1]))
 
-    def quantise_all(self, x: torch.Tensor) -> list:
+    def quantise_all(self, x: torch.Tensor) -> list[QuantResult]:
         """The quantisers' results for x, one per group (bottom first), each flattened (B h w, D): two levels
         quantise the top first and the bottom from [bottom features, top decoding] (VQ-VAE-2, Fig. 2a)."""
         if self.levels == 1:
