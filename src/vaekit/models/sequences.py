@@ -29,11 +29,11 @@ from typing import Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout
+from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout, ModelOutput
 from vaekit.models.uses import LatentUsesMixin
 
 __all__ = ["split_steps", "SequenceEmission", "BackwardRNN", "SequenceModel", "path_normal", "FlowPath"]
@@ -212,6 +212,26 @@ class SequenceModel(LatentUsesMixin, nn.Module):
     def observed_steps(mask: torch.Tensor) -> int:
         """The longest sequence of the batch: steps after it are padding everywhere."""
         return int(mask.sum(1).max())
+
+    # -- per-step terms (optional contract hooks) ----------------------------------------------------------
+    def position_terms(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+        """(*lead, T) the negative ELBO of ``out`` (this model's forward pass on x) split over the steps:
+        -log p(x_t | z_t) + KL_t in nats, NaN at padded steps. KL_t is the closed-form Gaussian KL of step t at
+        the sampled past (Krishnan et al. 2017, Eq. 6) or, for a ``FlowPath``, log q(z_t | .) - log p(z_t | z_{t-1})
+        at the sample: the objective's KL split by step, so the observed steps sum to the sample's -ELBO."""
+        values, mask = split_steps(x)  # (B, T, D), (B, T)
+        log_px = out.px.steps.log_prob(values) * out.px.mask  # (*lead, T)
+        g = out.groups[0]
+        if isinstance(g.q, FlowPath):
+            kl = g.q.log_q_steps - g.p.base_dist.log_prob(g.z).sum(-1)  # (*lead, T)
+        else:
+            kl = kl_divergence(g.q.base_dist, g.p.base_dist).sum(-1)  # (*lead, T)
+        return torch.where(mask > 0, kl - log_px, torch.full_like(log_px, float("nan")))
+
+    def observed_units(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observed steps (B,), observed values (B,)) of packed sequences x: the step mask's sum, times D."""
+        steps = split_steps(x)[1].sum(1)  # (B,)
+        return steps, steps * self.D
 
     # -- the uses half ------------------------------------------------------------------------------------
     @property
