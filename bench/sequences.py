@@ -109,7 +109,8 @@ def jsb(args) -> dict:
     out["iaf_steps"] = args.iaf_steps
     target = 6.80 if args.iaf_steps else 6.87
     print(f"JSB test -ELBO/step {out['test_nelbo_per_step']:.3f} nats, -IWAE_{args.iw}/step "
-          f"{out['test_iw_per_step']:.3f} (target {target}: missed by {out['test_nelbo_per_step'] - target:+.3f}) after "
+          f"{out['test_iw_per_step']:.3f} (target {target}: missed by {out['test_nelbo_per_step'] - target:+.3f}) "
+          f"after "
           f"{out['steps']} steps, {out['cpu_s']:.0f} CPU s; weights of epoch "
           f"{out.get('selected_by_val', {}).get('epoch', 'last')} (best validation bound)")
     return out

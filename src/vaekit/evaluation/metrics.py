@@ -15,8 +15,8 @@ from torch import nn
 from vaekit.objectives.bounds import elbo_terms
 from vaekit.utils import as_data_tensor, batches, evaluation_context, mean_and_stderr, model_device
 
-__all__ = ["per_example_terms", "per_position_terms", "observed_units", "elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means",
-           "classification_error"]
+__all__ = ["per_example_terms", "per_position_terms", "observed_units", "elbo_dataset", "bits_per_dim",
+           "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means", "classification_error"]
 
 
 def per_example_terms(
