@@ -30,6 +30,7 @@ FAMILIES = {
     "m2": dict(family="m2", latent_dim=3, hidden=[16], n_classes=3),  # its class y summed out exactly
     # sequences (T, D + 1), the step mask last: a latent path (T, D_z) whose prior depends on its earlier steps
     "dmm": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8),
+    "dmm-iaf": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8, iaf_steps=2, iaf_dim=4),
     "vrnn": dict(family="vrnn", latent_dim=2, rnn_dim=8, phi_dim=8),
     "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
     "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, code_prior="transformer",

@@ -7,6 +7,9 @@ squared pixel units per example:
 - ``neg_log_px``: -log p(x) by importance sampling with K samples (Burda et al. 2016, Eq. 8, via
   ``vaekit.evaluation.estimate_log_likelihood``): a stochastic upper bound on -log p(x) that tightens with K;
 - ``recon_error``: sum_i (x_i - E[x_i|z = mu(x)])^2, with the per-pixel map (x - x_hat)^2 as a localisation.
+For a model whose examples are made of positions (a sequence's time steps; the contract's optional
+``position_terms``), ``neg_elbo`` comes with ``neg_elbo_step`` (N, P): the same -ELBO (same draws) split over the
+positions, -log p(x_t | z_t) + KL_t, NaN at padded steps: it localises an anomaly in time.
 A threshold for a target false-positive rate is the matching order statistic of the scores of held-out normal
 data; AUROC is the Mann-Whitney statistic (Hanley & McNeil 1982), AUPRC the average precision.
 """
@@ -39,11 +42,14 @@ def reconstruction_error(model: nn.Module, x: Any, batch_size: int = 500) -> tor
 
 
 def anomaly_scores(model: nn.Module, x: Any, which: Sequence[str] = SCORES, *, k: int = 100, elbo_samples: int = 10,
-                   seed: int = 0, error_map: bool = False, batch_size: int = 500) -> dict[str, np.ndarray]:
+                   seed: int = 0, error_map: bool = False, batch_size: int = 500, positions: bool = True
+                   ) -> dict[str, np.ndarray]:
     """Scores of ``x`` (N, *data_shape), higher = more anomalous: {name: (N,) float64} for the names in ``which``
     (see ``SCORES``), plus "error_map" (N, *data_shape) float32 when ``error_map``. k: importance samples for
-    neg_log_px; elbo_samples: samples L for neg_elbo; seed: fixes every draw."""
-    from vaekit.evaluation import estimate_log_likelihood
+    neg_log_px; elbo_samples: samples L for neg_elbo; seed: fixes every draw. With neg_elbo and ``positions``, a
+    model with the ``position_terms`` hook also gives "neg_elbo_step" (N, P) float64, NaN at unobserved
+    positions, whose observed positions sum to neg_elbo (the same draws)."""
+    from vaekit.evaluation import estimate_log_likelihood, per_position_terms
 
     bad = [w for w in which if w not in SCORES]
     if bad or not which:
@@ -53,6 +59,9 @@ def anomaly_scores(model: nn.Module, x: Any, which: Sequence[str] = SCORES, *, k
     out: dict[str, np.ndarray] = {}
     if "neg_elbo" in which:
         out["neg_elbo"] = (-per_example_elbo(model, x, elbo_samples, batch_size, seed)).numpy()
+        steps = per_position_terms(model, x, batch_size, elbo_samples, seed) if positions else None  # same draws
+        if steps is not None:
+            out["neg_elbo_step"] = steps.numpy()
     if "neg_log_px" in which:
         ll = estimate_log_likelihood(model, x, k=k, seed=seed + 1, check=False)
         out["neg_log_px"] = (-ll.per_example).numpy()

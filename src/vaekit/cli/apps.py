@@ -96,7 +96,7 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
                          keep_classes=True)
     kw = dict(k=a.iw_samples, elbo_samples=a.elbo_samples, seed=a.seed)
     s = anomaly_scores(model, d.x, which, error_map=bool(a.error_maps), **kw)
-    s_norm = anomaly_scores(model, normal.x, which, **kw)
+    s_norm = anomaly_scores(model, normal.x, which, positions=False, **kw)
     labels = None  # 1 = anomaly: the given --anomaly-classes, else labels outside the run's data.classes
     if d.y is not None and (a.anomaly_classes is not None or cfg.data.classes):
         labels = anomaly_labels(d.y.numpy(), anomalies=a.anomaly_classes, normal=cfg.data.classes)
@@ -110,6 +110,8 @@ def _cmd_anomaly(a: argparse.Namespace) -> int:
         r = threshold_report(s[name], s_norm[name], a.fpr, labels)
         cols[name], cols[f"flag_{name}"] = s[name], (s[name] > r["threshold"]).astype(np.int64)
         rows.append({"score": name, **r})
+    if "neg_elbo_step" in s:  # per position (a sequence's steps): columns neg_elbo_step0.., NaN at padding
+        cols["neg_elbo_step"] = s["neg_elbo_step"]
     write_csv(a.output, cols)
     if a.error_maps:
         atomic_save_npy(a.error_maps, s["error_map"])
@@ -317,7 +319,8 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
     an.add_argument("run_dir")
     add_device_argument(an)
     _common(an)
-    an.add_argument("-o", "--output", required=True, help="CSV of scores and flags")
+    an.add_argument("-o", "--output", required=True, help="CSV of scores and flags; a sequence model "
+                    "adds the -ELBO per time step, columns neg_elbo_step0.. (nan at padded steps)")
     an.add_argument("--normal-data", default=None, help="held-out normal data for the thresholds (default: the run's "
                     "own validation split, its classes only)")
     an.add_argument("--normal-split", default="val", choices=["train", "val", "test"])

@@ -465,7 +465,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         res["error"] = classification_error(model, x, y)
     dequantized = bool(cfg.data.dequantize and splits.n_levels)
     if dequantized:  # log P(discrete x) >= E_u log p(x + u) - D log(levels): the dequantisation bound
-        res["log_px_discrete"] = res["log_px"] - x[0].numel() * math.log(splits.n_levels)
+        values = res["observed_values"] / res["n"] if "observed_values" in res else x[0].numel()  # per example
+        res["log_px_discrete"] = res["log_px"] - values * math.log(splits.n_levels)
     if a.json:
         print(json.dumps(res, default=float))
         return 0
@@ -479,8 +480,12 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     if dequantized:
         print(f"  discrete log P(x) {res['log_px_discrete']:.3f} nats (a lower bound: continuous log p(x) minus "
               f"D log {splits.n_levels})")
+    if "neg_elbo_per_step" in res:
+        print(f"  per observed step -ELBO {res['neg_elbo_per_step']:.4f}, -log p(x) {res['neg_log_px_per_step']:.4f} "
+              f"nats ({res['observed_steps']} steps, padding excluded)")
     if res.get("bits_per_dim") is not None:
-        print(f"  bits/dim          {res['bits_per_dim']:.4f}")
+        over = f" (over the {res['observed_values']} observed values)" if "observed_values" in res else ""
+        print(f"  bits/dim          {res['bits_per_dim']:.4f}{over}")
     if res["precision"] != "fp32":
         print(f"  precision         {res['precision']} decoder for the importance samples")
     print(f"  active units      {res['active_units']} / {model.latent_dim}")

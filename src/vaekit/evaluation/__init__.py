@@ -22,6 +22,8 @@ from vaekit.evaluation.metrics import (
     bits_per_dim,
     elbo_dataset,
     per_example_terms,
+    per_position_terms,
+    observed_units,
     kl_per_dimension,
     posterior_means,
 )
@@ -42,6 +44,8 @@ __all__ = [
     "bits_per_dim",
     "elbo_dataset",
     "per_example_terms",
+    "per_position_terms",
+    "observed_units",
     "kl_per_dimension",
     "posterior_means",
 ]

@@ -15,8 +15,8 @@ from torch import nn
 from vaekit.objectives.bounds import elbo_terms
 from vaekit.utils import as_data_tensor, batches, evaluation_context, mean_and_stderr, model_device
 
-__all__ = ["per_example_terms", "elbo_dataset", "bits_per_dim", "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means",
-           "classification_error"]
+__all__ = ["per_example_terms", "per_position_terms", "observed_units", "elbo_dataset", "bits_per_dim",
+           "active_units", "ActiveUnits", "kl_per_dimension", "posterior_means", "classification_error"]
 
 
 def per_example_terms(
@@ -49,6 +49,43 @@ def per_example_terms(
     out = {name: torch.cat(vals) for name, vals in parts.items()}
     out["kl_units"] = units / x.shape[0]
     return out
+
+
+def per_position_terms(
+    model: nn.Module,
+    x: Any,
+    batch_size: int = 100,
+    n_samples: int = 1,
+    seed: int | None = None,
+) -> torch.Tensor | None:
+    """(N, P) float64 CPU: the negative ELBO of each example split over its positions (the time steps of a
+    sequence) by the model's optional ``position_terms`` hook (``vaekit.models.contract``), the Monte Carlo mean
+    over ``n_samples`` samples; NaN at positions that are not observed. None when the model has no such hook.
+
+    The loop, batches and draws are those of ``per_example_terms`` with the same arguments (one forward pass per
+    batch), so with the same seed the observed positions of an example sum to its -ELBO there."""
+    hook = getattr(model, "position_terms", None)
+    if hook is None:
+        return None
+    x = as_data_tensor(x)
+    parts = []
+    with evaluation_context(model, seed):
+        for xb in batches(x, batch_size, model_device(model)):
+            out = model(xb, None if n_samples == 1 else int(n_samples))
+            t = hook(xb, out)  # (*S, B, P)
+            parts.append((t.mean(0) if out.sample_dims else t).double().cpu())
+    return torch.cat(parts)
+
+
+def observed_units(model: nn.Module, x: torch.Tensor) -> tuple[int, int] | None:
+    """(observed positions, observed data values) summed over x from the model's optional ``observed_units``
+    hook (a sequence's steps and their values, padding excluded); None when the model has none (every value of
+    every example counts)."""
+    hook = getattr(model, "observed_units", None)
+    if hook is None:
+        return None
+    positions, values = hook(x)  # (N,), (N,)
+    return int(positions.sum()), int(values.sum())
 
 
 def elbo_dataset(

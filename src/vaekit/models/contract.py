@@ -78,6 +78,15 @@ class LatentVariableModel(Protocol):
     check_input(x): ValueError on data that does not fit the model (shape, NaN/inf, likelihood support).
     extra_stats() -> {name: float}: statistics the model reports itself (a learned sigma), logged by the trainer.
     sample(n, temperature), reconstruct(x), embed(x): the uses (decoder means; posterior means (B, latent_dim)).
+
+    Two optional hooks for data whose examples are made of positions (the time steps of a sequence), used
+    where a model has them and otherwise not (``vaekit.evaluation``):
+    position_terms(x, out) -> (*lead, P): the negative ELBO of ``out`` (the model's forward pass on x) split
+        over positions, -log p(x_p | z) + KL_p in nats, NaN at positions that are not observed; the observed
+        positions sum to that sample's -ELBO (per-position anomaly scores).
+    observed_units(x) -> (positions (B,), values (B,)): how many positions and data values each example really
+        has (padding excluded): ``vaekit evaluate`` reports nats per position and bits/dim over those values
+        (default without the hook: no per-position figure, bits/dim over the whole example).
     """
 
     data_shape: tuple[int, ...]

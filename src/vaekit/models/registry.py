@@ -272,6 +272,10 @@ class DMMOptions:
     emission_dim: int = option(100, doc="hidden width of the emitter p(x_t | z_t) (two layers)", min=1)
     rnn_dim: int = option(600, doc="state size of the backward RNN over x_{t:T}", min=1)
     rnn_cell: Literal["rnn", "gru"] = option("rnn", doc="the backward RNN: ReLU RNN (as Pyro's) or GRU")
+    iaf_steps: int = option(0, doc="inverse autoregressive flow steps on each step's posterior q(z_t | z_{t-1}, "
+                            "x_{t:T}) (Kingma et al. 2016; Pyro's --num-iafs); 0: the Gaussian posterior, KL in "
+                            "closed form; K > 0: a Monte Carlo KL", min=0)
+    iaf_dim: int = option(100, doc="hidden width of each IAF step's MADE (one hidden layer)", min=1)
 
 
 def _sequence_model(build: Callable[[Any], nn.Module], m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
@@ -293,7 +297,8 @@ def _dmm(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.dmm import DMM
 
     return _sequence_model(lambda lik: DMM(data_shape, lik, m.latent_dim, m.transition_dim, m.emission_dim,
-                                           m.rnn_dim, m.rnn_cell, act=m.act), m, data_shape)
+                                           m.rnn_dim, m.rnn_cell, act=m.act, iaf_steps=m.iaf_steps,
+                                           iaf_dim=m.iaf_dim), m, data_shape)
 
 
 @dataclass

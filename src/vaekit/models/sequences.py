@@ -11,6 +11,13 @@ How a sequence model speaks the contract (no sequence-specific code in the train
   per-step Gaussian KLs at the sampled past — the analytic KL per step of Krishnan et al. (2017), Eq. 6.
 - Padding: at a padded step q's parameters are p's, so its KL and its log q - log p are exactly 0, and the
   emission's log-density is multiplied by the mask: padded steps contribute nothing.
+- A posterior without a closed-form KL (the DMM's steps pushed through IAF): q is a ``FlowPath`` that keeps
+  log q(z_t | z_{t-1}, x) per step at its own sample; the group carries their sum as ``log_q``, so the objective
+  takes the Monte Carlo KL log q(z) - log p(z) on that sample as for any flow, and a padded step (q = p there,
+  no flow) adds exactly 0.
+- Per-step terms: ``position_terms(x, out)`` splits the negative ELBO of one forward pass over the steps,
+  -log p(x_t | z_t) + KL_t (NaN at padded steps), and ``observed_units(x)`` counts the observed steps and values
+  of each sequence (``vaekit anomaly``'s per-step scores, ``vaekit evaluate``'s nats per step).
 - Uses: ``group_prior("z", z)`` is p(z_t | past) at the given path, all steps at once; ``group_from_units`` maps
   prior units u (T, D_z) to a path step by step (z_t = mu_p(past) + sigma_p(past) u_t), which ancestral sampling
   and the prior-unit figures use for a group whose prior depends on its own earlier steps.
@@ -22,14 +29,14 @@ from typing import Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout
+from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout, ModelOutput
 from vaekit.models.uses import LatentUsesMixin
 
-__all__ = ["split_steps", "SequenceEmission", "BackwardRNN", "SequenceModel", "path_normal"]
+__all__ = ["split_steps", "SequenceEmission", "BackwardRNN", "SequenceModel", "path_normal", "FlowPath"]
 
 
 def split_steps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +115,46 @@ class BackwardRNN(nn.Module):
         return out.gather(1, idx.unsqueeze(-1).expand_as(out))
 
 
+class FlowPath(Distribution):
+    """q(z_{1:T} | x) of a latent path whose steps are flows (no closed form): batch lead, event (T, D_z).
+
+    z (*lead, T, D_z) and log_q_steps (*lead, T): the path drawn in the forward pass and log q(z_t | z_{t-1}, x)
+    at it, step by step (None for a posterior built for the uses only); draw(sample_shape) -> (z (*S, *lead, T,
+    D_z), log_q_steps (*S, *lead, T)) draws new paths with the model's networks. ``log_prob`` is known only at the
+    drawn path (another path would need the networks run along it); ``mean`` and ``stddev`` have no closed form
+    (``vaekit.models.uses`` then averages draws).
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, z: torch.Tensor | None, log_q_steps: torch.Tensor | None, draw, batch_shape: torch.Size,
+                 event_shape: torch.Size) -> None:
+        self.z, self.log_q_steps, self.draw = z, log_q_steps, draw
+        super().__init__(batch_shape, event_shape, validate_args=False)
+
+    def rsample_and_log_prob(self, sample_shape: torch.Size | tuple = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        z, steps = self.draw(torch.Size(sample_shape))
+        return z, steps.sum(-1)
+
+    def rsample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+        return self.draw(torch.Size(sample_shape))[0]
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self.z is not None and value is self.z:
+            return self.log_q_steps.sum(-1)  # (*lead,)
+        raise NotImplementedError("log q of a flow path is known at the path drawn with it only (the group's "
+                                  "log_q); draw paths with rsample_and_log_prob")
+
+    @property
+    def mean(self) -> torch.Tensor:
+        raise NotImplementedError("the mean of a flow path has no closed form; average rsample() draws")
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        raise NotImplementedError("the s.d. of a flow path has no closed form; use rsample() draws")
+
+
 class SequenceModel(LatentUsesMixin, nn.Module):
     """Base of the sequence families: the data layout (T, D + 1), one latent path "z" (T, D_z), the masked
     emission, input checks and the uses' layout. Subclasses implement ``forward``, ``posteriors``,
@@ -165,6 +212,26 @@ class SequenceModel(LatentUsesMixin, nn.Module):
     def observed_steps(mask: torch.Tensor) -> int:
         """The longest sequence of the batch: steps after it are padding everywhere."""
         return int(mask.sum(1).max())
+
+    # -- per-step terms (optional contract hooks) ----------------------------------------------------------
+    def position_terms(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+        """(*lead, T) the negative ELBO of ``out`` (this model's forward pass on x) split over the steps:
+        -log p(x_t | z_t) + KL_t in nats, NaN at padded steps. KL_t is the closed-form Gaussian KL of step t at
+        the sampled past (Krishnan et al. 2017, Eq. 6) or, for a ``FlowPath``, log q(z_t | .) - log p(z_t | z_{t-1})
+        at the sample: the objective's KL split by step, so the observed steps sum to the sample's -ELBO."""
+        values, mask = split_steps(x)  # (B, T, D), (B, T)
+        log_px = out.px.steps.log_prob(values) * out.px.mask  # (*lead, T)
+        g = out.groups[0]
+        if isinstance(g.q, FlowPath):
+            kl = g.q.log_q_steps - g.p.base_dist.log_prob(g.z).sum(-1)  # (*lead, T)
+        else:
+            kl = kl_divergence(g.q.base_dist, g.p.base_dist).sum(-1)  # (*lead, T)
+        return torch.where(mask > 0, kl - log_px, torch.full_like(log_px, float("nan")))
+
+    def observed_units(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observed steps (B,), observed values (B,)) of packed sequences x: the step mask's sum, times D."""
+        steps = split_steps(x)[1].sum(1)  # (B,)
+        return steps, steps * self.D
 
     # -- the uses half ------------------------------------------------------------------------------------
     @property
