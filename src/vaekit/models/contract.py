@@ -79,6 +79,10 @@ class LatentVariableModel(Protocol):
     extra_stats() -> {name: float}: statistics the model reports itself (a learned sigma), logged by the trainer.
     sample(n, temperature), reconstruct(x), embed(x): the uses (decoder means; posterior means (B, latent_dim)).
 
+    An optional hook for the training step: ``training_penalty() -> scalar tensor or None``, a regulariser of
+    the weights (NVAE's spectral regularisation) that the trainer adds to each step's loss and logs as
+    ``penalty``; never part of a bound.
+
     Two optional hooks for data whose examples are made of positions (the time steps of a sequence), used
     where a model has them and otherwise not (``vaekit.evaluation``):
     position_terms(x, out) -> (*lead, P): the negative ELBO of ``out`` (the model's forward pass on x) split

@@ -35,6 +35,7 @@ from vaekit.models.hvae_blocks import ResBlock, TopDownBlock
 from vaekit.models.uses import LatentUsesMixin
 from vaekit.models.vae import decoder_precision
 from vaekit.nn import activation
+from vaekit.nn.spectral import SpectralNorms
 from vaekit.objectives.latents import sample_latent
 from vaekit.utils import eval_mode, full_precision
 
@@ -62,7 +63,8 @@ class HierarchicalVAE(LatentUsesMixin, nn.Module):
 
     def __init__(self, likelihood: Likelihood, *, width: int = 32, enc_blocks: Sequence[int] = (2, 2),
                  dec_groups: Sequence[int] = (2, 2), latent_channels: int = 4, bottleneck: float = 0.25,
-                 act: str = "gelu", residual_posterior: bool = True, scale_floor: float = 1e-3) -> None:
+                 act: str = "gelu", residual_posterior: bool = True, scale_floor: float = 1e-3,
+                 spectral_reg: float = 0.0) -> None:
         super().__init__()
         self.likelihood = likelihood
         self.data_shape = likelihood.data_shape
@@ -78,9 +80,9 @@ class HierarchicalVAE(LatentUsesMixin, nn.Module):
                              f"{enc_blocks} and {dec_groups}")
         if sum(dec_groups) < 1:
             raise ValueError("model.dec_groups needs at least one latent group")
-        if width < 1 or latent_channels < 1 or not 0 < bottleneck <= 4 or not scale_floor > 0:
+        if width < 1 or latent_channels < 1 or not 0 < bottleneck <= 4 or not scale_floor > 0 or spectral_reg < 0:
             raise ValueError("model.width and model.latent_channels must be >= 1, model.bottleneck in (0, 4], "
-                             "model.scale_floor > 0")
+                             "model.scale_floor > 0, model.spectral_reg >= 0")
         c, h, w = self.image_shape
         self.sizes = _sizes(h, w, len(enc_blocks))
         mid = max(1, round(bottleneck * width))
@@ -108,6 +110,9 @@ class HierarchicalVAE(LatentUsesMixin, nn.Module):
         self.names = [f"z{len(blocks) - j}" for j in range(len(blocks))]  # top-down order: zG .. z1
         self.group_shapes = {n: (int(latent_channels), *self.sizes[r]) for n, r in zip(self.names, self.stage)}
         self.latent_dim = sum(math.prod(s) for s in self.group_shapes.values())
+        self.spectral_reg = float(spectral_reg)
+        if self.spectral_reg > 0:  # built only when on, so that a model without it keeps its state-dict keys
+            self.spectral = SpectralNorms([w.shape for w in self._conv_weights()])
 
     # -- the passes ------------------------------------------------------------------------------------------
     def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -176,6 +181,18 @@ class HierarchicalVAE(LatentUsesMixin, nn.Module):
 
     def extra_stats(self) -> dict[str, float]:
         return self.likelihood.stats()
+
+    def _conv_weights(self) -> list[torch.Tensor]:
+        """Every convolution's weight (out, in, k, k), in module order."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Conv2d)]
+
+    def training_penalty(self) -> torch.Tensor | None:
+        """NVAE's spectral regularisation (Vahdat & Kautz 2020, Sec. 3.3): spectral_reg * sum of the largest
+        singular values of every convolution, one power-iteration step per call; None when off. The trainer adds
+        it to the loss of every training step (the contract's optional ``training_penalty`` hook)."""
+        if self.spectral_reg <= 0:
+            return None
+        return self.spectral_reg * self.spectral(self._conv_weights()).sum()
 
     # -- the uses half ---------------------------------------------------------------------------------------
     @property

@@ -164,6 +164,9 @@ class HVAEOptions:
     residual_posterior: bool = option(True, doc="q as a residual of the prior, N(mu_p + dmu, (sigma_p dsigma)^2) "
                                                 "(NVAE Sec. 3.2); false: q read directly")
     scale_floor: float = option(1e-3, doc="floor added to every softplus-parameterised scale", gt=0)
+    spectral_reg: float = option(0.0, doc="lambda of NVAE's spectral regularisation: lambda times the sum of "
+                                          "every convolution's largest singular value (power iteration) is added "
+                                          "to each training step's loss; 0: off", min=0)
 
     def check(self, m: ModelConfig, key: str) -> None:
         """One count per resolution in both lists, and at least one latent group."""
@@ -184,7 +187,8 @@ def _hvae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
         return build_hvae(data_shape, likelihood=m.likelihood, likelihood_kwargs=_kwargs(m, "likelihood"),
                           width=m.width, enc_blocks=m.enc_blocks, dec_groups=m.dec_groups,
                           latent_channels=m.latent_channels, bottleneck=m.bottleneck, act=m.act,
-                          residual_posterior=m.residual_posterior, scale_floor=m.scale_floor)
+                          residual_posterior=m.residual_posterior, scale_floor=m.scale_floor,
+                          spectral_reg=m.spectral_reg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

@@ -155,6 +155,7 @@ class Trainer:
         self._params = [p for g in self.opt.param_groups for p in g["params"]]
         self._adam_step = AdamStep(self.opt)  # opt.step() with less per-step Python work, the same numbers
         self._loss_fn = self._objective_call
+        self._penalty = getattr(self.model, "training_penalty", None)  # the contract's optional weight regulariser
         self.autocast_dtype = _precision_dtype(settings.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
         if settings.compile:  # opt-in: torch.compile of the objective's forward (model + bound) for this model
@@ -319,6 +320,9 @@ class Trainer:
         loss_bw = res.loss
         if self.dist.active:  # DDP averages over ranks: weight each rank by its share of the global batch
             loss_bw = loss_bw * (self.dist.world * xb.shape[0] / self._global_batch)
+        penalty = self._penalty() if self._penalty is not None else None
+        if penalty is not None:  # the same on every rank: DDP's average of its gradient is itself
+            loss_bw = loss_bw + penalty
         if self.scaler is not None:  # fp16: scale the loss so small gradients do not underflow
             self.scaler.scale(loss_bw).backward()
             self.scaler.unscale_(self.opt)  # the guard and the clip see true gradients
@@ -352,6 +356,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(st.step)
             stats = res.stats()
+            if penalty is not None:
+                stats["penalty"] = penalty.detach()
             stats.update(self.objective.auxiliary_step(self.model, xb, res, st.step))
         return {"loss": loss, "ok": ok, "beta": res.beta, "stats": stats, "skipped": skipped,
                 "grad_norm": float(norm) if skipped else None}
