@@ -16,6 +16,8 @@ from vaekit.models.vqvae import build_vqvae
 from vaekit.objectives import elbo_terms
 from vaekit.objectives.vq import VQObjective
 
+from tests.models.resume import killed_and_resumed
+
 
 def _vq(**kw) -> VectorQuantiser:
     q = VectorQuantiser(3, 2, kmeans_init=False, **kw).double()
@@ -187,9 +189,6 @@ def test_a_killed_and_resumed_run_with_a_codebook_ends_with_the_same_weights_and
     protos = (torch.rand(4, 16, generator=g) > 0.5).float()
     x = torch.bernoulli(protos[torch.randint(0, 4, (96,), generator=g)] * 0.9 + 0.05, generator=g)
 
-    class Kill(Exception):
-        pass
-
     def trainer(d, callbacks=None):
         torch.manual_seed(0)
         model = build_vqvae((16,), arch="mlp", hidden=[16], codebook_size=8, code_dim=2, positions=2,
@@ -197,20 +196,7 @@ def test_a_killed_and_resumed_run_with_a_codebook_ends_with_the_same_weights_and
         s = TrainConfig(steps=30, batch_size=10, lr=3e-3, val_every=7, checkpoint_every=5, progress=False)
         return Trainer(model, VQObjective(), x[:80], x[80:], settings=s, run_dir=d, seed=3, callbacks=callbacks)
 
-    full = trainer(tmp_path / "full")
-    full.fit()
-
-    def kill(tr, rec):
-        if rec["step"] == 13:
-            raise Kill
-
-    with pytest.raises(Kill):
-        trainer(tmp_path / "part", [kill]).fit()
-    torch.manual_seed(999)
-    resumed = trainer(tmp_path / "part")
-    resumed.restore(tmp_path / "part" / "last.safetensors")
-    assert resumed.state.step == 10
-    resumed.fit()
+    full, resumed = killed_and_resumed(trainer, tmp_path, kill_at=13, resumed_from=10)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert "quantiser.codebook" in a and "quantiser.unused_steps" in a
     for k in a:

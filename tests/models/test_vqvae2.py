@@ -18,6 +18,8 @@ from vaekit.objectives import elbo_terms
 from vaekit.objectives.bounds import log_weights
 from vaekit.objectives.vq import VQObjective
 
+from tests.models.resume import killed_and_resumed
+
 # the state-dict keys of a one-level conv VQ-VAE before the option existed
 ONE_LEVEL_KEYS = sorted(
     [f"{part}.net.{i}.{w}" for part, idx in (("encoder", (0, 3)), ("decoder", (0, 3, 5))) for i in idx
@@ -183,29 +185,13 @@ def test_a_killed_and_resumed_two_level_run_ends_with_the_same_weights_and_codeb
     protos = (torch.rand(4, 1, 8, 8, generator=g) > 0.5).float()
     x = torch.bernoulli(protos[torch.randint(0, 4, (60,), generator=g)] * 0.9 + 0.05, generator=g)
 
-    class Kill(Exception):
-        pass
-
     def trainer(d, callbacks=None):
         torch.manual_seed(0)
         model = build_vqvae((1, 8, 8), conv_channels=(4,), codebook_size=8, code_dim=2, levels=2, restart_after=2)
         s = TrainConfig(steps=16, batch_size=10, lr=3e-3, val_every=6, checkpoint_every=5, progress=False)
         return Trainer(model, VQObjective(), x[:50], x[50:], settings=s, run_dir=d, seed=3, callbacks=callbacks)
 
-    full = trainer(tmp_path / "full")
-    full.fit()
-
-    def kill(tr, rec):
-        if rec["step"] == 12:
-            raise Kill
-
-    with pytest.raises(Kill):
-        trainer(tmp_path / "part", [kill]).fit()
-    torch.manual_seed(999)
-    resumed = trainer(tmp_path / "part")
-    resumed.restore(tmp_path / "part" / "last.safetensors")
-    assert resumed.state.step == 10
-    resumed.fit()
+    full, resumed = killed_and_resumed(trainer, tmp_path, kill_at=12, resumed_from=10)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert "top_quantiser.codebook" in a and "top_quantiser.unused_steps" in a
     for k in a:
