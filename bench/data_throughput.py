@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--folder", type=Path, default=None, help="where the images are generated (kept)")
     ap.add_argument("--cases", default="folder,mnist")
+    ap.add_argument("--folder-cases", default="float32,memory,stream,mmap",
+                    help="which storages the folder case runs (comma-separated)")
     ap.add_argument("--json", default=None, help="write the results as JSON here")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case, print its JSON
     a = ap.parse_args()
@@ -149,13 +151,13 @@ def main() -> None:
     if "folder" in a.cases:
         make_folder(a.folder, a.images)
         shards = Path(str(a.folder) + "-shards")
-        if not (shards / "labels.npy").exists():
+        if "mmap" in a.folder_cases and not (shards / "labels.npy").exists():
             from vaekit.data.prepare import prepare_shards
 
             t0 = time.perf_counter()
             prepare_shards(a.folder, shards, workers=a.workers, progress=False)
             print(f"  prepared uint8 shards in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        cases += ["folder:float32", "folder:memory", "folder:stream", "folder:mmap"]
+        cases += [f"folder:{c}" for c in a.folder_cases.split(",")]
     if "mnist" in a.cases:
         cases += ["mnist:float32", "mnist:memory"] * a.repeats
     runs = []
