@@ -70,5 +70,30 @@ SCORES = {
 
 def test_the_metrics_on_rendered_dsprites_are_pinned():
     got = disentanglement_scores(ds.DSprites(), _exact_code, seed=0, metrics=PINNED, num_train=100, num_eval=50)
-    flat = {f"{m}.{k}": v for m, res in got.items() for k, v in res.items() if k != "seconds"}
+    flat = {f"{m}.{k}": v for m, res in got.items() for k, v in res.items() if k not in ("seconds", "encoded")}
     assert flat == pytest.approx(SCORES, abs=1e-9)
+
+
+def test_the_code_cache_encodes_each_observation_once_and_changes_no_score():
+    """dSprites' observations are a function of the factors: the metrics share a cache of codes by image index.
+    A float32 conv encoder gives the same scores with and without it, with fewer images encoded."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 4, 4), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 16 * 16, 5))
+    seen: list[int] = []
+
+    def code(x: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return net(x)
+
+    data = ds.DSprites()
+    cached = disentanglement_scores(data, code, seed=0, metrics=PINNED, num_train=100, num_eval=50)
+    n_cached = sum(seen)
+    seen.clear()
+    data.deterministic_images = False
+    plain = disentanglement_scores(data, code, seed=0, metrics=PINNED, num_train=100, num_eval=50)
+    assert n_cached == sum(r["encoded"] for r in cached.values()) < sum(seen)
+    assert all("encoded" not in r for r in plain.values())
+    strip = [{f"{m}.{k}": v for m, res in got.items() for k, v in res.items() if k not in ("seconds", "encoded")}
+             for got in (cached, plain)]
+    assert strip[0] == pytest.approx(strip[1], abs=1e-9)

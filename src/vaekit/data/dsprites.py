@@ -180,8 +180,11 @@ class GroundTruthData:
     ``images(classes)`` returns the observation of each (n, *shape) float32 (disentanglement_lib's
     ``sample_factors`` / ``sample_observations_from_factors``); ``prepare(n)`` is told that about ``n``
     observations are about to be drawn (a dataset may then cache them; by default it does nothing).
+    ``deterministic_images``: True where ``images`` is a function of the classes (no noise, no random colour), so
+    a metric may reuse the code of an observation drawn before.
     """
 
+    deterministic_images: bool = False
     factor_names: tuple[str, ...] = FACTOR_NAMES
     factor_sizes: tuple[int, ...] = FACTOR_SIZES
     shape: tuple[int, ...] = (1, SIZE, SIZE)
@@ -212,6 +215,8 @@ class DSprites(GroundTruthData):
     not, ``prepare(n)`` with n >= ``CACHE_FROM`` (the metrics at their default sizes draw millions of images)
     renders all 737,280 images once, with a progress bar, and writes the file (kept in memory instead where it
     cannot be written, or where no ``cache`` is given)."""
+
+    deterministic_images = True
 
     def __init__(self, cache: str | Path | None = None) -> None:
         self._bits, self.cache = None, None if cache is None else Path(cache)
@@ -288,6 +293,7 @@ class DSpritesFile(GroundTruthData):
 
     imgs: np.ndarray
     classes: np.ndarray
+    deterministic_images = True
 
     def images(self, classes: torch.Tensor) -> torch.Tensor:
         import torch

@@ -15,18 +15,53 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["Representation", "Sampler", "codes_of", "histogram_discretize", "discrete_mutual_info",
+__all__ = ["Representation", "CodeCache", "Sampler", "codes_of", "histogram_discretize", "discrete_mutual_info",
            "discrete_entropy"]
 
 Representation = Callable[[torch.Tensor], torch.Tensor]
 
 
+class CodeCache:
+    """Codes already computed, by the observation's index in the grid of factor classes.
+
+    For data whose observation is a function of its factor classes (``deterministic_images``, as dSprites),
+    an observation drawn again need not be encoded again, and the metrics of one evaluation can share what they
+    encoded: at disentanglement_lib's default sizes the BetaVAE score alone draws 1.92 M observations, about
+    0.68 M of them distinct among dSprites' 737,280. Codes are kept as float64 (N, D), allocated at first use.
+    """
+
+    def __init__(self, factor_sizes: tuple[int, ...]) -> None:
+        sizes = [int(k) for k in factor_sizes]
+        strides = [1] * len(sizes)
+        for i in range(len(sizes) - 2, -1, -1):
+            strides[i] = strides[i + 1] * sizes[i + 1]
+        self.sizes, self.strides = torch.tensor(sizes), torch.tensor(strides)
+        self.known = torch.zeros(strides[0] * sizes[0], dtype=torch.bool)
+        self.codes: torch.Tensor | None = None
+        self.encoded = 0  # observations encoded so far
+
+    def lookup(self, classes: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """(n, K) classes -> (n, D) float64 codes; ``encode`` is called on the classes not seen before."""
+        flat = (classes.cpu() * self.strides).sum(1)  # (n,)
+        new = torch.unique(flat[~self.known[flat]])  # sorted, distinct
+        if new.numel():
+            rows = (new[:, None] // self.strides) % self.sizes  # (m, K) classes of the new indices
+            codes = encode(rows.to(classes.device))  # (m, D)
+            if self.codes is None:
+                self.codes = torch.zeros(self.known.numel(), codes.shape[1], dtype=torch.float64)
+            self.codes[new] = codes
+            self.known[new] = True
+            self.encoded += int(new.numel())
+        return self.codes[flat].numpy()
+
+
 class Sampler:
-    """Seeded draws of factors and their codes for one metric computation."""
+    """Seeded draws of factors and their codes for one metric computation (``cache``: a ``CodeCache`` shared
+    by the metrics of one evaluation, for data with deterministic observations)."""
 
     def __init__(self, data, represent: Representation, seed: int = 0, device: str | torch.device = "cpu",
-                 batch_size: int = 256) -> None:
-        self.data, self.represent, self.batch_size = data, represent, int(batch_size)
+                 batch_size: int = 256, cache: CodeCache | None = None) -> None:
+        self.data, self.represent, self.batch_size, self.cache = data, represent, int(batch_size), cache
         self.generator = torch.Generator(device=device).manual_seed(int(seed))
         self.random_state = np.random.RandomState(int(seed))
         self.num_factors = len(data.factor_sizes)
@@ -37,6 +72,11 @@ class Sampler:
 
     def codes(self, classes: torch.Tensor) -> np.ndarray:
         """(n, D) float64 codes of the observations of the given factor classes."""
+        if self.cache is not None:
+            return self.cache.lookup(classes, lambda c: torch.from_numpy(self._encode(c)))
+        return self._encode(classes)
+
+    def _encode(self, classes: torch.Tensor) -> np.ndarray:
         out = []
         for i in range(0, classes.shape[0], self.batch_size):
             with torch.no_grad():
