@@ -67,7 +67,10 @@ def train(model, data, args, on_epoch) -> dict:
             loss = objective(model, data.train.x[idx]).loss
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            if args.clip_value:  # elementwise, as Pyro's ClippedAdam (before its weight decay is added)
+                torch.nn.utils.clip_grad_value_(model.parameters(), args.clip_value)
+            else:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             sched.step()
             steps += 1
@@ -207,6 +210,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0, help="L2 added to the gradient (Pyro's DMM: 2.0 "
                     "on a loss summed over 20 chorales, i.e. 0.1 on vaekit's mean over the batch)")
+    ap.add_argument("--clip-value", type=float, default=0.0, help="clip each gradient element to +-this instead "
+                    "of the global norm to 10 (Pyro: 10 on the summed loss, i.e. 0.5 on the mean over 20)")
     ap.add_argument("--lr-decay", type=float, default=1.0, help="lr multiplied by this after every step (Pyro: "
                     "0.99996)")
     ap.add_argument("--eval-samples", type=int, default=1, help="ELBO estimates averaged per evaluation")
