@@ -152,3 +152,32 @@ def test_the_data_is_told_how_many_observations_each_metric_draws():
         d = Counting()
         disentanglement_scores(d, CODES["identity"], seed=0, metrics=[m], num_train=12, num_eval=6)
         assert d.prepared == [d.drawn], m  # the count given beforehand is the count drawn
+
+
+class SmallGrid(Identity):
+    """3 factors of 3 values whose observations are a function of the factors: 27 distinct observations."""
+
+    deterministic_images = True
+
+    def __init__(self) -> None:
+        super().__init__(n_factors=3, n_values=3)
+
+
+def test_a_grid_drawn_many_times_over_is_encoded_once_up_front_with_the_same_scores():
+    seen: list[int] = []
+
+    def code(x):
+        seen.append(len(x))
+        return CODES["permuted-scaled"](x)
+
+    metrics = ("beta_vae", "factor_vae", "mig", "sap", "modularity")
+    cached = disentanglement_scores(SmallGrid(), code, seed=0, metrics=metrics, num_train=60, num_eval=30,
+                                    progress=False)
+    assert sum(seen) == 27 and cached["beta_vae"]["encoded"] == 27  # the whole grid, once, before the first
+    assert all(cached[m]["encoded"] == 0 for m in metrics[1:])
+    plain_data = SmallGrid()
+    plain_data.deterministic_images = False
+    plain = disentanglement_scores(plain_data, code, seed=0, metrics=metrics, num_train=60, num_eval=30)
+    strip = [{f"{m}.{k}": v for m, res in got.items() for k, v in res.items() if k not in ("seconds", "encoded")}
+             for got in (cached, plain)]
+    assert strip[0] == strip[1]

@@ -40,19 +40,41 @@ class CodeCache:
         self.codes: torch.Tensor | None = None
         self.encoded = 0  # observations encoded so far
 
+    @property
+    def size(self) -> int:
+        """Observations in the grid of factor classes."""
+        return self.known.numel()
+
+    def classes_of(self, flat: torch.Tensor) -> torch.Tensor:
+        """(m,) grid indices -> (m, K) factor classes."""
+        return (flat[:, None] // self.strides) % self.sizes
+
+    def _store(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        if self.codes is None:
+            self.codes = torch.zeros(self.size, codes.shape[1], dtype=torch.float64)
+        self.codes[flat] = codes.to(torch.float64)
+        self.known[flat] = True
+        self.encoded += int(flat.numel())
+
     def lookup(self, classes: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
         """(n, K) classes -> (n, D) float64 codes; ``encode`` is called on the classes not seen before."""
         flat = (classes.cpu() * self.strides).sum(1)  # (n,)
         new = torch.unique(flat[~self.known[flat]])  # sorted, distinct
         if new.numel():
-            rows = (new[:, None] // self.strides) % self.sizes  # (m, K) classes of the new indices
-            codes = encode(rows.to(classes.device))  # (m, D)
-            if self.codes is None:
-                self.codes = torch.zeros(self.known.numel(), codes.shape[1], dtype=torch.float64)
-            self.codes[new] = codes
-            self.known[new] = True
-            self.encoded += int(new.numel())
+            self._store(new, encode(self.classes_of(new).to(classes.device)))
         return self.codes[flat].numpy()
+
+    def fill(self, encode: Callable[[torch.Tensor], torch.Tensor], device: str | torch.device = "cpu",
+             batch_size: int = 1024, progress: bool = True) -> None:
+        """Encode every observation not yet known, in index order and large batches (when most of the grid is
+        about to be drawn, this is cheaper than encoding them as they come), with a progress bar."""
+        from vaekit.progress import Progress
+
+        todo = torch.nonzero(~self.known).flatten()
+        with Progress(len(todo), desc="encoding every observation once", unit="image", enabled=progress) as bar:
+            for chunk in todo.split(batch_size):
+                self._store(chunk, encode(self.classes_of(chunk).to(device)))
+                bar.update(len(chunk))
 
 
 class Sampler:
