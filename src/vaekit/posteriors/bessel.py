@@ -1,0 +1,90 @@
+"""The modified Bessel function of the first kind I_v(x) of real order v, for torch, in log space.
+
+torch has no Bessel function of real order, so ``scipy.special.ive`` (exponentially scaled: ive(v, x) =
+I_v(x) e^{-x}, imported on first use) is evaluated in float64 inside an autograd Function, ``log_ive``, whose
+backward is the exact derivative (from I_v' = I_{v-1} - (v / x) I_v, DLMF 10.29.2):
+
+    d/dx ive(v, x) = ive(v - 1, x) - ive(v, x) (v + x) / x
+    d/dx log ive(v, x) = ive(v - 1, x) / ive(v, x) - (v + x) / x        (the ratio as exp of a difference of logs)
+
+Working with log ive keeps every value finite for large x (ive(v, x) ~ 1 / sqrt(2 pi x)). Where ive underflows
+float64 (an order far above the argument: v of several hundred at x ~ 1), log I_v is the leading term of Debye's
+uniform expansion (DLMF 10.41.3), log I_v(v t) ~ v eta - log(2 pi v) / 2 - log(1 + t^2) / 4 with
+eta = sqrt(1 + t^2) + log(t / (1 + sqrt(1 + t^2))), whose relative error is O(1 / v) there.
+
+The von Mises-Fisher distribution (``vaekit.posteriors.vmf``) needs log I_{m/2-1}(kappa) for its normaliser and
+the ratio A_m(kappa) = I_{m/2}(kappa) / I_{m/2-1}(kappa) for its mean, entropy and KL.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["log_ive", "ive", "log_iv", "bessel_ratio"]
+
+_TINY = 1e-300  # below this ive's float64 value has lost its precision (or is 0): Debye's expansion instead
+
+
+def _log_ive_f64(v: float, x: np.ndarray) -> np.ndarray:
+    """log ive(v, x) in float64 for x > 0 (a numpy array)."""
+    from scipy.special import ive
+
+    shape, x = np.shape(x), np.asarray(x, dtype=np.float64).reshape(-1)
+    r = ive(v, x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(r)
+    bad = ~(r > _TINY) | ~np.isfinite(out)
+    if bad.any():  # underflow: |v| >> x
+        a, xb = abs(v), x[bad]
+        t = xb / a
+        s = np.sqrt(1.0 + t * t)
+        out[bad] = a * (s + np.log(t / (1.0 + s))) - 0.5 * math.log(2 * math.pi * a) - 0.25 * np.log1p(t * t) - xb
+    return out.reshape(shape)
+
+
+def _log_ive_tensor(v: float, x: torch.Tensor) -> torch.Tensor:
+    x64 = x.detach().to("cpu", torch.float64).numpy()
+    return torch.from_numpy(_log_ive_f64(v, x64)).to(device=x.device, dtype=x.dtype)
+
+
+class _LogIve(torch.autograd.Function):
+    """log ive(v, x) with d/dx = ive(v - 1, x) / ive(v, x) - (v + x) / x (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, v: float) -> torch.Tensor:
+        out = _log_ive_tensor(v, x)
+        ctx.save_for_backward(x, out)
+        ctx.v = v
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, out = ctx.saved_tensors
+        ratio = torch.exp(_log_ive_tensor(ctx.v - 1.0, x) - out)  # ive(v - 1, x) / ive(v, x)
+        return grad * (ratio - (ctx.v + x) / x), None
+
+
+def log_ive(v: float, x: torch.Tensor) -> torch.Tensor:
+    """log ive(v, x) = log I_v(x) - x, elementwise for x > 0, differentiable in x (the values in float64 via scipy,
+    returned in x's dtype: pass float64 x for float64 arithmetic downstream)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"log_ive needs a tensor x, got {type(x).__name__}")
+    return _LogIve.apply(x, float(v))
+
+
+def ive(v: float, x: torch.Tensor) -> torch.Tensor:
+    """ive(v, x) = I_v(x) e^{-x}, whose derivative is ive(v - 1, x) - ive(v, x) (v + x) / x."""
+    return log_ive(v, x).exp()
+
+
+def log_iv(v: float, x: torch.Tensor) -> torch.Tensor:
+    """log I_v(x) (finite where I_v(x) itself overflows)."""
+    return log_ive(v, x) + x
+
+
+def bessel_ratio(v: float, x: torch.Tensor) -> torch.Tensor:
+    """I_{v+1}(x) / I_v(x), in (0, 1) for v >= -1/2 and x > 0."""
+    return torch.exp(log_ive(v + 1.0, x) - log_ive(v, x))
