@@ -37,11 +37,12 @@ def _log_ive_f64(v: float, x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(r)
     bad = ~(r > _TINY) | ~np.isfinite(out)
-    if bad.any():  # underflow: |v| >> x
+    if bad.any() and v != 0:  # underflow: |v| >> x (x <= 0 or NaN gives -inf or NaN, as ive does)
         a, xb = abs(v), x[bad]
-        t = xb / a
-        s = np.sqrt(1.0 + t * t)
-        out[bad] = a * (s + np.log(t / (1.0 + s))) - 0.5 * math.log(2 * math.pi * a) - 0.25 * np.log1p(t * t) - xb
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = xb / a
+            s = np.sqrt(1.0 + t * t)
+            out[bad] = a * (s + np.log(t / (1.0 + s))) - 0.5 * math.log(2 * math.pi * a) - 0.25 * np.log1p(t * t) - xb
     return out.reshape(shape)
 
 

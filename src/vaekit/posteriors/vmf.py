@@ -27,7 +27,9 @@ fixed and z is differentiated through w = h(eps, kappa) and Q(mu). The exact gra
 g_cor = E[f(z) d/dkappa log(g(h(eps, kappa)) / r(h(eps, kappa)))] (g the density of w, r the proposal's), which
 Davidson et al. leave out in their experiments and so does this implementation: the gradient in mu is exact (the
 acceptance does not depend on mu), the gradient in kappa misses g_cor (tests/posteriors/test_vmf.py computes it
-by Monte Carlo and checks that the two terms together give d/dkappa E[mu^T z] = A_m'(kappa)).
+by Monte Carlo and checks that the two terms together give d/dkappa E[mu^T z] = A_m'(kappa)). How much of
+d/dkappa E[mu^T z] the pathwise term misses (200,000 draws each): on S^2, 31 % at kappa = 2 and 5 % at kappa = 20;
+on S^9, 0.7 % at kappa = 1, 6 % at kappa = 15, 1.2 % at kappa = 100, 0.4 % at kappa = 1000.
 """
 
 from __future__ import annotations
@@ -92,10 +94,11 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: torc
 
 def accepted_eps(kappa: torch.Tensor, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """eps of the same shape as kappa: for each element a Beta((m-1)/2, (m-1)/2) proposal accepted by Wood's test
-    at that kappa (no gradient; float64). Loops over rejection rounds only, each over the elements still pending."""
+    at that kappa (no gradient; float64; NaN where kappa is not finite and positive, so that a diverged step gives
+    NaN values for the trainer's guard). Loops over rejection rounds only, each over the elements still pending."""
     k = kappa.detach().to(torch.float64).reshape(-1)  # (N,)
-    eps = torch.empty_like(k)
-    pending = torch.arange(k.numel(), device=k.device)
+    eps = torch.full_like(k, math.nan)  # NaN for a concentration that is not finite and positive: z is NaN too
+    pending = torch.nonzero(torch.isfinite(k) & (k > 0)).flatten()  # (P,) the elements still to accept
     for _ in range(_MAX_ROUNDS):
         kp = k[pending]
         b, a, d = _coefficients(kp, m)
