@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["log_ive", "ive", "log_iv", "bessel_ratio"]
+__all__ = ["log_ive", "log_ive_pair", "ive", "log_iv", "bessel_ratio"]
 
 _TINY = 1e-300  # below this ive's float64 value has lost its precision (or is 0): Debye's expansion instead
 
@@ -66,6 +66,33 @@ class _LogIve(torch.autograd.Function):
         x, out = ctx.saved_tensors
         ratio = torch.exp(_log_ive_tensor(ctx.v - 1.0, x) - out)  # ive(v - 1, x) / ive(v, x)
         return grad * (ratio - (ctx.v + x) / x), None
+
+
+class _LogIvePair(torch.autograd.Function):
+    """(log ive(v, x), log ive(v + 1, x)) with no Bessel evaluation in backward: by the recurrence
+    I_{v-1} = I_{v+1} + (2v / x) I_v (DLMF 10.29.1), with A = ive(v + 1, x) / ive(v, x),
+    d/dx log ive(v, x) = A + v / x - 1 and d/dx log ive(v + 1, x) = 1 / A - (v + 1) / x - 1."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, v: float) -> tuple[torch.Tensor, torch.Tensor]:
+        l0, l1 = _log_ive_tensor(v, x), _log_ive_tensor(v + 1.0, x)
+        ctx.save_for_backward(x, l0, l1)
+        ctx.v = v
+        return l0, l1
+
+    @staticmethod
+    def backward(ctx, g0: torch.Tensor, g1: torch.Tensor):
+        x, l0, l1 = ctx.saved_tensors
+        v = ctx.v
+        d0 = torch.expm1(l1 - l0) + v / x  # A - 1 + v / x, without cancellation at large x
+        d1 = torch.expm1(l0 - l1) - (v + 1.0) / x  # 1 / A - 1 - (v + 1) / x
+        return g0 * d0 + g1 * d1, None
+
+
+def log_ive_pair(v: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log ive(v, x), log ive(v + 1, x)) in one call, differentiable in x (the gradients from the recurrence,
+    no further Bessel evaluation): what the von Mises-Fisher normaliser and mean ratio need together."""
+    return _LogIvePair.apply(x, float(v))
 
 
 def log_ive(v: float, x: torch.Tensor) -> torch.Tensor:

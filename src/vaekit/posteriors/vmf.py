@@ -41,13 +41,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from vaekit.posteriors.bessel import bessel_ratio, log_ive
+from vaekit.posteriors.bessel import log_ive, log_ive_pair
 from vaekit.utils import full_precision
 
 __all__ = ["VonMisesFisher", "VMFPosterior", "sphere", "log_normaliser", "accepted_eps", "w_of_eps",
            "log_sphere_area"]
 
-_MAX_ROUNDS = 1000  # rejection rounds; the acceptance rate of Wood's proposal stays above ~0.6
+_MAX_ROUNDS = 1000  # rejection rounds; the acceptance rate of Wood's proposal stays above ~0.68
+_PROPOSALS = 4  # proposals per element and round (the first accepted one is kept): most draws take one round
+_BUDGET = 1 << 21  # standard normals per round at most (large batches: fewer proposals per element)
 
 
 class _Sphere(constraints.Constraint):
@@ -95,21 +97,25 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: torc
 def accepted_eps(kappa: torch.Tensor, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """eps of the same shape as kappa: for each element a Beta((m-1)/2, (m-1)/2) proposal accepted by Wood's test
     at that kappa (no gradient; float64; NaN where kappa is not finite and positive, so that a diverged step gives
-    NaN values for the trainer's guard). Loops over rejection rounds only, each over the elements still pending."""
+    NaN values for the trainer's guard). Loops over rejection rounds only, each over the elements still pending
+    with up to ``_PROPOSALS`` proposals per element (the first accepted one is the draw, as one at a time)."""
     k = kappa.detach().to(torch.float64).reshape(-1)  # (N,)
     eps = torch.full_like(k, math.nan)  # NaN for a concentration that is not finite and positive: z is NaN too
     pending = torch.nonzero(torch.isfinite(k) & (k > 0)).flatten()  # (P,) the elements still to accept
+    dev = generator.device if generator is not None else k.device
     for _ in range(_MAX_ROUNDS):
-        kp = k[pending]
-        b, a, d = _coefficients(kp, m)
-        chi = _randn((2, kp.numel(), m - 1), generator, k).square().sum(-1)  # (2, P) two chi-square(m - 1)
-        e = chi[0] / (chi[0] + chi[1])  # (P,) Beta((m-1)/2, (m-1)/2)
+        p = pending.numel()
+        r = max(1, min(_PROPOSALS, _BUDGET // max(1, 2 * p * (m - 1))))  # proposals per element this round
+        b, a, d = (c.unsqueeze(-1) for c in _coefficients(k[pending], m))  # (P, 1) each
+        chi = _randn((2, p, r, m - 1), generator, k).square().sum(-1)  # (2, P, R) two chi-square(m - 1)
+        e = chi[0] / (chi[0] + chi[1])  # (P, R) Beta((m-1)/2, (m-1)/2)
         t = 2 * a * b / (1 - (1 - b) * e)
-        dev = generator.device if generator is not None else k.device
-        u = torch.rand(kp.numel(), generator=generator, device=dev, dtype=k.dtype).to(k.device)
-        ok = (m - 1) * torch.log(t) - t + d >= torch.log(u)
-        eps[pending[ok]] = e[ok]
-        pending = pending[~ok]
+        u = torch.rand((p, r), generator=generator, device=dev, dtype=k.dtype).to(k.device)
+        ok = (m - 1) * torch.log(t) - t + d >= torch.log(u)  # (P, R)
+        done = ok.any(-1)  # (P,) the first accepted proposal of each element is its draw
+        first = ok.to(torch.int8).argmax(-1, keepdim=True)  # (P, 1)
+        eps[pending[done]] = e.gather(-1, first).squeeze(-1)[done]
+        pending = pending[~done]
         if pending.numel() == 0:
             return eps.reshape(kappa.shape)
     raise RuntimeError(f"von Mises-Fisher sampling: {pending.numel()} draws still rejected after {_MAX_ROUNDS} "
@@ -146,14 +152,28 @@ class VonMisesFisher(Distribution):
                              f"{tuple(concentration.shape)}")
         self.loc, self.concentration = loc, concentration
         self.m = int(loc.shape[-1])
+        self._bessel: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
 
     def _kappa64(self) -> torch.Tensor:
         return self.concentration.to(torch.float64)  # (*batch,) differentiable cast: the Bessel terms in float64
 
+    def log_ive_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log ive(m/2 - 1, kappa), log ive(m/2, kappa)), (*batch,) float64, computed once per distribution (the
+        sampler's log q, the KL, the mean and the entropy share them)."""
+        if self._bessel is None:
+            self._bessel = log_ive_pair(0.5 * self.m - 1.0, self._kappa64())
+        return self._bessel
+
     def log_normaliser(self) -> torch.Tensor:
         """(*batch,) log C_m(kappa) + kappa in float64 (``log_normaliser``)."""
-        return log_normaliser(self.m, self._kappa64())
+        kappa, v = self._kappa64(), 0.5 * self.m - 1.0
+        return v * kappa.log() - 0.5 * self.m * math.log(2 * math.pi) - self.log_ive_pair()[0]
+
+    def mean_resultant_length_minus_1(self) -> torch.Tensor:
+        """(*batch,) A_m(kappa) - 1 in float64, without cancellation as A_m -> 1."""
+        l0, l1 = self.log_ive_pair()
+        return torch.expm1(l1 - l0)
 
     # -- sampling ------------------------------------------------------------------------------------------------
     def rsample_and_log_prob(self, sample_shape: torch.Size | tuple = (),
@@ -196,7 +216,7 @@ class VonMisesFisher(Distribution):
 
     def mean_resultant_length(self) -> torch.Tensor:
         """(*batch,) A_m(kappa) = I_{m/2}(kappa) / I_{m/2-1}(kappa) = |E[z]|, in float64."""
-        return bessel_ratio(0.5 * self.m - 1.0, self._kappa64())
+        return self.mean_resultant_length_minus_1() + 1.0
 
     @property
     def mean(self) -> torch.Tensor:
@@ -208,9 +228,8 @@ class VonMisesFisher(Distribution):
 
     def entropy(self) -> torch.Tensor:
         """-kappa A_m(kappa) - log C_m(kappa) = -kappa (A_m(kappa) - 1) - (log C_m(kappa) + kappa)."""
-        kappa, v = self._kappa64(), 0.5 * self.m - 1.0
-        a_minus_1 = torch.expm1(log_ive(v + 1.0, kappa) - log_ive(v, kappa))
-        return (-kappa * a_minus_1 - self.log_normaliser()).to(self.loc.dtype)
+        kappa = self._kappa64()
+        return (-kappa * self.mean_resultant_length_minus_1() - self.log_normaliser()).to(self.loc.dtype)
 
 
 class VMFPosterior(nn.Module):

@@ -22,7 +22,6 @@ from torch import nn
 from torch.distributions import Distribution, register_kl
 
 from vaekit.objectives.latents import register_kl_dims
-from vaekit.posteriors.bessel import log_ive
 from vaekit.posteriors.vmf import VonMisesFisher, log_sphere_area, sphere
 
 __all__ = ["HypersphericalUniform", "SpherePrior", "vmf_uniform_kl"]
@@ -71,9 +70,8 @@ class HypersphericalUniform(Distribution):
 def _kl(q: VonMisesFisher, p: HypersphericalUniform) -> torch.Tensor:
     if q.m != p.dim:
         raise ValueError(f"KL between a vMF on S^{q.m - 1} and the uniform on S^{p.dim - 1}: the dimensions differ")
-    kappa, v = q.concentration.to(torch.float64), 0.5 * q.m - 1.0
-    a_minus_1 = torch.expm1(log_ive(v + 1.0, kappa) - log_ive(v, kappa))  # A_D(kappa) - 1
-    return (kappa * a_minus_1 + q.log_normaliser() + p.log_area).to(q.loc.dtype)  # (*batch,)
+    kappa = q.concentration.to(torch.float64)
+    return (kappa * q.mean_resultant_length_minus_1() + q.log_normaliser() + p.log_area).to(q.loc.dtype)  # (*batch,)
 
 
 @register_kl_dims(VonMisesFisher, HypersphericalUniform)
