@@ -18,7 +18,7 @@ from vaekit.model_config import validate_model
 from vaekit.models.registry import build_family
 from vaekit.objectives import ELBO, elbo_terms
 from vaekit.options import ConfigError
-from vaekit.posteriors.bessel import bessel_ratio, ive, log_ive, log_iv
+from vaekit.posteriors.bessel import bessel_ratio, ive, log_ive, log_ive_pair, log_iv
 from vaekit.posteriors.vmf import VonMisesFisher, accepted_eps, log_normaliser, log_sphere_area, w_of_eps
 from vaekit.priors.sphere import HypersphericalUniform, vmf_uniform_kl
 
@@ -48,6 +48,11 @@ def test_log_ive_matches_scipy_and_its_gradient_is_the_exact_derivative():
         (g,) = torch.autograd.grad(ive(v, xg).sum(), xg)
         xs = x.numpy()
         torch.testing.assert_close(g, torch.from_numpy(special.ive(v - 1, xs) - special.ive(v, xs) * (v + xs) / xs))
+        # the pair the distribution uses: the same values, its gradients from the recurrence
+        l0, l1 = log_ive_pair(v, x)
+        torch.testing.assert_close(l0, log_ive(v, x))
+        torch.testing.assert_close(l1, log_ive(v + 1, x))
+        assert torch.autograd.gradcheck(lambda t, v=v: log_ive_pair(v, t), (xg,), eps=1e-6, atol=1e-7, rtol=1e-5)
     # the ratio A_m and its known derivative A' = 1 - A^2 - (m - 1) A / kappa
     m, k = 10, torch.tensor([0.3, 5.0, 400.0], dtype=F64, requires_grad=True)
     a = bessel_ratio(m / 2 - 1, k)
