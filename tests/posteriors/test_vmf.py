@@ -180,6 +180,17 @@ def test_closed_form_kl_against_monte_carlo(kappa):
     assert float(kl) > 0
 
 
+def test_the_cached_bessel_terms_keep_their_gradient_after_a_no_grad_use():
+    kappa = torch.tensor([3.0], dtype=F64, requires_grad=True)
+    q = _vmf([[0.0, 1.0, 0.0, 0.0]], kappa)
+    with torch.no_grad():
+        q.mean
+    (g,) = torch.autograd.grad(q.entropy().sum(), kappa)
+    (ref,) = torch.autograd.grad(_vmf([[0.0, 1.0, 0.0, 0.0]], kappa).entropy().sum(), kappa)
+    torch.testing.assert_close(g, ref)
+    assert float(g.abs()) > 0
+
+
 def test_reparameterised_gradient_in_mu_is_exact():
     """d/dtheta E[c^T z] for mu = theta / |theta|: the pathwise estimate against A_m(kappa) c^T mu by autograd."""
     m, kappa = 5, 4.0
@@ -275,3 +286,7 @@ def test_a_vmf_vae_trains_with_free_bits_and_refuses_free_coordinates():
         encode_units(model, x)
     with pytest.raises(MissingCapability, match="capability 'continuous'"):
         decode_units(model, torch.zeros(1, 3, dtype=F64))
+    from vaekit.objectives.factor_vae import FactorVAE  # permuted coordinates leave the sphere
+
+    with pytest.raises(MissingCapability, match="^factor-vae .* capability 'continuous'"):
+        FactorVAE(latent_dim=3, hidden=(4,))(model, x)

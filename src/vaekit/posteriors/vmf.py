@@ -161,7 +161,8 @@ class VonMisesFisher(Distribution):
     def log_ive_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(log ive(m/2 - 1, kappa), log ive(m/2, kappa)), (*batch,) float64, computed once per distribution (the
         sampler's log q, the KL, the mean and the entropy share them)."""
-        if self._bessel is None:
+        grad = torch.is_grad_enabled() and self.concentration.requires_grad
+        if self._bessel is None or (grad and not self._bessel[0].requires_grad):  # no graph kept from a no-grad call
             self._bessel = log_ive_pair(0.5 * self.m - 1.0, self._kappa64())
         return self._bessel
 
