@@ -120,8 +120,8 @@ class VAEOptions:
                               f"(got {self.latent_dim})")
 
 
-@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal or learned prior "
-                 "(or a vMF posterior with the uniform prior on a sphere)",
+@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal or learned prior; "
+                 "or a vMF posterior with the uniform prior on a sphere",
                  capabilities=("single-vector",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae
