@@ -155,11 +155,15 @@ def test_the_uniform_prior_on_s2_has_uniform_heights_and_the_density_one_over_it
     assert float(p.entropy()) == pytest.approx(math.log(4 * math.pi))
 
 
-def test_generator_draws_repeat_and_follow_the_data_dtype():
+def test_generator_draws_repeat_and_follow_the_data_dtype_and_device(device):
     q = _vmf([[1.0, 2.0, 2.0]], [4.0])
-    a = q.rsample((5,), generator=torch.Generator().manual_seed(3))
-    b = q.rsample((5,), generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a, b)
+    q = VonMisesFisher(q.loc.to(device), q.concentration.to(device))
+    a = q.rsample((5,), generator=torch.Generator(device).manual_seed(3))
+    b = q.rsample((5,), generator=torch.Generator(device).manual_seed(3))
+    assert torch.equal(a, b) and a.device.type == device.type
+    p = HypersphericalUniform(3, q.loc)
+    assert p.sample_at_temperature((4,), generator=torch.Generator(device).manual_seed(3)).device.type == device.type
+    assert vmf_uniform_kl(q, p).device.type == q.log_prob(a).device.type == device.type
     q32 = VonMisesFisher(q.loc.float(), q.concentration.float())
     z, lq = q32.rsample_and_log_prob((7,))
     assert z.dtype == lq.dtype == torch.float32 and z.shape == (7, 1, 3)
