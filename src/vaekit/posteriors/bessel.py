@@ -13,7 +13,9 @@ uniform expansion (DLMF 10.41.3), log I_v(v t) ~ v eta - log(2 pi v) / 2 - log(1
 eta = sqrt(1 + t^2) + log(t / (1 + sqrt(1 + t^2))), whose relative error is O(1 / v) there.
 
 The von Mises-Fisher distribution (``vaekit.posteriors.vmf``) needs log I_{m/2-1}(kappa) for its normaliser and
-the ratio A_m(kappa) = I_{m/2}(kappa) / I_{m/2-1}(kappa) for its mean, entropy and KL.
+the ratio A_m(kappa) = I_{m/2}(kappa) / I_{m/2-1}(kappa) for its mean, entropy and KL: ``log_ive_pair`` gives
+log ive(v, x) and log ive(v + 1, x) together, with gradients from the recurrence I_{v-1} = I_{v+1} + (2v / x) I_v
+(no Bessel evaluation in backward).
 """
 
 from __future__ import annotations
