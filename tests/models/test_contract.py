@@ -45,6 +45,8 @@ FAMILIES = {
     "vae-mog": dict(family="vae", latent_dim=3, hidden=[16], prior="mog", prior_options={"components": 3}),
     "vae-flow": dict(family="vae", latent_dim=3, hidden=[16], prior="flow",
                      prior_options={"steps": 2, "hidden": [8]}),
+    # z on the sphere S^2: a von Mises-Fisher posterior, the uniform prior, their KL in closed form
+    "vae-vmf": dict(family="vae", latent_dim=3, hidden=[16], posterior="vmf", prior="sphere"),
     "discrete": dict(family="discrete", hidden=[16], n_latents=2, categories=3),
     "discrete-bernoulli": dict(family="discrete", hidden=[16], n_latents=3, categories=2, latent="bernoulli",
                                straight_through=True),

@@ -24,6 +24,8 @@ FAMILIES = {
                "model.free_bits=0"],
     "vae-vamp": ["model.hidden=[32]", "model.latent_dim=3", "model.warmup_steps=0", "model.prior=vamp",
                  "model.prior_options={components: 5}"],
+    "vae-vmf": ["model.hidden=[32]", "model.latent_dim=3", "model.warmup_steps=0", "model.posterior=vmf",
+                "model.prior=sphere"],
     "discrete": ["model.family=discrete", "model.latent_dim=10", "model.hidden=[32]", "model.n_latents=4", "model.categories=3",
                  "model.warmup_steps=0", "model.free_bits=0", "model.anneal_steps=20"],
     "m2": ["model.family=m2", "model.objective=m2", "data.labels=100", "model.hidden=[32]", "model.latent_dim=3",
@@ -58,6 +60,10 @@ REFUSES = {
     # coordinates in z, but no N(0, I) prior on prior units for MAP or the explorer's samples
     **{(c, "vae-vamp"): "gaussian-prior" for c in ("restore", "inpaint", "serve")},
     ("classify", "vae-vamp"): "classifier",
+    # z on a sphere (vMF posterior, uniform prior): draws, reconstructions and the bound work; coordinates that
+    # move freely in R^D (MAP, the explorer, sample embeddings) and the Gaussian posterior's refinement refuse
+    **{(c, "vae-vmf"): "continuous" for c in ("restore", "inpaint", "serve", "embed-sample")},
+    ("refine", "vae-vmf"): "gaussian-posterior", ("classify", "vae-vmf"): "classifier",
     # discrete latents only (Gumbel-softmax): every use of continuous coordinates refuses
     **{(c, "discrete"): "continuous" for c in ("restore", "inpaint", "serve", "embed-sample")},
     ("refine", "discrete"): "single-vector", ("classify", "discrete"): "classifier",

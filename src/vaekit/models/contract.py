@@ -116,7 +116,8 @@ class LatentVariableModel(Protocol):
 # temperature and coordinates in prior units are derived from those (``vaekit.models.uses``). A use asks for a
 # capability with ``require`` and never names a family.
 
-#: every group is continuous, so prior-unit coordinates cover the whole latent (sliders, traversals, MAP in u)
+#: every group is continuous with values anywhere in R^D (not confined to a sphere), so prior-unit coordinates cover
+#: the whole latent and may move freely (sliders, traversals, straight-line interpolation, fitted samplers, MAP in u)
 CONTINUOUS = "continuous"
 #: one continuous vector z with a fixed prior p(z), whose q(z|x) ``forward(x, posterior=q)`` can replace
 SINGLE_VECTOR = "single-vector"
@@ -140,7 +141,7 @@ DISCRETE_DATA = "discrete-data"
 QUANTISED = "quantised"
 
 CAPABILITIES = {
-    CONTINUOUS: "every latent group is continuous",
+    CONTINUOUS: "every latent group is continuous, with values anywhere in R^D (not on a sphere)",
     SINGLE_VECTOR: "one latent vector with a fixed prior whose posterior can be replaced (model.family=vae)",
     GAUSSIAN_POSTERIOR: "diagonal Gaussian posteriors (model.posterior=gaussian)",
     GAUSSIAN_PRIOR: "Gaussian priors, so that prior units are N(0, I) (model.prior=standard)",

@@ -98,7 +98,8 @@ class VAEOptions:
         "conv3x3", doc="arch=conv: the decoder ends in a 3x3 conv, or in its last transposed conv (deconv)")
 
     def check(self, m: ModelConfig, key: str) -> None:
-        """Rules across keys: the conv decoder's ending and dropout need the matching arch."""
+        """Rules across keys: the conv decoder's ending and dropout need the matching arch; the VampPrior a Gaussian
+        posterior; the vMF posterior and the sphere prior each other."""
         if self.conv_out != "conv3x3" and m.arch != "conv":
             raise ConfigError(f"model.conv_out={self.conv_out} shapes the conv decoder; set model.arch=conv or "
                               f"remove model.conv_out")
@@ -108,9 +109,19 @@ class VAEOptions:
         if self.prior == "vamp" and self.posterior != "gaussian":
             raise ConfigError(f"model.prior=vamp mixes diagonal Gaussian posteriors; set model.posterior=gaussian "
                               f"(got {self.posterior})")
+        if self.posterior == "vmf" and self.prior != "sphere":
+            raise ConfigError(f"model.posterior=vmf puts z on the sphere S^(D-1); set model.prior=sphere, the uniform "
+                              f"prior on it (got {self.prior})")
+        if self.prior == "sphere" and self.posterior != "vmf":
+            raise ConfigError(f"model.prior=sphere is a prior on the sphere S^(D-1); set model.posterior=vmf, a "
+                              f"posterior on it (got {self.posterior})")
+        if self.prior == "sphere" and self.latent_dim < 2:
+            raise ConfigError(f"model.prior=sphere puts z on the sphere S^(D-1), which needs model.latent_dim >= 2 "
+                              f"(got {self.latent_dim})")
 
 
-@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal or learned prior",
+@register_family("vae", VAEOptions, "one latent vector, Gaussian or IAF posterior, standard normal or learned prior; "
+                 "or a vMF posterior with the uniform prior on a sphere",
                  capabilities=("single-vector",))
 def _vae(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.build import build_vae

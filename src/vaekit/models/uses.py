@@ -13,6 +13,10 @@ ancestral sample of the prior. For a standard normal prior u = z. Discrete group
 A group whose prior is not a diagonal Gaussian (a mixture, a flow) has no such whitening: its coordinates are z
 itself (traversals, interpolation and sliders move in z), its draws come from the prior's own sampler, and a
 model declares the 'gaussian-prior' capability only when every group's prior is Gaussian (what MAP in u needs).
+A group on a sphere (the uniform prior of a von Mises-Fisher VAE) keeps z as its coordinates too, but almost every
+point of R^D is off its support, so its model does not declare 'continuous': the uses that move coordinates
+freely (traversals, straight-line interpolation, fitted samplers, MAP) refuse, and its draws come from the prior's
+own sampler.
 """
 
 from __future__ import annotations

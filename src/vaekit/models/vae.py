@@ -103,7 +103,9 @@ class VAE(nn.Module):
 
     @property
     def capabilities(self) -> frozenset[str]:
-        caps = {CONTINUOUS, SINGLE_VECTOR}
+        caps = {SINGLE_VECTOR}
+        if getattr(self.prior, "euclidean", True):  # z ranges over R^D (not a sphere): coordinates move freely
+            caps.add(CONTINUOUS)
         if getattr(self.posterior, "gaussian", True):  # a head whose q(z|x) is a diagonal Gaussian (not a flow)
             caps.add(GAUSSIAN_POSTERIOR)
         if getattr(self.prior, "gaussian", False):  # prior units u = (z - mu_p) / sigma_p are N(0, I)
@@ -129,13 +131,21 @@ class VAE(nn.Module):
     @array_io
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of p(x|z) at z = the posterior mean."""
-        return self.decode(self.embed(x)).mean
+        """Mean of p(x|z) at the posterior's mode: the mean of a Gaussian, the mean direction mu of a von
+        Mises-Fisher posterior (whose mean A(kappa) mu lies inside the sphere, off the prior's support); the
+        posterior mean where there is no mode in closed form (a flow: a sample mean)."""
+        q = self.encode(x)
+        try:
+            z = q.mode
+        except NotImplementedError:
+            z = self.embed(x)
+        return self.decode(z).mean
 
     @array_io
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior mean E_q[z] of shape (B, D) (for a flow posterior, a sample mean)."""
+        """Posterior mean E_q[z] of shape (B, D) (for a flow posterior, a sample mean; for a von Mises-Fisher
+        posterior A(kappa) mu, inside the sphere)."""
         q = self.encode(x)
         try:
             return q.mean

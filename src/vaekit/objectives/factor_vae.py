@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaekit.models.contract import CONTINUOUS, require
 from vaekit.objectives.elbo import Objective, ObjectiveResult
 from vaekit.objectives.bounds import single_group_terms
 
@@ -62,6 +63,8 @@ class FactorVAE(Objective):
 
     def forward(self, model: nn.Module, x: torch.Tensor, step: int | None = None,
                 check: bool = True) -> ObjectiveResult:
+        if hasattr(model, "capabilities"):  # codes permuted per dimension must still be codes: not on a sphere
+            require(model, CONTINUOUS, "factor-vae (codes with every dimension permuted across the batch)")
         g, log_px_z, kl = single_group_terms(model, x, "factor-vae", check)  # (B,) each
         if g.z.ndim != 2:
             raise ValueError(f"factor-vae needs codes of shape (B, D), got {tuple(g.z.shape)}")

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["DiagonalGaussian", "GaussianPosterior", "IAFDistribution", "IAFPosterior", "soft_clamp", "POSTERIORS",
-           "build_posterior"]
+__all__ = ["DiagonalGaussian", "GaussianPosterior", "IAFDistribution", "IAFPosterior", "VonMisesFisher", "VMFPosterior",
+           "soft_clamp", "POSTERIORS", "build_posterior"]
 
 _WHERE = {"DiagonalGaussian": "gaussian", "GaussianPosterior": "gaussian", "soft_clamp": "gaussian",
-          "IAFDistribution": "iaf", "IAFPosterior": "iaf"}
+          "IAFDistribution": "iaf", "IAFPosterior": "iaf", "VonMisesFisher": "vmf", "VMFPosterior": "vmf"}
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Callable
 from vaekit.options import Activation, option
 
 __all__ = ["PosteriorSpec", "POSTERIOR_SPECS", "posterior_names", "posterior_options", "load_posterior",
-           "GaussianPosteriorOptions", "IAFOptions"]
+           "GaussianPosteriorOptions", "IAFOptions", "VMFOptions"]
 
 
 @dataclass
@@ -44,6 +44,15 @@ class IAFOptions(GaussianPosteriorOptions):
     forget_bias: float = option(1.0, doc="added to s so that σ = sigmoid(s) starts near 0.73 (2.0: 0.88)")
 
 
+@dataclass
+class VMFOptions:
+    """``vmf``: a von Mises-Fisher distribution on the sphere S^(D-1) (Davidson et al. 2018); needs
+    ``model.prior=sphere``."""
+
+    kappa_min: float = option(1.0, doc="floor of the concentration: κ = softplus(·) + kappa_min (Davidson et al. "
+                                       "2018: 1)", gt=0)
+
+
 @dataclass(frozen=True)
 class PosteriorSpec:
     """name; target: ``module:Class`` of the head; options: its options dataclass; doc: one line."""
@@ -57,6 +66,8 @@ class PosteriorSpec:
 POSTERIOR_SPECS: dict[str, PosteriorSpec] = {s.name: s for s in (
     PosteriorSpec("gaussian", "gaussian:GaussianPosterior", GaussianPosteriorOptions, "diagonal Gaussian"),
     PosteriorSpec("iaf", "iaf:IAFPosterior", IAFOptions, "inverse autoregressive flow (Kingma et al. 2016)"),
+    PosteriorSpec("vmf", "vmf:VMFPosterior", VMFOptions, "von Mises-Fisher on the sphere S^(D-1) (Davidson et al. "
+                  "2018; with model.prior=sphere)"),
 )}
 
 

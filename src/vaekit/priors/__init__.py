@@ -2,7 +2,8 @@
 
 Names and typed options are declared in ``vaekit.priors.registry`` (read without torch); the classes load on
 first use. A prior with ``needs_encoder = True`` (the VampPrior) is called with the model's map x -> q(z|x);
-``gaussian = True`` marks a diagonal Gaussian prior, whose prior units u = (z - mu_p) / sigma_p are N(0, I).
+``gaussian = True`` marks a diagonal Gaussian prior, whose prior units u = (z - mu_p) / sigma_p are N(0, I);
+``euclidean = False`` a prior whose z is confined to a sphere (no free coordinates in R^D).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["StandardNormal", "GaussianMixture", "MixturePrior", "VampPrior", "FlowPrior", "FlowDistribution",
-           "build_prior"]
+           "SpherePrior", "HypersphericalUniform", "build_prior"]
 
 _WHERE = {"StandardNormal": "standard", "GaussianMixture": "mixture", "MixturePrior": "mixture",
-          "VampPrior": "mixture", "FlowPrior": "flow", "FlowDistribution": "flow"}
+          "VampPrior": "mixture", "FlowPrior": "flow", "FlowDistribution": "flow", "SpherePrior": "sphere",
+          "HypersphericalUniform": "sphere"}
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Callable
 from vaekit.options import Activation, option
 
 __all__ = ["PriorSpec", "PRIOR_SPECS", "prior_names", "prior_options", "load_prior", "StandardOptions",
-           "MixtureOptions", "VampOptions", "FlowOptions"]
+           "MixtureOptions", "VampOptions", "FlowOptions", "SphereOptions"]
 
 
 @dataclass
@@ -50,6 +50,12 @@ class FlowOptions:
     act: Activation = option("elu", doc="activation of the MADE nets")
 
 
+@dataclass
+class SphereOptions:
+    """``sphere``: the uniform distribution on the sphere S^(D-1) (Davidson et al. 2018), no options; needs
+    ``model.posterior=vmf``."""
+
+
 @dataclass(frozen=True)
 class PriorSpec:
     """name; target: ``module:Class``; options: its options dataclass; doc: one line."""
@@ -65,6 +71,8 @@ PRIOR_SPECS: dict[str, PriorSpec] = {s.name: s for s in (
     PriorSpec("vamp", "mixture:VampPrior", VampOptions, "VampPrior (Tomczak & Welling 2018)"),
     PriorSpec("mog", "mixture:MixturePrior", MixtureOptions, "learned mixture of Gaussians"),
     PriorSpec("flow", "flow:FlowPrior", FlowOptions, "masked autoregressive flow (Papamakarios et al. 2017)"),
+    PriorSpec("sphere", "sphere:SpherePrior", SphereOptions, "uniform on the sphere S^(D-1) (Davidson et al. 2018; "
+              "with model.posterior=vmf)"),
 )}
 
 
