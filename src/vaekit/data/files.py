@@ -30,6 +30,19 @@ _LABEL_COLUMNS = ("label", "y")
 _SPLIT_KEYS = {"train": ("train",), "val": ("val", "valid"), "test": ("test",)}
 
 
+def _header_mode(path: Path) -> str:
+    """The image's mode from its header (no pixels decoded); a file that cannot be opened gets read_image's
+    one-line error."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode
+    except Exception:  # noqa: BLE001 - read_image says what is wrong with the file
+        read_image(path)
+        raise
+
+
 def read_image(path: str | Path, mode: str | None = None) -> "Image.Image":
     """The image at ``path``, fully decoded (converted to ``mode`` if given). ValueError naming the file for a
     zero-byte, truncated, corrupt or unrecognised image (PIL decodes lazily, so damage can otherwise surface
@@ -100,14 +113,12 @@ def read_image_folder(
     from PIL import Image
 
     paths, labels, class_names = list_image_folder(path)
-    files = list(zip(paths, labels if labels is not None else [-1] * len(paths)))
-    images = [read_image(f) for f, _ in files]  # every file decoded (and checked) before any is used
-    if grayscale is None:
-        grayscale = {im.mode for im in images} <= _GREY_MODES
+    if grayscale is None:  # from the headers: no pixels are held while the modes are looked at
+        grayscale = all(_header_mode(f) in _GREY_MODES for f in paths)
     mode = "L" if grayscale else "RGB"
-    arrays, first = [], None
-    for (f, _), im in zip(files, images):
-        im = im.convert(mode)
+    x, first = None, None
+    for i, f in enumerate(paths):  # decoded one at a time into the one (N, C, H, W) array: memory ~ its size
+        im = read_image(f, mode)
         if image_size is not None:
             im = im.resize((int(image_size[1]), int(image_size[0])), Image.Resampling.BICUBIC)
         elif first is None:
@@ -117,8 +128,12 @@ def read_image_folder(
                              f"{im.size[0]}x{im.size[1]} as WxH); set data.image_size=[H,W] (image_size=(H, W) from "
                              f"Python) to resize them")
         a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))  # (C, H, W)
-    x = np.stack(arrays)  # (N, C, H, W)
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+        if x is None:
+            x = np.empty((len(paths), *a.shape), dtype=np.uint8)
+        x[i] = a
+    if x is None:
+        raise ValueError(f"no images under {str(path)!r}")
     return x, labels, class_names
 
 
