@@ -48,6 +48,9 @@ def _cmd(a: argparse.Namespace) -> int:
     for flag, v in (("--num-train", a.num_train), ("--num-eval", a.num_eval)):
         if v is not None and v < 2:
             raise ValueError(f"{flag} must be at least 2, got {v}")
+    from vaekit.tuning import tune_malloc
+
+    tune_malloc()  # encoding the whole grid in batches of 1,024: buffers above 32 MiB stay in the heap
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     truth = ground_truth(cfg.data.name, path=cfg.data.path, data_dir=a.data_dir or cfg.data.dir)
     res = evaluate_disentanglement(model, truth, seed=a.seed, metrics=a.metrics, num_train=a.num_train,
