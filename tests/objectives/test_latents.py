@@ -28,9 +28,13 @@ def _gaussians():
 @pytest.mark.parametrize("prior", ["diagonal", "standard"])
 def test_every_registered_closed_form_kl_matches_monte_carlo(prior):
     from vaekit.posteriors.relaxed import GumbelSoftmax
+    from vaekit.posteriors.vmf import VonMisesFisher
+    from vaekit.priors.sphere import HypersphericalUniform
 
-    # a new registration needs a case here (the categorical KL of Gumbel-softmax latents: tests/posteriors/test_relaxed.py)
-    assert set(_KL_DIMS) == {(DiagonalGaussian, DiagonalGaussian), (GumbelSoftmax, Independent)}
+    # a new registration needs a case here (the categorical KL of Gumbel-softmax latents: tests/posteriors/
+    # test_relaxed.py; the von Mises-Fisher KL to the uniform on the sphere: tests/posteriors/test_vmf.py)
+    assert set(_KL_DIMS) == {(DiagonalGaussian, DiagonalGaussian), (GumbelSoftmax, Independent),
+                             (VonMisesFisher, HypersphericalUniform)}
     q, priors = _gaussians()
     p = priors[prior]
     closed = kl_dims(q, p)  # (4, 3)
