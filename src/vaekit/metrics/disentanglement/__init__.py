@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from vaekit.metrics.disentanglement.common import CodeCache, Representation, Sampler
+from vaekit.metrics.disentanglement.common import CodeCache, Representation, Sampler, encode_classes
 from vaekit.metrics.disentanglement.scores import beta_vae_score, dci, factor_vae_score, mig, modularity, sap
 
 __all__ = ["METRICS", "HEADLINE", "disentanglement_scores", "observations_drawn", "CodeCache", "Sampler", "beta_vae_score", "factor_vae_score", "mig",
@@ -81,9 +81,8 @@ def disentanglement_scores(data, represent: Representation, *, seed: int = 0, me
     for name in metrics:
         t0, before = time.perf_counter(), 0 if cache is None else cache.encoded
         if fill:  # counted in the first metric's seconds and "encoded"
-            whole = Sampler(data, represent, device=device, batch_size=FILL_BATCH)
-            cache.fill(lambda c: torch.from_numpy(whole.codes(c)), device=device, batch_size=FILL_BATCH,
-                       progress=progress)
+            cache.fill(lambda c: encode_classes(data, represent, c, FILL_BATCH), device=device,
+                       batch_size=FILL_BATCH, progress=progress)
             fill = False
         s = Sampler(data, represent, seed=seed + 1000 * METRICS.index(name), device=device, batch_size=batch_size,
                     cache=cache)

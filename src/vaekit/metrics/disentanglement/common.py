@@ -15,10 +15,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["Representation", "CodeCache", "Sampler", "codes_of", "histogram_discretize", "discrete_mutual_info",
+__all__ = ["Representation", "encode_classes", "CodeCache", "Sampler", "codes_of", "histogram_discretize", "discrete_mutual_info",
            "discrete_entropy"]
 
 Representation = Callable[[torch.Tensor], torch.Tensor]
+
+
+def encode_classes(data, represent: Representation, classes: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(n, K) factor classes -> (n, D) float64 CPU codes of their observations, ``batch_size`` at a time."""
+    out = []
+    for i in range(0, classes.shape[0], batch_size):
+        with torch.no_grad():
+            out.append(torch.as_tensor(represent(data.images(classes[i:i + batch_size])))
+                       .detach().to("cpu", torch.float64))
+    return torch.cat(out)
 
 
 class CodeCache:
@@ -94,17 +104,10 @@ class Sampler:
 
     def codes(self, classes: torch.Tensor) -> np.ndarray:
         """(n, D) float64 codes of the observations of the given factor classes."""
-        if self.cache is not None:
-            return self.cache.lookup(classes, lambda c: torch.from_numpy(self._encode(c)))
-        return self._encode(classes)
+        def encode(c: torch.Tensor) -> torch.Tensor:
+            return encode_classes(self.data, self.represent, c, self.batch_size)
 
-    def _encode(self, classes: torch.Tensor) -> np.ndarray:
-        out = []
-        for i in range(0, classes.shape[0], self.batch_size):
-            with torch.no_grad():
-                out.append(torch.as_tensor(self.represent(self.data.images(classes[i:i + self.batch_size])))
-                           .detach().to("cpu", torch.float64))
-        return torch.cat(out).numpy()
+        return self.cache.lookup(classes, encode) if self.cache is not None else encode(classes).numpy()
 
     def randint(self, high: int) -> int:
         """A factor index in [0, high) (the metric's own choice of which factor to fix)."""
