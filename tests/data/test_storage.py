@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -118,6 +119,72 @@ def test_stream_matches_memory_and_zip(tmp_path, capsys):
                            f"data.storage={storage}", "train.steps=7", "data.workers=2", *TINY)
         assert code == 0, err
     assert _same(tmp_path / "memory", tmp_path / "stream")
+
+
+def _archives(folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The images of ``folder`` as a .zip and as a .tar whose members are stored as "./a/000.png" (tar -C dir .)."""
+    files = sorted(folder.rglob("*.png"))
+    with zipfile.ZipFile(tmp_path / "imgs.zip", "w") as z:
+        for f in files:
+            z.write(f, f.relative_to(folder).as_posix())
+    with tarfile.open(tmp_path / "imgs.tar", "w") as t:
+        for f in files:
+            t.add(f, "./" + f.relative_to(folder).as_posix())
+    return tmp_path / "imgs.zip", tmp_path / "imgs.tar"
+
+
+def test_zip_and_tar_archives_give_the_folders_data_streamed_and_in_memory(tmp_path, capsys):
+    folder = _images(tmp_path / "imgs")
+    mem = load_data("image-folder", path=str(folder), storage="memory")
+    for archive in _archives(folder, tmp_path):
+        for storage in ("stream", "memory", "auto"):  # auto: small, so held in memory
+            d = load_data("image-folder", path=str(archive), storage=storage, workers=2)
+            assert isinstance(d.train.x, FileRows) == (storage == "stream"), (archive, storage)
+            assert torch.equal(d.train.values(), mem.train.values()) and torch.equal(d.train.y, mem.train.y), (archive, storage)
+            assert torch.equal(d.test.y, mem.test.y)
+    code, out, err = cli(capsys, "datasets", "--prepare", tmp_path / "imgs.tar", "--out", tmp_path / "shards",
+                         "--workers", "2")
+    assert code == 0, err
+    shards = load_data("arrays", path=str(tmp_path / "shards"), storage="mmap")
+    assert torch.equal(shards.train.values(), mem.train.values()) and torch.equal(shards.train.y, mem.train.y)
+
+
+def test_damaged_and_compressed_tar_archives_are_one_line_errors(tmp_path, capsys):
+    folder = _images(tmp_path / "imgs", n=20)
+    _, tar = _archives(folder, tmp_path)
+    with tarfile.open(tmp_path / "imgs.tar.gz", "w:gz") as t:
+        t.add(folder / "a", "a")
+    code, _, err = cli(capsys, "train", "--quiet", "--out", tmp_path / "gz", "data.name=image-folder",
+                       f"data.path={tmp_path / 'imgs.tar.gz'}", "train.steps=2", *TINY)
+    assert_one_line_error(code, err, "compressed tar archive", "decompress it")
+    (tmp_path / "cut.tar").write_bytes(tar.read_bytes()[:700])  # the first header and part of its image
+    code, _, err = cli(capsys, "train", "--quiet", "--out", tmp_path / "cut", "data.name=image-folder",
+                       f"data.path={tmp_path / 'cut.tar'}", "data.storage=stream", "train.steps=2", *TINY)
+    assert code == 2 and "Traceback" not in err and "cut.tar" in err, err
+
+
+def test_an_archive_opened_before_the_workers_fork_is_not_read_through_the_parents_handle(tmp_path):
+    """Forked decoding workers share the parent's file offsets: each process opens the archive itself."""
+    import multiprocessing
+
+    from vaekit.data import stream
+
+    folder = _images(tmp_path / "imgs", n=8)
+    for archive in _archives(folder, tmp_path):
+        rows, _ = stream.stream_rows(archive, workers=0)  # reads the first header in this process
+        handles = {**stream._ZIPS, **stream._TAR_FILES}
+        assert any(k == (os.getpid(), str(archive)) for k in handles)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            child_keys = pool.apply(_open_in_child, (rows.all_files[3],))
+        assert (os.getpid(), str(archive)) not in child_keys and len(child_keys) == 1
+
+
+def _open_in_child(name: str) -> list:
+    from vaekit.data import stream
+
+    parents = {**stream._ZIPS, **stream._TAR_FILES}
+    assert stream.decode_image(name, stream.ImageSpec("RGB", (6, 6))).shape == (3, 6, 6)
+    return [k for k in {**stream._ZIPS, **stream._TAR_FILES} if k not in parents or k[0] == os.getpid()]
 
 
 def test_unreadable_files_skipped_with_a_count_or_a_one_line_error(tmp_path, capsys, caplog):

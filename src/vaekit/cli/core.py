@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list datasets, whether their files are present, and where they are looked for")
     d.add_argument("--data-dir", default=None)
     d.add_argument("--download", default=None, metavar="NAME", help="download and verify a dataset (needs internet)")
-    d.add_argument("--prepare", default=None, metavar="PATH", help="convert a folder or .zip of images once into "
+    d.add_argument("--prepare", default=None, metavar="PATH", help="convert a folder, .zip or .tar of images once into "
                    "uint8 .npy shards (train on them with data.name=arrays data.path=OUT data.storage=mmap)")
     d.add_argument("--out", default=None, help="--prepare: the new folder to write the shards into")
     d.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),

@@ -1,4 +1,4 @@
-"""Convert a folder (or ``.zip``) of images once into the fast format: uint8 ``.npy`` shards, read back with
+"""Convert a folder (or a ``.zip`` or ``.tar`` archive) of images once into the fast format: uint8 ``.npy`` shards, read back with
 ``data.name=arrays data.path=OUT`` (memory-mapped with ``data.storage=mmap``, or in memory).
 
     vaekit datasets --prepare ./faces --out ./faces-64 --image-size 64 64
@@ -26,8 +26,6 @@ def prepare_shards(src: str | Path, out: str | Path, *, image_size: tuple[int, i
                    workers: int = 2, on_error: str = "skip", progress: bool = True) -> dict:
     """Write the images under ``src`` as uint8 shards into ``out`` (a new or empty folder); returns a summary
     (images written, skipped, shards, example shape)."""
-    import torch
-
     from vaekit.data.registry import LABELS_FILE
     from vaekit.data.stream import stream_rows
     from vaekit.progress import progress_bar
@@ -40,23 +38,21 @@ def prepare_shards(src: str | Path, out: str | Path, *, image_size: tuple[int, i
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     rows, y = stream_rows(src, image_size=image_size, grayscale=grayscale, crop=crop, workers=workers,
                           on_error=on_error)
-    chunks = list(torch.arange(len(rows)).split(256))
-    rows.plan(chunks)
     out.mkdir(parents=True, exist_ok=True)
     bar = progress_bar(len(rows), enabled=progress, desc="preparing", unit="image")
     pending, labels, shards = np.zeros((0, *rows.shape[1:]), np.uint8), [], 0
-    for b in chunks:
-        before = set(rows.skipped)
-        xb = rows.take(b, "cpu")  # float32 k / 255: back to the exact uint8 values
-        pending = np.concatenate([pending, xb.mul_(255.0).round_().to(torch.uint8).numpy()])
+    for xb, kept, n in rows.iter_uint8(256):
+        pending = np.concatenate([pending, xb])
         if y is not None:
-            bad = set(rows.skipped) - before
-            labels.append(y[[int(i) for i in b if int(i) not in bad]])
+            labels.append(y[kept])
         if bar is not None:
-            bar.update(len(b))
-        while len(pending) >= shard_size or (b is chunks[-1] and len(pending)):
+            bar.update(n)
+        while len(pending) >= shard_size:
             atomic_save_npy(out / f"images-{shards:05d}.npy", pending[:shard_size])
             pending, shards = pending[shard_size:], shards + 1
+    if len(pending):
+        atomic_save_npy(out / f"images-{shards:05d}.npy", pending)
+        shards += 1
     if bar is not None:
         bar.close()
     if y is not None:

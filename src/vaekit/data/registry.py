@@ -21,7 +21,7 @@ from vaekit.data.files import read_arrays, read_image_folder
 from vaekit.data import sequences as seq
 from vaekit.data.rows import ArrayRows, TensorRows, npy_shards
 from vaekit.data.faces_chars import CELEBA_DIR, git_blob_check, load_celeba, load_omniglot
-from vaekit.data.stream import stream_rows
+from vaekit.data.stream import archive_kind, stream_rows
 from vaekit.data.readers import read_amat, read_cifar_bin, read_cifar_py, read_idx, read_mat_var, read_npz
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
@@ -175,6 +175,14 @@ def _load_image_folder(req: LoadRequest) -> DataSplits:
                               on_error=req.on_error)
         if req.storage == "stream" or len(rows) * int(np.prod(rows.shape[1:])) > req.memory_limit_mb * 2**20:
             return _rows_split(rows, y, req, str(req.path))
+    if archive_kind(req.path) is not None:  # a .zip or .tar held in memory: decoded once by the stream's workers
+        rows, y = stream_rows(req.path, image_size=req.image_size, grayscale=req.grayscale, workers=req.workers,
+                              on_error=req.on_error)
+        parts = list(rows.iter_uint8(1024))
+        x = np.concatenate([xb for xb, _, _ in parts]) if parts else np.zeros((0, *rows.shape[1:]), np.uint8)
+        if y is not None:
+            y = y[np.concatenate([np.asarray(k, dtype=np.int64) for _, k, _ in parts])]
+        return _pool_split(x, y, 255.0, req, 256, str(req.path))
     x, y, _ = read_image_folder(req.path, image_size=req.image_size, grayscale=req.grayscale)
     return _pool_split(x, y, 255.0, req, 256, str(req.path))
 
@@ -396,9 +404,9 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 _load_dsprites, how_to_get="generated, nothing to fetch; data.path=dsprites_ndarray_...npz reads "
                 "the published file instead (md5-checked)", ground_truth=_dsprites_truth, reads_path=True,
                 options={"n_train": 100_000, "n_val": 5_000, "n_test": 5_000}),
-    DatasetSpec("image-folder", "your folder of PNG/JPEG images (class sub-folders give labels), 8-bit",
+    DatasetSpec("image-folder", "your folder (or .zip / .tar) of PNG/JPEG images (class sub-folders give labels), 8-bit",
                 _load_image_folder, needs_path=True, image_options=True,
-                how_to_get="pass path=<folder> (--path); resize with image_size=(H, W)"),
+                how_to_get="pass path=<folder, .zip or .tar> (--path); resize with image_size=(H, W)"),
     DatasetSpec("arrays", "your tabular or array data from .npy / .npz / .csv (real-valued unless in [0, 1])",
                 _load_arrays, needs_path=True, how_to_get="pass path=<file.npy|.npz|.csv> (--path)"),
     # sequences (vaekit.data.sequences): (N, T, D + 1) with the step mask as the last feature

@@ -6,13 +6,17 @@ same batches from the same position of the epoch); under torchrun each rank is h
 batch and decodes only those files. A file that cannot be read is skipped (the batch is one example shorter; the
 count is logged) or stops the run with a one-line error naming it, as ``on_error`` says.
 
-Files come from a folder (``list_image_folder``) or from a ``.zip`` archive (members named
-``archive.zip::member``), read in place.
+Files come from a folder (``list_image_folder``) or from a ``.zip`` or uncompressed ``.tar`` archive (members
+named ``archive.zip::member``), read in place: a tar archive's members are located once by their headers and
+read at their offsets. A compressed tar (``.tar.gz``, ``.tgz``, ...) has no such offsets and is refused with what
+to do instead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tarfile
 import zipfile
 from collections import deque
 from pathlib import Path
@@ -25,7 +29,8 @@ from vaekit.data.rows import Rows
 if TYPE_CHECKING:  # torch is imported where it is used, so `vaekit datasets` starts without it
     import torch
 
-__all__ = ["ImageSpec", "FileRows", "decode_image", "stream_rows", "list_image_archive", "ARCHIVE_SEP"]
+__all__ = ["ImageSpec", "FileRows", "decode_image", "stream_rows", "list_image_archive", "archive_kind",
+           "ARCHIVE_SEP"]
 
 log = logging.getLogger(__name__)
 ARCHIVE_SEP = "::"  # "archive.zip::member/name.png"
@@ -44,18 +49,64 @@ class ImageSpec:
         return (1 if self.mode == "L" else 3, *self.size)
 
 
-_ZIPS: dict[str, zipfile.ZipFile] = {}  # archives open in this process (each worker opens its own)
+_COMPRESSED_TAR = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+# Open archives, per process: a worker forked from the training process must not share the parent's file offset,
+# so a handle opened before the fork is never used after it.
+_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
+_TAR_FILES: dict[tuple[int, str], object] = {}
+_TAR_INDEX: dict[str, dict[str, tuple[int, int]]] = {}  # archive -> {member: (data offset, size)}; plain data
+
+
+def archive_kind(path: str | Path) -> str | None:
+    """"zip" or "tar" for an image archive vaekit reads in place, None for anything else (a folder); a compressed
+    tar archive is a ValueError saying what to do."""
+    name = str(path).lower()
+    if not Path(path).is_file():
+        return None
+    if name.endswith(_COMPRESSED_TAR):
+        raise ValueError(f"{path} is a compressed tar archive, whose images cannot be read one at a time; "
+                         f"decompress it once (gunzip/bunzip2/unxz, giving a .tar) or extract it to a folder")
+    return "zip" if name.endswith(".zip") else "tar" if name.endswith(".tar") else None
+
+
+def _strip_dot(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _tar_index(archive: str) -> dict[str, tuple[int, int]]:
+    """{member name: (offset of its data, size)} of the regular files in an uncompressed tar, from its headers."""
+    if archive not in _TAR_INDEX:
+        try:
+            with tarfile.open(archive, "r:") as t:
+                # members stored as "./a/1.png" (tar -C dir .) are named "a/1.png", as in a zip
+                _TAR_INDEX[archive] = {_strip_dot(m.name): (m.offset_data, m.size) for m in t if m.isfile()}
+        except (tarfile.TarError, OSError) as e:
+            raise ValueError(f"could not read {archive} as a .tar archive ({e}); the file is damaged") from None
+    return _TAR_INDEX[archive]
 
 
 def _open_bytes(name: str):
     from io import BytesIO
 
-    if ARCHIVE_SEP in name:
-        archive, member = name.split(ARCHIVE_SEP, 1)
-        if archive not in _ZIPS:
-            _ZIPS[archive] = zipfile.ZipFile(archive)
-        return BytesIO(_ZIPS[archive].read(member))
-    return name
+    if ARCHIVE_SEP not in name:
+        return name
+    archive, member = name.split(ARCHIVE_SEP, 1)
+    key = (os.getpid(), archive)
+    if archive.lower().endswith(".tar"):
+        offset, size = _tar_index(archive)[member]
+        if key not in _TAR_FILES:
+            _TAR_FILES[key] = open(archive, "rb")  # noqa: SIM115 - kept open for this process's reads
+        f = _TAR_FILES[key]
+        f.seek(offset)
+        data = f.read(size)
+        if len(data) != size:
+            raise OSError(f"{archive} ends inside member {member!r}")
+        return BytesIO(data)
+    if key not in _ZIPS:
+        _ZIPS[key] = zipfile.ZipFile(archive)
+    return BytesIO(_ZIPS[key].read(member))
 
 
 def decode_image(name: str, spec: ImageSpec) -> np.ndarray:
@@ -67,7 +118,7 @@ def decode_image(name: str, spec: ImageSpec) -> np.ndarray:
 
     try:
         src = _open_bytes(name)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError) as e:
         raise ValueError(f"image {name!r} cannot be read ({type(e).__name__}: {e}); replace or remove it") from None
     if not isinstance(src, str):
         try:
@@ -187,6 +238,21 @@ class FileRows(Rows):
         parts = [self.take(b, self._device) for b in batches]
         return torch.cat(parts) if parts else torch.zeros((0, *self.shape[1:]), dtype=torch.float32)
 
+    def iter_uint8(self, chunk: int = 256):
+        """Every image in order, decoded by the workers: per chunk of n positions, yields (uint8 (b, C, H, W), the
+        positions of those b images, n); an unreadable image is left out (on_error=skip) or stops with its one-line
+        error."""
+        import torch
+
+        batches = list(torch.arange(len(self)).split(chunk))
+        self.plan(batches)
+        for b in batches:
+            before = set(self.skipped)
+            xb = self.take(b, "cpu")  # float32 k / 255: back to the exact uint8 values
+            bad = set(self.skipped) - before  # file positions skipped in this chunk
+            kept = [int(i) for i in b if int(self.index[int(i)]) not in bad]
+            yield xb.mul_(255.0).round_().to(torch.uint8).numpy(), kept, len(b)
+
     def _report(self, bad: list[tuple[int, str]]) -> None:
         if not bad:
             return
@@ -205,16 +271,21 @@ class FileRows(Rows):
 
 
 def list_image_archive(path: str | Path) -> tuple[list[str], np.ndarray | None]:
-    """The images in a ``.zip`` archive (``archive::member`` names, sorted) and their labels: one class per
-    top-level folder of the archive when every image is in one (sorted names -> 0, 1, ...), else None."""
+    """The images in a ``.zip`` or ``.tar`` archive (``archive::member`` names, sorted) and their labels: one class
+    per top-level folder of the archive when every image is in one (sorted names -> 0, 1, ...), else None."""
     from vaekit.data.files import IMAGE_SUFFIXES
 
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_SUFFIXES)
-                           and not any(part.startswith(".") for part in n.split("/")))
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"could not read {path} as a .zip archive ({e}); the file is damaged") from None
+    kind = archive_kind(path)
+    if kind == "tar":
+        members = list(_tar_index(str(path)))
+    else:
+        try:
+            with zipfile.ZipFile(path) as z:
+                members = z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ValueError(f"could not read {path} as a .zip archive ({e}); the file is damaged") from None
+    names = sorted(n for n in members if n.lower().endswith(IMAGE_SUFFIXES)
+                   and not any(part.startswith(".") for part in n.split("/")))
     if not names:
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     tops = [n.split("/")[0] if "/" in n else None for n in names]
@@ -228,13 +299,13 @@ def list_image_archive(path: str | Path) -> tuple[list[str], np.ndarray | None]:
 def stream_rows(path: str | Path, *, image_size: tuple[int, int] | None = None, grayscale: bool | None = None,
                 crop: tuple[int, int] | None = None, workers: int = 2,
                 on_error: str = "skip") -> tuple[FileRows, np.ndarray | None]:
-    """The images of a folder (class sub-folders give labels, as ``read_image_folder``) or a ``.zip`` archive
-    as ``FileRows``, and their labels. The colour mode (grayscale None) and the size (image_size None) are
+    """The images of a folder (class sub-folders give labels, as ``read_image_folder``) or a ``.zip``/``.tar``
+    archive as ``FileRows``, and their labels. The colour mode (grayscale None) and the size (image_size None) are
     those of the first image; the others are converted to them (a differing size is an unreadable file then)."""
     from vaekit.data.files import _GREY_MODES, list_image_folder
 
     p = Path(path).expanduser()
-    if p.is_file() and p.suffix.lower() == ".zip":
+    if archive_kind(p) is not None:
         names, y = list_image_archive(p)
     else:
         files, y, _ = list_image_folder(p)
