@@ -294,3 +294,26 @@ def test_a_failed_rendezvous_is_a_one_line_error(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "could not join the torchrun process group" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_two_rank_run_on_streamed_images_equals_the_in_memory_one(tmp_path):
+    """Under torchrun each rank decodes its part of every batch in its own worker process: the trained weights
+    are those of the same 2-rank run on the images held in memory."""
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    rng = torch.Generator().manual_seed(0)
+    for i in range(70):
+        (tmp_path / "imgs" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        px = torch.randint(0, 256, (6, 6, 3), generator=rng, dtype=torch.uint8).numpy()
+        Image.fromarray(px).save(tmp_path / "imgs" / "ab"[i % 2] / f"{i:03d}.png")
+    weights = {}
+    for storage in ("stream", "memory"):
+        r = _torchrun(["-m", "vaekit", "train", "--quiet", "--out", str(tmp_path / storage), "data.name=image-folder",
+                       f"data.path={tmp_path / 'imgs'}", f"data.storage={storage}", "data.workers=1",
+                       "train.steps=9", "train.batch_size=16", "model.hidden=[8]", "model.latent_dim=2"])
+        assert r.returncode == 0, r.stderr[:2000]
+        weights[storage] = load_file(str(tmp_path / storage / "last.safetensors"))
+    assert weights["stream"].keys() == weights["memory"].keys()
+    assert all(torch.equal(weights["stream"][k], weights["memory"][k]) for k in weights["stream"])
+    assert json.loads((tmp_path / "stream" / "summary.json").read_text())["steps"] == 9
