@@ -178,3 +178,20 @@ def test_a_non_gaussian_prior_offers_z_coordinates_and_its_own_draws(prior):
         lp = p.log_prob(draws)
         assert abs(float(lp.mean() - ref.mean())) < 4 * math.hypot(float(lp.std()), float(ref.std())) / math.sqrt(4000)
         assert model.sample(3, temperature=0.5).shape == (3, *SHAPE)
+
+
+def test_the_samples_figure_names_what_each_prior_draws(tmp_path):
+    """A samples figure's title says what was drawn: N(0, T² I) only for the standard normal, never for a
+    mixture, a flow, a VampPrior or the sphere; a hierarchy names its top group and how the rest are drawn."""
+    from vaekit.models.uses import describe_prior_draws
+
+    said = {name: describe_prior_draws(_vae(name)) for name in ("standard", "mog", "flow", "vamp")}
+    assert said["standard"] == "z ~ N(0, T² I)"
+    assert "mixture" in said["mog"] and said["vamp"] == said["mog"] and "N(0, T² I)" not in said["mog"]
+    assert "flow" in said["flow"]
+    torch.manual_seed(0)
+    svae = build_family(ModelConfig(family="vae", latent_dim=3, hidden=[8], posterior="vmf", prior="sphere"), SHAPE)
+    assert "sphere" in describe_prior_draws(svae) and "N(0" not in describe_prior_draws(svae)
+    ladder = build_family(ModelConfig(family="ladder", latent_dims=[2, 3], hidden=[8, 8]), SHAPE)
+    top = ladder.layout.top_down()[0].name
+    assert describe_prior_draws(ladder) == f"{top} ~ N(0, T² I); each group below ~ N(μ_p, (T σ_p)²) given its parent"

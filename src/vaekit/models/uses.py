@@ -26,10 +26,10 @@ from typing import Any, Mapping
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
-from vaekit.models.contract import CONTINUOUS, LatentLayout, require
+from vaekit.models.contract import CONTINUOUS, GAUSSIAN_PRIOR, LatentLayout, require
 
 __all__ = ["posterior_means", "posterior_stddevs", "flatten", "unflatten", "to_prior_units", "from_prior_units",
-           "sample_latents", "temperatures", "gaussian_prior", "draw_from_prior", "encode_units", "decode_units",
+           "sample_latents", "temperatures", "gaussian_prior", "draw_from_prior", "describe_prior_draws", "encode_units", "decode_units",
            "decode_mean", "LatentUsesMixin", "unit_slices"]
 
 Latents = dict[str, torch.Tensor]
@@ -179,6 +179,31 @@ def sample_latents(model: Any, n: int, temperature: float | Mapping[str, float] 
         else:
             z[g.name] = p.mean + temps[g.name] * p.stddev * eps
     return z
+
+
+def describe_prior_draws(model: Any) -> str:
+    """What ``sample_latents`` (and a model's ``sample(n, T)``) draws, in words short enough for a figure's title:
+    each top group's prior at temperature T, then how the groups below are drawn given their parents."""
+    words, below = [], False
+    for g in model.layout.top_down():
+        if g.kind != "continuous":
+            words.append(f"{g.name} from its prior (T does not apply)")
+        elif hasattr(model, "group_from_units"):
+            words.append(f"{g.name} step by step, each step ~ N(μ_p, (T σ_p)²) given the one before")
+        elif g.parent is not None:
+            below = True
+        else:
+            with torch.no_grad():
+                p = model.group_prior(g.name, {})
+            if gaussian_prior(p):
+                std = bool((p.mean == 0).all() and (p.stddev == 1).all())
+                words.append(f"{g.name} ~ N(0, T² I)" if std else f"{g.name} ~ N(μ, T² σ²) (its learned prior)")
+            else:
+                words.append(f"{g.name}: {getattr(p, 'temperature_note', f'its {type(p).__name__} prior (T = 1 only)')}")
+    if below:
+        words.append("each group below ~ N(μ_p, (T σ_p)²) given its parent" if GAUSSIAN_PRIOR in model.capabilities
+                     else "each group below from its prior given its parent")
+    return "; ".join(words)
 
 
 def draw_from_prior(p: Distribution, n: int, temperature: float = 1.0,

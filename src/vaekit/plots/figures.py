@@ -141,13 +141,14 @@ def plot_reconstructions(model: Any, x: torch.Tensor, path: str | Path, n: int =
             ax = axes_px(fig, SIDE + k * (pw + 30), SIDE, pw, ph)
             grid_panel(ax, imgs, ncol)
             ax.set_title(name)
-        _title(fig, f"{xs.shape[0]} inputs and their reconstructions (decoder mean at the posterior mean)")
+        _title(fig, f"{xs.shape[0]} inputs and their reconstructions (decoder mean at the encoder's point estimate)")
         return save_png(fig, path)
 
 
 def plot_samples(model: Any, path: str | Path, n: int = 64, ncol: int = 8,
                  temperatures: Sequence[float] = (1.0,), seed: int = 0, dpi: int = 100) -> Path:
-    """Decoder means of n prior draws z ~ N(0, T^2 I) per temperature T (one panel each, same draws scaled).
+    """Decoder means of n prior draws at temperature T (z ~ N(0, T^2 I) for a standard-normal prior; the title says
+    what the model draws, ``vaekit.models.uses.describe_prior_draws``), one panel per T, the same seed in each.
 
     Size: width 2*SIDE + P*ncol*cw + (P-1)*30, height TOP + SIDE + ceil(n/ncol)*ch pixels (P temperatures)."""
     from matplotlib import rc_context
@@ -166,7 +167,9 @@ def plot_samples(model: Any, path: str | Path, n: int = 64, ncol: int = 8,
             ax = axes_px(fig, SIDE + k * (pw + 30), SIDE, pw, ph)
             grid_panel(ax, imgs, ncol)
             ax.set_title(f"temperature T = {t:g}")
-        _title(fig, "Samples from the prior: decoder means at z ~ N(0, T² I)")
+        from vaekit.models.uses import describe_prior_draws
+
+        _title(fig, f"Samples from the prior: decoder means at {describe_prior_draws(model)}")
         return save_png(fig, path)
 
 

@@ -35,8 +35,10 @@ CAPABILITY_OF = {"analogies": CLASS_CONDITIONAL, "class-samples": CLASS_CONDITIO
                  "code-maps": QUANTISED}
 
 CAPTIONS = {
-    "reconstructions": "Test inputs (left) and their reconstructions, the decoder mean at the posterior mean (right).",
-    "samples": "Decoder means at draws from the prior N(0, T² I), one panel per temperature T.",
+    "reconstructions": "Test inputs (left) and their reconstructions (right): the decoder mean at the encoder's point "
+                       "estimate of the latent (the posterior's mean or mode; the nearest codes of a VQ-VAE).",
+    "samples": "Decoder means at draws from the model's prior at temperature T (named in the figure's title: "
+               "N(0, T² I) for a standard-normal prior), one panel per T.",
     "traversals": "One row per latent dimension, sorted by KL: that dimension set to values from −3 to 3, "
                   "the others fixed. Rows with near-zero KL (collapsed dimensions) do not change.",
     "interpolation": "Decoder means along straight lines between the posterior means of two test inputs.",

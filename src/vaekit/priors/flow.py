@@ -58,6 +58,7 @@ class FlowDistribution(Distribution):
     arg_constraints: dict = {}
     support = constraints.real_vector
     has_rsample = True
+    temperature_note = "the flow prior's map of ε ~ N(0, T² I)"
 
     def __init__(self, steps: Sequence[_MAFStep], dim: int, like: torch.Tensor) -> None:
         self.steps, self.dim, self._like = list(steps), int(dim), like

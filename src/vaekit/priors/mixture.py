@@ -28,6 +28,8 @@ class GaussianMixture(MixtureSameFamily):
     ``sample_at_temperature`` draws a component, then z = mu_k + T sigma_k eps (T = 1: an exact draw).
     """
 
+    temperature_note = "a mixture component k, then μ_k + T σ_k ε (a Gaussian-mixture prior)"
+
     def __init__(self, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__(Categorical(logits=logits, validate_args=False),
                          Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False),

@@ -33,6 +33,7 @@ class HypersphericalUniform(Distribution):
     arg_constraints: dict = {}
     support = sphere
     has_rsample = False
+    temperature_note = "uniform on the sphere (the same at every T)"
 
     def __init__(self, dim: int, like: torch.Tensor) -> None:
         if dim < 2:
