@@ -48,3 +48,15 @@ def test_a_run_without_known_factors_is_refused(run_dir, tmp_path, capsys):
     assert main(["disentanglement", str(other), "--metrics", "mig"]) == 2
     err = capsys.readouterr().err
     assert "no known generative factors" in err and len(err.strip().splitlines()) == 1
+
+
+def test_threads_sets_dcis_processes_with_the_same_values_and_bad_values_are_refused(run_dir, capsys):
+    docs = []
+    for threads in ("1", "2"):
+        capsys.readouterr()
+        assert main(["disentanglement", str(run_dir), "--json", "--no-figures", "--metrics", "dci",
+                     "--num-train", "200", "--num-eval", "100", "--threads", threads]) == 0
+        docs.append(json.loads(capsys.readouterr().out)["metrics"]["dci"])
+    assert {k: v for k, v in docs[0].items() if k != "seconds"} == {k: v for k, v in docs[1].items() if k != "seconds"}
+    assert main(["disentanglement", str(run_dir), "--metrics", "mig", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -181,3 +181,52 @@ def test_a_grid_drawn_many_times_over_is_encoded_once_up_front_with_the_same_sco
     strip = [{f"{m}.{k}": v for m, res in got.items() for k, v in res.items() if k not in ("seconds", "encoded")}
              for got in (cached, plain)]
     assert strip[0] == strip[1]
+
+
+class _Mixed(GroundTruthData):
+    """Factors of 2, 3 and 5 values (binary and multi-class boosting); observations = the classes."""
+
+    factor_sizes = (2, 3, 5)
+    factor_names = ("a", "b", "c")
+    shape = (3,)
+
+    def images(self, classes: torch.Tensor) -> torch.Tensor:
+        return classes.double()
+
+
+def _dci_one_process_loop(s, num_train, num_test):
+    """disentanglement_lib's loop: the factors one after another on the sampler's one random state."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    mus, ys = codes_of(s, num_train)
+    mus_t, ys_t = codes_of(s, num_test)
+    r, tr, te = [], [], []
+    for j in range(ys.shape[0]):
+        gb = GradientBoostingClassifier(random_state=s.random_state).fit(mus.T, ys[j])
+        r.append(np.abs(gb.feature_importances_))
+        tr.append(np.mean(gb.predict(mus.T) == ys[j]))
+        te.append(np.mean(gb.predict(mus_t.T) == ys_t[j]))
+    dis, comp = scores.dci_from_importance(np.stack(r, axis=1))
+    return {"dci_disentanglement": dis, "dci_completeness": comp, "dci_informativeness_train": float(np.mean(tr)),
+            "dci_informativeness_test": float(np.mean(te))}
+
+
+def test_dci_in_worker_processes_gives_the_one_process_loops_values_and_random_state(monkeypatch):
+    # duplicated, jittered codes: which copy a tree splits on is a tie broken by the random state, so the
+    # importances (completeness) depend on where each factor's classifier finds the shared state
+    gen = torch.Generator().manual_seed(3)
+    dup = lambda x: torch.cat([x, x], 1) + 0.25 * torch.randint(0, 2, (x.shape[0], 2 * x.shape[1]), generator=gen)  # noqa: E731
+    ref_sampler = Sampler(_Mixed(), dup, seed=0)
+    gen.manual_seed(3)
+    ref = _dci_one_process_loop(ref_sampler, 120, 60)
+    for workers in (1, 2):
+        gen.manual_seed(3)
+        s = Sampler(_Mixed(), dup, seed=0)
+        assert scores.dci(s, num_train=120, num_test=60, workers=workers) == ref, workers
+        after, want = s.random_state.get_state(), ref_sampler.random_state.get_state()
+        assert all(np.array_equal(a, b) for a, b in zip(after, want)), workers
+    # the test can fail: every factor started from the same state gives other values
+    fresh = scores._advanced
+    monkeypatch.setattr(scores, "_advanced", lambda state, draws: fresh(state, 0))
+    gen.manual_seed(3)
+    assert scores.dci(Sampler(_Mixed(), dup, seed=0), num_train=120, num_test=60, workers=1) != ref

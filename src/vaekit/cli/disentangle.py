@@ -34,27 +34,43 @@ def register(sub: "argparse._SubParsersAction") -> dict[str, Callable[[argparse.
                    help="folder for the figures (default RUN_DIR/figures); --no-figures to skip them")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for encoding and processes for DCI's classifiers (default: torch's threads; "
+                        "one DCI process per core)")
     return {"disentanglement": _cmd}
 
 
 def _cmd(a: argparse.Namespace) -> int:
+    for flag, v in (("--num-train", a.num_train), ("--num-eval", a.num_eval)):
+        if v is not None and v < 2:
+            raise ValueError(f"{flag} must be at least 2, got {v}")
+    if a.threads is not None and a.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {a.threads}")
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        if a.threads is not None:
+            torch.set_num_threads(a.threads)
+        return _run(a)
+    finally:
+        torch.set_num_threads(threads)  # as found, for a caller of main() in its own process
+
+
+def _run(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vaekit.data import ground_truth
     from vaekit.evaluation.disentanglement import draw_disentanglement_figures, evaluate_disentanglement
     from vaekit.runs import load_run
-    from vaekit.utils import atomic_write_text
-
-    for flag, v in (("--num-train", a.num_train), ("--num-eval", a.num_eval)):
-        if v is not None and v < 2:
-            raise ValueError(f"{flag} must be at least 2, got {v}")
     from vaekit.tuning import tune_malloc
+    from vaekit.utils import atomic_write_text
 
     tune_malloc()  # encoding the whole grid in batches of 1,024: buffers above 32 MiB stay in the heap
     cfg, model, _ = load_run(a.run_dir, a.checkpoint, a.device)
     truth = ground_truth(cfg.data.name, path=cfg.data.path, data_dir=a.data_dir or cfg.data.dir)
     res = evaluate_disentanglement(model, truth, seed=a.seed, metrics=a.metrics, num_train=a.num_train,
-                                   num_eval=a.num_eval)
+                                   num_eval=a.num_eval, workers=a.threads)
     res["run"] = str(a.run_dir)
     if not a.no_figures:
         out = Path(a.figures) if a.figures else Path(a.run_dir) / "figures"

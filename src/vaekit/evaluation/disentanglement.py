@@ -42,10 +42,12 @@ def factor_dimensions(model: nn.Module, truth, n: int = 10000, seed: int = 0) ->
 
 
 def evaluate_disentanglement(model: nn.Module, truth, *, seed: int = 0, metrics: Sequence[str] = METRICS,
-                             num_train: int | None = None, num_eval: int | None = None) -> dict[str, Any]:
-    """Every metric's numbers plus the code-factor matrix (``factor_dimensions``)."""
+                             num_train: int | None = None, num_eval: int | None = None,
+                             workers: int | None = None) -> dict[str, Any]:
+    """Every metric's numbers plus the code-factor matrix (``factor_dimensions``); workers: DCI's processes
+    (None: one per core)."""
     scores = disentanglement_scores(truth, _represent(model), seed=seed, metrics=metrics, num_train=num_train,
-                                    num_eval=num_eval, device=model_device(model))
+                                    num_eval=num_eval, device=model_device(model), workers=workers)
     return {"metrics": scores, "sizes": {"num_train": num_train or 10000, "num_eval": num_eval or 5000},
             "seed": seed, "codes": factor_dimensions(model, truth, n=min(num_train or 10000, 10000), seed=seed)}
 

@@ -59,7 +59,7 @@ def observations_drawn(name: str, sizes: dict) -> int:
 def disentanglement_scores(data, represent: Representation, *, seed: int = 0, metrics: Sequence[str] = METRICS,
                            num_train: int | None = None, num_eval: int | None = None,
                            device: str | torch.device = "cpu", batch_size: int = 256,
-                           progress: bool = True) -> dict:
+                           progress: bool = True, workers: int | None = None) -> dict:
     """{metric: {score: value, ..., "seconds": s}} for each named metric, every one from its own seeded
     sampler (the same seed gives the same numbers whichever metrics are asked for). Where the data say their
     observations are a function of the factors (``deterministic_images``), the metrics share one ``CodeCache``:
@@ -67,7 +67,7 @@ def disentanglement_scores(data, represent: Representation, *, seed: int = 0, me
     reuse; ``"encoded"`` says how many observations each encoded). When the metrics will draw at least
     ``FILL_FROM`` times as many observations as the grid holds (dSprites at the default sizes: 2.9 M draws of
     737,280 images), every observation is encoded once first, in batches of ``FILL_BATCH``, with a progress bar;
-    the first metric's "seconds" include that."""
+    the first metric's "seconds" include that. workers: DCI's processes (``scores.dci``; None: one per core)."""
     unknown = [m for m in metrics if m not in _FNS]
     if unknown:
         raise ValueError(f"unknown disentanglement metric(s) {unknown}; choose from {', '.join(METRICS)}")
@@ -86,7 +86,7 @@ def disentanglement_scores(data, represent: Representation, *, seed: int = 0, me
             fill = False
         s = Sampler(data, represent, seed=seed + 1000 * METRICS.index(name), device=device, batch_size=batch_size,
                     cache=cache)
-        res = _FNS[name](s, **_sizes(name, num_train, num_eval))
+        res = _FNS[name](s, **_sizes(name, num_train, num_eval), **({"workers": workers} if name == "dci" else {}))
         out[name] = {**res, "seconds": round(time.perf_counter() - t0, 2)}
         if cache is not None:
             out[name]["encoded"] = cache.encoded - before

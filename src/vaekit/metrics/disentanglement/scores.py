@@ -127,25 +127,70 @@ def dci_from_importance(r: np.ndarray) -> tuple[float, float]:
     return float(np.sum(per_code * code_w)), float(np.sum(per_factor * factor_w))
 
 
-def dci(s: Sampler, num_train: int = 10000, num_test: int = 5000) -> dict:
+_MAX_INT = np.iinfo(np.int32).max  # scikit-learn's bound for the one seed each tree draws
+_DCI_TREES = 100  # GradientBoostingClassifier's default n_estimators, which disentanglement_lib keeps
+
+
+def _advanced(state: tuple, draws: int) -> np.random.RandomState:
+    """A RandomState at ``state`` after ``draws`` tree seeds: where a shared random state stands when a later
+    factor's classifier starts (each tree draws exactly one randint(0, MAX_INT); checked by the tests)."""
+    rs = np.random.RandomState()
+    rs.set_state(state)
+    for _ in range(draws):
+        rs.randint(0, _MAX_INT)
+    return rs
+
+
+def _dci_factor(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                rs: np.random.RandomState) -> tuple[np.ndarray, float, float]:
+    """One factor's gradient-boosted trees: (|importance| per code (D,), train accuracy, test accuracy)."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    gb = GradientBoostingClassifier(n_estimators=_DCI_TREES, random_state=rs).fit(x, y)
+    return np.abs(gb.feature_importances_), float(np.mean(gb.predict(x) == y)), float(np.mean(gb.predict(x_test) == y_test))
+
+
+def dci(s: Sampler, num_train: int = 10000, num_test: int = 5000, workers: int | None = None) -> dict:
     """DCI (Eastwood & Williams 2018): gradient-boosted trees predict each factor from the codes; R_jk =
     |feature importance| of code j for factor k. Disentanglement: sum_j rho_j (1 - H_K(P_j.)) with rho_j code j's
-    share of importance; completeness: sum_k rho_k (1 - H_D(P_.k)); informativeness: the trees' accuracy."""
-    from sklearn.ensemble import GradientBoostingClassifier
+    share of importance; completeness: sum_k rho_k (1 - H_D(P_.k)); informativeness: the trees' accuracy.
+
+    disentanglement_lib fits the factors one after another on one shared random state. Each tree draws exactly
+    one seed from it, so factor k's classifier starts from that state advanced by the earlier factors' trees
+    (100 per class, or 100 for two classes): the factors are fitted in ``workers`` processes (default: one per
+    available core, at most one per factor), largest first, with the values of the one-process loop, and the
+    shared state is left where that loop leaves it."""
+    import os
 
     mus, ys = codes_of(s, num_train)
     mus_t, ys_t = codes_of(s, num_test)
     d, k = mus.shape[0], ys.shape[0]
-    r = np.zeros((d, k))
-    acc_tr, acc_te = [], []
-    for j in range(k):
-        gb = GradientBoostingClassifier(random_state=s.random_state).fit(mus.T, ys[j])
-        r[:, j] = np.abs(gb.feature_importances_)
-        acc_tr.append(np.mean(gb.predict(mus.T) == ys[j]))
-        acc_te.append(np.mean(gb.predict(mus_t.T) == ys_t[j]))
+    trees = [_DCI_TREES * (n if n > 2 else 1) for n in (len(np.unique(ys[j])) for j in range(k))]
+    start = s.random_state.get_state()
+    states = [_advanced(start, sum(trees[:j])) for j in range(k)]  # where the one-process loop starts factor j
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(int(workers), k))
+    args = [(mus.T, ys[j], mus_t.T, ys_t[j], states[j]) for j in range(k)]
+    if workers == 1:
+        out = [_dci_factor(*a) for a in args]
+    else:  # fresh processes, shut down before returning; forked where the platform can (as a DataLoader's
+        # workers are), so a caller's script without a __main__ guard is not run again in each of them
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if fork else None)
+        order = sorted(range(k), key=lambda j: -trees[j])  # the largest first: the workers finish together
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = {j: pool.submit(_dci_factor, *args[j]) for j in order}
+            out = [futures[j].result() for j in range(k)]
+    s.random_state.set_state(_advanced(start, sum(trees)).get_state())
+    r = np.stack([o[0] for o in out], axis=1)  # (D, K)
     dis, comp = dci_from_importance(r)
     return {"dci_disentanglement": dis, "dci_completeness": comp,
-            "dci_informativeness_train": float(np.mean(acc_tr)), "dci_informativeness_test": float(np.mean(acc_te))}
+            "dci_informativeness_train": float(np.mean([o[1] for o in out])),
+            "dci_informativeness_test": float(np.mean([o[2] for o in out]))}
 
 
 def modularity_from_mi(mi: np.ndarray) -> float:
