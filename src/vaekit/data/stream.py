@@ -50,11 +50,17 @@ class ImageSpec:
 
 
 _COMPRESSED_TAR = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-# Open archives, per process: a worker forked from the training process must not share the parent's file offset,
-# so a handle opened before the fork is never used after it.
-_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
-_TAR_FILES: dict[tuple[int, str], object] = {}
-_TAR_INDEX: dict[str, dict[str, tuple[int, int]]] = {}  # archive -> {member: (data offset, size)}; plain data
+# Open archives, per process and per version of the file (a rewritten archive is opened again): a worker forked
+# from the training process must not share the parent's file offset, so a handle opened before the fork is never
+# used after it. Keys (pid, path, mtime_ns, size); the tar index is plain data, shared.
+_ZIPS: dict[tuple, zipfile.ZipFile] = {}
+_TAR_FILES: dict[tuple, object] = {}
+_TAR_INDEX: dict[tuple, dict[str, tuple[int, int]]] = {}  # (path, mtime_ns, size) -> {member: (data offset, size)}
+
+
+def _version(archive: str) -> tuple[str, int, int]:
+    st = os.stat(archive)
+    return archive, st.st_mtime_ns, st.st_size
 
 
 def archive_kind(path: str | Path) -> str | None:
@@ -77,14 +83,15 @@ def _strip_dot(name: str) -> str:
 
 def _tar_index(archive: str) -> dict[str, tuple[int, int]]:
     """{member name: (offset of its data, size)} of the regular files in an uncompressed tar, from its headers."""
-    if archive not in _TAR_INDEX:
+    version = _version(archive)
+    if version not in _TAR_INDEX:
         try:
             with tarfile.open(archive, "r:") as t:
                 # members stored as "./a/1.png" (tar -C dir .) are named "a/1.png", as in a zip
-                _TAR_INDEX[archive] = {_strip_dot(m.name): (m.offset_data, m.size) for m in t if m.isfile()}
+                _TAR_INDEX[version] = {_strip_dot(m.name): (m.offset_data, m.size) for m in t if m.isfile()}
         except (tarfile.TarError, OSError) as e:
             raise ValueError(f"could not read {archive} as a .tar archive ({e}); the file is damaged") from None
-    return _TAR_INDEX[archive]
+    return _TAR_INDEX[version]
 
 
 def _open_bytes(name: str):
@@ -93,7 +100,7 @@ def _open_bytes(name: str):
     if ARCHIVE_SEP not in name:
         return name
     archive, member = name.split(ARCHIVE_SEP, 1)
-    key = (os.getpid(), archive)
+    key = (os.getpid(), *_version(archive))
     if archive.lower().endswith(".tar"):
         offset, size = _tar_index(archive)[member]
         if key not in _TAR_FILES:
