@@ -194,4 +194,4 @@ def test_the_samples_figure_names_what_each_prior_draws(tmp_path):
     assert "sphere" in describe_prior_draws(svae) and "N(0" not in describe_prior_draws(svae)
     ladder = build_family(ModelConfig(family="ladder", latent_dims=[2, 3], hidden=[8, 8]), SHAPE)
     top = ladder.layout.top_down()[0].name
-    assert describe_prior_draws(ladder) == f"{top} ~ N(0, T² I); each group below ~ N(μ_p, (T σ_p)²) given its parent"
+    assert describe_prior_draws(ladder) == f"{top} ~ N(0, T² I); each lower group ~ N(μ_p, (T σ_p)²) given its parent"

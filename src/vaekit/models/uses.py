@@ -197,12 +197,12 @@ def describe_prior_draws(model: Any) -> str:
                 p = model.group_prior(g.name, {})
             if gaussian_prior(p):
                 std = bool((p.mean == 0).all() and (p.stddev == 1).all())
-                words.append(f"{g.name} ~ N(0, T² I)" if std else f"{g.name} ~ N(μ, T² σ²) (its learned prior)")
+                words.append(f"{g.name} ~ N(0, T² I)" if std else f"{g.name} ~ N(μ, T² σ²), learned")
             else:
                 words.append(f"{g.name}: {getattr(p, 'temperature_note', f'its {type(p).__name__} prior (T = 1 only)')}")
     if below:
-        words.append("each group below ~ N(μ_p, (T σ_p)²) given its parent" if GAUSSIAN_PRIOR in model.capabilities
-                     else "each group below from its prior given its parent")
+        words.append("each lower group ~ N(μ_p, (T σ_p)²) given its parent" if GAUSSIAN_PRIOR in model.capabilities
+                     else "each lower group from its prior given its parent")
     return "; ".join(words)
 
 

@@ -117,8 +117,12 @@ def manifold_latents(values: np.ndarray, dims: tuple[int, int], latent_dim: int,
     return z.reshape(n * n, latent_dim)
 
 
-def _title(fig: Any, text: str) -> None:
-    fig.text(0.5, 1 - 12 / (fig.get_size_inches()[1] * fig.dpi), text, ha="center", va="top", fontsize=11)
+def _title(fig: Any, text: str, sub: str | None = None) -> None:
+    """The figure's title 12 px from the top; ``sub``, if given, a smaller line under it (above the panels')."""
+    h = fig.get_size_inches()[1] * fig.dpi
+    fig.text(0.5, 1 - 12 / h, text, ha="center", va="top", fontsize=11)
+    if sub:
+        fig.text(0.5, 1 - 29 / h, sub, ha="center", va="top", fontsize=8)
 
 
 def plot_reconstructions(model: Any, x: torch.Tensor, path: str | Path, n: int = 32, ncol: int = 8,
@@ -169,7 +173,7 @@ def plot_samples(model: Any, path: str | Path, n: int = 64, ncol: int = 8,
             ax.set_title(f"temperature T = {t:g}")
         from vaekit.models.uses import describe_prior_draws
 
-        _title(fig, f"Samples from the prior: decoder means at {describe_prior_draws(model)}")
+        _title(fig, "Samples from the prior: decoder means", describe_prior_draws(model))
         return save_png(fig, path)
 
 
