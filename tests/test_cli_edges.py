@@ -106,9 +106,12 @@ def test_a_stopped_training_names_its_last_step_and_the_resume_command(tmp_path,
 
     env = {**os.environ, "PYTHONPATH": str(Path(vaekit.__file__).parents[1])}
     run_dir = tmp_path / "run"
+    # Ctrl-C as a terminal delivers it: SIGINT at its default in the child, whatever the test process inherited
+    # (a SIGINT ignored here would be ignored in the child, which Python then never turns into KeyboardInterrupt)
     p = subprocess.Popen([sys.executable, "-m", "vaekit.cli", "train", "--quiet", "--out", str(run_dir),
                           "train.steps=1000000", "train.val_every=5", "train.checkpoint_every=5", "model.hidden=[8]",
-                          "model.latent_dim=2"], stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                          "model.latent_dim=2"], stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (run_dir / "last.json").is_file():
