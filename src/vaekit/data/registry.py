@@ -170,14 +170,14 @@ def _load_image_folder(req: LoadRequest) -> DataSplits:
     if req.storage == "mmap":
         raise ValueError("data.storage=mmap reads .npy arrays; an image folder is read with storage=stream or "
                          "memory (or convert it once: vaekit datasets --prepare PATH)")
-    if req.storage in ("stream", "auto"):
+    archive = archive_kind(req.path) is not None
+    if req.storage in ("stream", "auto") or archive:
         rows, y = stream_rows(req.path, image_size=req.image_size, grayscale=req.grayscale, workers=req.workers,
                               on_error=req.on_error)
-        if req.storage == "stream" or len(rows) * int(np.prod(rows.shape[1:])) > req.memory_limit_mb * 2**20:
+        if req.storage == "stream" or (req.storage == "auto" and
+                                       len(rows) * int(np.prod(rows.shape[1:])) > req.memory_limit_mb * 2**20):
             return _rows_split(rows, y, req, str(req.path))
-    if archive_kind(req.path) is not None:  # a .zip or .tar held in memory: decoded once by the stream's workers
-        rows, y = stream_rows(req.path, image_size=req.image_size, grayscale=req.grayscale, workers=req.workers,
-                              on_error=req.on_error)
+    if archive:  # a .zip or .tar held in memory: decoded once by the stream's workers
         parts = list(rows.iter_uint8(1024))
         x = np.concatenate([xb for xb, _, _ in parts]) if parts else np.zeros((0, *rows.shape[1:]), np.uint8)
         if y is not None:

@@ -166,12 +166,13 @@ def dci(s: Sampler, num_train: int = 10000, num_test: int = 5000, workers: int |
     mus_t, ys_t = codes_of(s, num_test)
     d, k = mus.shape[0], ys.shape[0]
     trees = [_DCI_TREES * (n if n > 2 else 1) for n in (len(np.unique(ys[j])) for j in range(k))]
-    start = s.random_state.get_state()
-    states = [_advanced(start, sum(trees[:j])) for j in range(k)]  # where the one-process loop starts factor j
+    states = [s.random_state.get_state()]  # where the one-process loop starts factor j, then where it ends
+    for n in trees:
+        states.append(_advanced(states[-1], n).get_state())
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = max(1, min(int(workers), k))
-    args = [(mus.T, ys[j], mus_t.T, ys_t[j], states[j]) for j in range(k)]
+    args = [(mus.T, ys[j], mus_t.T, ys_t[j], _advanced(states[j], 0)) for j in range(k)]
     if workers == 1:
         out = [_dci_factor(*a) for a in args]
     else:  # fresh processes, shut down before returning; forked where the platform can (as a DataLoader's
@@ -185,7 +186,7 @@ def dci(s: Sampler, num_train: int = 10000, num_test: int = 5000, workers: int |
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             futures = {j: pool.submit(_dci_factor, *args[j]) for j in order}
             out = [futures[j].result() for j in range(k)]
-    s.random_state.set_state(_advanced(start, sum(trees)).get_state())
+    s.random_state.set_state(states[k])
     r = np.stack([o[0] for o in out], axis=1)  # (D, K)
     dis, comp = dci_from_importance(r)
     return {"dci_disentanglement": dis, "dci_completeness": comp,
