@@ -97,7 +97,11 @@ def jsb(args) -> dict:
     data = load_data("jsb-chorales")
     torch.manual_seed(args.seed)
     sizes = ({"latent_dim": 100, "transition_dim": 200, "emission_dim": 100, "rnn_dim": 600} if args.family == "dmm"
-             else {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128})
+             else {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128, "dropout": args.dropout})
+    sizes.update({k: v for k, v in (("latent_dim", args.latent_dim), ("rnn_dim", args.rnn_dim),
+                                    ("phi_dim", args.phi_dim)) if v is not None})
+    if args.dropout and args.family != "vrnn":
+        raise SystemExit("--dropout is an option of the VRNN (--family vrnn)")
     if args.iaf_steps:
         if args.family != "dmm":
             raise SystemExit("--iaf-steps is an option of the DMM (--family dmm)")
@@ -205,6 +209,10 @@ def main() -> None:
     ap.add_argument("--family", choices=["dmm", "vrnn"], default="dmm", help="jsb: the sequence family")
     ap.add_argument("--iaf-steps", type=int, default=0, help="jsb/chorales: IAF steps on the DMM's posterior")
     ap.add_argument("--iaf-dim", type=int, default=100, help="jsb/chorales: width of each IAF step's MADE")
+    ap.add_argument("--latent-dim", type=int, default=None, help="jsb: size of z_t (DMM 100, VRNN 16)")
+    ap.add_argument("--rnn-dim", type=int, default=None, help="jsb: RNN state size (DMM 600, VRNN 128)")
+    ap.add_argument("--phi-dim", type=int, default=None, help="jsb, VRNN: width of its feature and head nets (128)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="jsb, VRNN: model.dropout (phi_x and emission net)")
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -179,3 +179,28 @@ def test_sequence_families_refuse_non_sequence_data():
     bad[0, 2, -1] = 1  # a gap in the mask
     with pytest.raises(ValueError, match="the last feature of sequence data must be the step mask"):
         model.check_input(bad)
+
+
+def test_vrnn_dropout_acts_in_training_only_and_is_checked():
+    from vaekit.options import ConfigError
+
+    torch.manual_seed(0)
+    seqs = [(torch.rand(n, 4) > 0.5).float().numpy() for n in (5, 3)]
+    x = torch.from_numpy(pack_sequences(seqs, 6))
+    plain = build_family(ModelConfig(family="vrnn", latent_dim=3, rnn_dim=8, phi_dim=8, likelihood="bernoulli"),
+                         (6, 5))
+    dropped = build_family(ModelConfig(family="vrnn", latent_dim=3, rnn_dim=8, phi_dim=8, likelihood="bernoulli",
+                                       dropout=0.5), (6, 5))
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.5 for m in dropped.modules())
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    # in eval mode, at q's means, the dropped model is deterministic; in training mode two passes differ
+    dropped.eval()
+    with torch.no_grad():
+        a, b = dropped.posteriors(x)["z"].mean, dropped.posteriors(x)["z"].mean
+    assert torch.equal(a, b)
+    dropped.train()
+    with torch.no_grad():
+        c, d = dropped.posteriors(x)["z"].mean, dropped.posteriors(x)["z"].mean
+    assert not torch.equal(c, d)
+    with pytest.raises(ConfigError, match="dropout"):
+        build_family(ModelConfig(family="vrnn", dropout=1.0), (6, 5))

@@ -325,6 +325,8 @@ class VRNNOptions:
     rnn_dim: int = option(128, doc="state size of the GRU", min=1)
     phi_dim: int = option(128, doc="width of the feature nets phi_x, phi_z and of the prior/encoder/decoder MLPs",
                           min=1)
+    dropout: float = option(0.0, doc="dropout after the hidden layers of phi_x and of the emission net (training "
+                            "only)", min=0, lt=1)
 
 
 @register_family("vrnn", VRNNOptions, "variational RNN (Chung et al. 2015): a latent per step of a GRU, prior "
@@ -332,7 +334,8 @@ class VRNNOptions:
 def _vrnn(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.vrnn import VRNN
 
-    return _sequence_model(lambda lik: VRNN(data_shape, lik, m.latent_dim, m.rnn_dim, m.phi_dim, act=m.act), m,
+    return _sequence_model(lambda lik: VRNN(data_shape, lik, m.latent_dim, m.rnn_dim, m.phi_dim, act=m.act,
+                                            dropout=m.dropout), m,
                            data_shape)
 
 

@@ -28,16 +28,19 @@ __all__ = ["VRNN"]
 
 
 class VRNN(SequenceModel):
-    """Variational RNN on packed sequences (B, T, D + 1); one latent path "z" (T, D_z)."""
+    """Variational RNN on packed sequences (B, T, D + 1); one latent path "z" (T, D_z).
+
+    ``dropout`` > 0 drops units after the hidden layers of phi_x and of the emission net, in training mode only
+    (Srivastava et al. 2014): with 229 training chorales the model overfits without it."""
 
     def __init__(self, data_shape: Sequence[int], likelihood: Likelihood, z_dim: int = 16, rnn_dim: int = 128,
-                 hidden: int = 128, act: str = "relu") -> None:
+                 hidden: int = 128, act: str = "relu", dropout: float = 0.0) -> None:
         super().__init__(data_shape, likelihood, z_dim)
-        self.phi_x = MLP(self.D, [hidden], hidden, act=act, final_act=True)
+        self.phi_x = MLP(self.D, [hidden], hidden, act=act, final_act=True, dropout=dropout)
         self.phi_z = MLP(z_dim, [], hidden, act=act, final_act=True)
         self.prior = MLP(rnn_dim, [hidden], 2 * z_dim, act=act)
         self.enc = MLP(hidden + rnn_dim, [hidden], 2 * z_dim, act=act)
-        self.dec = MLP(hidden + rnn_dim, [hidden], likelihood.params_per_channel * self.D, act=act)
+        self.dec = MLP(hidden + rnn_dim, [hidden], likelihood.params_per_channel * self.D, act=act, dropout=dropout)
         self.cell = nn.GRUCell(2 * hidden, rnn_dim)
         self.h0 = nn.Parameter(torch.zeros(rnn_dim))
 
