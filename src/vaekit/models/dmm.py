@@ -107,13 +107,15 @@ class DMM(SequenceModel):
         (else None). q_loc, q_scale are the base Gaussian's; z is the flow's output (a padded step: no flow)."""
         values, mask = split_steps(x)
         L = self.observed_steps(mask)
-        h = self.encoder(values[:, :L], mask[:, :L])  # (B, L, H)
+        # the steps as views of one unbind: its backward stacks the L gradients once, where indexing h[:, t] would
+        # fill and add a zero (B, L, H) tensor per step (quadratic in L)
+        h = self.encoder(values[:, :L], mask[:, :L]).unbind(1)  # L x (B, H)
         lead = (x.shape[0],) if n_samples is None else (int(n_samples), x.shape[0])
         z_prev_p, z_prev_q = self.z_0.expand(*lead, -1), self.z_q_0.expand(*lead, -1)
         out: list[list[torch.Tensor]] = [[], [], [], [], [], []]
         for t in range(L):
             p_loc, p_scale = self.transition(z_prev_p)  # (*lead, Dz)
-            q_loc, q_scale = self.combiner(z_prev_q, h[:, t])
+            q_loc, q_scale = self.combiner(z_prev_q, h[t])
             observed = mask[:, t, None] > 0  # (B, 1): a padded step takes q = p
             q_loc, q_scale = torch.where(observed, q_loc, p_loc), torch.where(observed, q_scale, p_scale)
             z = q_loc + q_scale * torch.randn_like(q_loc) if sample else q_loc

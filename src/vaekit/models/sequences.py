@@ -30,7 +30,6 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from vaekit.likelihoods.base import Likelihood
 from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout, ModelOutput
@@ -94,8 +93,10 @@ class SequenceEmission(Independent):
 
 
 class BackwardRNN(nn.Module):
-    """h_t = RNN(x_t, h_{t+1}) run from each sequence's last observed step back to its first (packed, so the
-    padding never enters): h_t summarises x_{t:T} (Krishnan et al. 2017, Sec. 4, the "ST-R" inference network)."""
+    """h_t = RNN(x_t, h_{t+1}) run from each sequence's last observed step back to its first: h_t summarises
+    x_{t:T} (Krishnan et al. 2017, Sec. 4, the "ST-R" inference network). Each sequence is reversed within its
+    length, so its padding comes after its steps and never reaches them; the RNN runs on the padded tensor (on CPU
+    a packed sequence's backward costs a (sum of lengths, H) fill and add per step, quadratic in T)."""
 
     def __init__(self, d_in: int, hidden: int, cell: str = "rnn") -> None:
         super().__init__()
@@ -109,9 +110,8 @@ class BackwardRNN(nn.Module):
         t = torch.arange(T, device=values.device)
         idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T): reverse within the length
         rev = values.gather(1, idx.unsqueeze(-1).expand_as(values))
-        packed = pack_padded_sequence(rev, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed, self.h0.expand(1, B, -1).contiguous())
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, H), zeros at padding
+        out, _ = self.rnn(rev, self.h0.expand(1, B, -1).contiguous())  # (B, T, H)
+        out = out * (t < lengths[:, None]).unsqueeze(-1).to(out.dtype)  # zeros at the padding
         return out.gather(1, idx.unsqueeze(-1).expand_as(out))
 
 

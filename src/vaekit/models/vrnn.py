@@ -60,12 +60,12 @@ class VRNN(SequenceModel):
         (q_loc, q_scale, p_loc, p_scale, z (*lead, L, D_z), emitter output (*lead, L, P))."""
         values, mask = split_steps(x)
         L = self.observed_steps(mask)
-        fx_all = self.phi_x(values[:, :L])  # (B, L, Hx)
+        fx_all = self.phi_x(values[:, :L]).unbind(1)  # L x (B, Hx): one unbind, not a (B, L, Hx) gradient per step
         lead = (x.shape[0],) if n_samples is None else (int(n_samples), x.shape[0])
         h = self.h0.expand(*lead, -1)
         out: list[list[torch.Tensor]] = [[], [], [], [], [], []]
         for t in range(L):
-            fx = fx_all[:, t]  # (B, Hx)
+            fx = fx_all[t]  # (B, Hx)
             p_loc, p_scale = self._gauss(self.prior(h))  # (*lead, Dz)
             q_loc, q_scale = self._gauss(self.enc(torch.cat([fx.expand(*lead, -1), h], -1)))
             observed = mask[:, t, None] > 0  # (B, 1): a padded step takes q = p
