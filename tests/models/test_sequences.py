@@ -204,3 +204,20 @@ def test_vrnn_dropout_acts_in_training_only_and_is_checked():
     assert not torch.equal(c, d)
     with pytest.raises(ConfigError, match="dropout"):
         build_family(ModelConfig(family="vrnn", dropout=1.0), (6, 5))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_backward_rnn_summarises_each_sequence_alone_from_its_end(cell):
+    from vaekit.models.sequences import BackwardRNN
+
+    torch.manual_seed(0)
+    enc = BackwardRNN(4, 6, cell).double()
+    lengths = [7, 2, 5, 1]
+    x = torch.randn(4, 7, 4, dtype=torch.float64)
+    mask = (torch.arange(7)[None] < torch.tensor(lengths)[:, None]).double()
+    x[mask == 0] = 9.0  # values at the padding must not reach any step
+    h = enc(x, mask)  # (B, T, H)
+    for b, n in enumerate(lengths):  # the RNN run on x_n, x_{n-1}, ..., x_1 of this sequence alone
+        out, _ = enc.rnn(x[b : b + 1, :n].flip(1), enc.h0.expand(1, 1, -1).contiguous())
+        torch.testing.assert_close(h[b, :n], out[0].flip(0))
+        assert torch.count_nonzero(h[b, n:]) == 0
