@@ -16,6 +16,8 @@ over the in-memory tensors (a bench of the model, not of the trainer). One threa
           --iaf-steps K: K inverse autoregressive flow steps on each step's posterior (model.iaf_steps; Pyro's
           --num-iafs, its table's 6.80 with K = 2), MADE width --iaf-dim (100).
   chorales  new chorales from the DMM that ``jsb --save`` wrote: piano-roll figure and MIDI files (mido).
+  steptime  CPU seconds of one DMM training step with the padded and with a packed backward RNN, and of one
+          epoch in random and in length-bucketed batches (--reps repetitions, medians).
 
 Usage: python bench/sequences.py jsb --cpu-seconds 1200 [--epochs N] [--iaf-steps 2] [--save dmm.safetensors]
        python bench/sequences.py chorales --load dmm.safetensors --figure chorales.png
@@ -230,9 +232,74 @@ def mmnist(args) -> dict:
     return out
 
 
+def _packed_encoder(enc):
+    """The backward RNN as a packed sequence (the reference the padded one replaced; equal outputs)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    def forward(values, mask):
+        B, T, _ = values.shape
+        lengths = mask.sum(1).long().clamp(min=1)
+        t = torch.arange(T)
+        idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+        rev = values.gather(1, idx.unsqueeze(-1).expand_as(values))
+        packed = pack_padded_sequence(rev, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = enc.rnn(packed, enc.h0.expand(1, B, -1).contiguous())
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        return out.gather(1, idx.unsqueeze(-1).expand_as(out))
+
+    return forward
+
+
+def steptime(args) -> dict:
+    """CPU seconds of one training step (forward + backward) of the DMM at Pyro's sizes on the 20 longest
+    training chorales (129 steps), with the library's backward RNN (padded) and with a packed one, and of one
+    training epoch (229 chorales, batches of 20) in random order and length-bucketed. Medians of --reps."""
+    data = load_data("jsb-chorales")
+    torch.manual_seed(args.seed)
+    model = build_family(ModelConfig(family="dmm", likelihood="bernoulli"), data.shape)
+    x = data.train.x
+    longest = x[torch.argsort(lengths_of(x))[-args.batch:]]
+
+    def cpu(fn) -> float:
+        fn()
+        times = []
+        for _ in range(args.reps):
+            t = time.process_time()
+            fn()
+            times.append(time.process_time() - t)
+        return sorted(times)[len(times) // 2]
+
+    def step(xb):
+        ELBO()(model, xb).loss.backward()
+
+    out = {"step_padded_s": cpu(lambda: step(longest))}
+    padded = model.encoder.forward
+    model.encoder.forward = _packed_encoder(model.encoder)
+    out["step_packed_s"] = cpu(lambda: step(longest))
+    model.encoder.forward = padded
+    lengths = lengths_of(x)
+    g = torch.Generator().manual_seed(0)
+
+    def epoch(bucket: bool):
+        order = torch.randperm(len(x), generator=g)
+        if bucket:
+            order = order[torch.sort(lengths[order], stable=True).indices]
+        for idx in order.split(args.batch):
+            step(x[idx])
+
+    out["epoch_random_s"] = cpu(lambda: epoch(False))
+    out["epoch_bucketed_s"] = cpu(lambda: epoch(True))
+    print(f"DMM training step, 20 chorales of 129 steps: padded backward RNN {out['step_padded_s']:.3f} CPU s, "
+          f"packed {out['step_packed_s']:.3f} ({out['step_packed_s'] / out['step_padded_s']:.2f}x)")
+    print(f"DMM training epoch (229 chorales, batches of {args.batch}): random order {out['epoch_random_s']:.2f} "
+          f"CPU s, length-bucketed {out['epoch_bucketed_s']:.2f} "
+          f"({out['epoch_random_s'] / out['epoch_bucketed_s']:.2f}x)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["jsb", "mmnist", "chorales"])
+    ap.add_argument("what", choices=["jsb", "mmnist", "chorales", "steptime"])
     ap.add_argument("--epochs", type=int, default=5000)
     ap.add_argument("--family", choices=["dmm", "vrnn"], default="dmm", help="jsb: the sequence family")
     ap.add_argument("--iaf-steps", type=int, default=0, help="jsb/chorales: IAF steps on the DMM's posterior")
@@ -268,9 +335,10 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="jsb: write the trained weights (safetensors) here")
     ap.add_argument("--load", default=None, help="chorales: the weights jsb --save wrote")
     ap.add_argument("--steps", type=int, default=64, help="chorales: steps per generated chorale")
+    ap.add_argument("--reps", type=int, default=5, help="steptime: timed repetitions (the median is printed)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    out = {"jsb": jsb, "mmnist": mmnist, "chorales": chorales}[args.what](args)
+    out = {"jsb": jsb, "mmnist": mmnist, "chorales": chorales, "steptime": steptime}[args.what](args)
     out["args"] = vars(args)
     if args.json:
         from vaekit.utils import atomic_write_text
