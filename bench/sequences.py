@@ -68,6 +68,16 @@ def transpose(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
     return torch.cat([moved, mask], -1)
 
 
+def epoch_batches(n: int, lengths: torch.Tensor, batch: int, bucket: bool, g: torch.Generator) -> list:
+    """One epoch's index batches: a random order split into batches, or with ``bucket`` sequences of similar
+    length together (ties in random order) and the batches shuffled."""
+    order = torch.randperm(n, generator=g)
+    if not bucket:
+        return list(order.split(batch))
+    chunks = order[torch.sort(lengths[order], stable=True).indices].split(batch)
+    return [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
+
+
 def train(model, data, args, on_epoch) -> dict:
     # weight_decay: an L2 term added to the gradient (coupled, as Pyro's ClippedAdam); lr_decay: lr *= it per step
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.96, 0.999), weight_decay=args.weight_decay)
@@ -80,14 +90,7 @@ def train(model, data, args, on_epoch) -> dict:
         beta = min(1.0, args.min_af + (1 - args.min_af) * epoch / max(1, args.anneal_epochs))
         objective = ELBO(beta=beta)
         model.train()
-        order = torch.randperm(n, generator=g)
-        if args.bucket:  # chorales of similar length together (ties in random order), the batches shuffled
-            order = order[torch.sort(lengths[order], stable=True).indices]
-            chunks = order.split(args.batch)
-            batches = [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
-        else:
-            batches = order.split(args.batch)
-        for idx in batches:
+        for idx in epoch_batches(n, lengths, args.batch, args.bucket, g):
             xb = data.train.x[idx]
             if args.transpose:
                 xb = transpose(xb, args.transpose, g)
@@ -281,10 +284,7 @@ def steptime(args) -> dict:
     g = torch.Generator().manual_seed(0)
 
     def epoch(bucket: bool):
-        order = torch.randperm(len(x), generator=g)
-        if bucket:
-            order = order[torch.sort(lengths[order], stable=True).indices]
-        for idx in order.split(args.batch):
+        for idx in epoch_batches(len(x), lengths, args.batch, bucket, g):
             step(x[idx])
 
     out["epoch_random_s"] = cpu(lambda: epoch(False))

@@ -31,7 +31,8 @@ class VRNN(SequenceModel):
     """Variational RNN on packed sequences (B, T, D + 1); one latent path "z" (T, D_z).
 
     ``dropout`` > 0 drops units after the hidden layers of phi_x and of the emission net, in training mode only
-    (Srivastava et al. 2014): with 229 training chorales the model overfits without it."""
+    (Srivastava et al. 2014). On JSB Chorales it slowed learning without narrowing the train/validation gap
+    (docs/results/sequences.md)."""
 
     def __init__(self, data_shape: Sequence[int], likelihood: Likelihood, z_dim: int = 16, rnn_dim: int = 128,
                  hidden: int = 128, act: str = "relu", dropout: float = 0.0) -> None:
