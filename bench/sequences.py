@@ -12,7 +12,8 @@
 The objective is vaekit's ELBO (``vaekit.objectives.ELBO``) on the model contract, the loop a plain Adam loop
 over the in-memory tensors (a bench of the model, not of the trainer). One thread.
 
-          --family vrnn: a variational RNN instead (z 16, GRU 128, feature nets 128).
+          --family vrnn: a variational RNN instead (z 16, GRU 128, feature nets 128); --family srnn: a stochastic
+          RNN (Fraccaro et al. 2016; z 100, GRUs 300, nets 500: the paper's music setting).
           --iaf-steps K: K inverse autoregressive flow steps on each step's posterior (model.iaf_steps; Pyro's
           --num-iafs, its table's 6.80 with K = 2), MADE width --iaf-dim (100).
   chorales  new chorales from the DMM that ``jsb --save`` wrote: piano-roll figure and MIDI files (mido).
@@ -100,7 +101,7 @@ def train(model, data, args, on_epoch) -> dict:
             if args.clip_value:  # elementwise, as Pyro's ClippedAdam (before its weight decay is added)
                 torch.nn.utils.clip_grad_value_(model.parameters(), args.clip_value)
             else:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
             opt.step()
             sched.step()
             steps += 1
@@ -126,12 +127,13 @@ def train(model, data, args, on_epoch) -> dict:
 def jsb(args) -> dict:
     data = load_data("jsb-chorales")
     torch.manual_seed(args.seed)
-    sizes = ({"latent_dim": 100, "transition_dim": 200, "emission_dim": 100, "rnn_dim": 600} if args.family == "dmm"
-             else {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128, "dropout": args.dropout})
+    sizes = {"dmm": {"latent_dim": 100, "transition_dim": 200, "emission_dim": 100, "rnn_dim": 600},
+             "vrnn": {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128, "dropout": args.dropout},
+             "srnn": {"latent_dim": 100, "rnn_dim": 300, "phi_dim": 500, "dropout": args.dropout}}[args.family]
     sizes.update({k: v for k, v in (("latent_dim", args.latent_dim), ("rnn_dim", args.rnn_dim),
                                     ("phi_dim", args.phi_dim)) if v is not None})
-    if args.dropout and args.family != "vrnn":
-        raise SystemExit("--dropout is an option of the VRNN (--family vrnn)")
+    if args.dropout and args.family == "dmm":
+        raise SystemExit("--dropout is an option of the VRNN and the SRNN (--family vrnn, srnn)")
     if args.iaf_steps:
         if args.family != "dmm":
             raise SystemExit("--iaf-steps is an option of the DMM (--family dmm)")
@@ -301,13 +303,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["jsb", "mmnist", "chorales", "steptime"])
     ap.add_argument("--epochs", type=int, default=5000)
-    ap.add_argument("--family", choices=["dmm", "vrnn"], default="dmm", help="jsb: the sequence family")
+    ap.add_argument("--family", choices=["dmm", "vrnn", "srnn"], default="dmm", help="jsb: the sequence family")
     ap.add_argument("--iaf-steps", type=int, default=0, help="jsb/chorales: IAF steps on the DMM's posterior")
     ap.add_argument("--iaf-dim", type=int, default=100, help="jsb/chorales: width of each IAF step's MADE")
-    ap.add_argument("--latent-dim", type=int, default=None, help="jsb: size of z_t (DMM 100, VRNN 16)")
-    ap.add_argument("--rnn-dim", type=int, default=None, help="jsb: RNN state size (DMM 600, VRNN 128)")
-    ap.add_argument("--phi-dim", type=int, default=None, help="jsb, VRNN: width of its feature and head nets (128)")
-    ap.add_argument("--dropout", type=float, default=0.0, help="jsb, VRNN: model.dropout (phi_x and emission net)")
+    ap.add_argument("--latent-dim", type=int, default=None, help="jsb: size of z_t (DMM 100, VRNN 16, SRNN 100)")
+    ap.add_argument("--rnn-dim", type=int, default=None, help="jsb: RNN state size (DMM 600, VRNN 128, SRNN 300)")
+    ap.add_argument("--phi-dim", type=int, default=None, help="jsb, VRNN/SRNN: width of the feature and head nets "
+                    "(VRNN 128, SRNN 500)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="jsb, VRNN/SRNN: model.dropout (phi_x and emission "
+                    "net)")
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--transpose", type=int, default=0, help="jsb: shift each training chorale by a random number "
@@ -315,6 +319,8 @@ def main() -> None:
     ap.add_argument("--bucket", action="store_true", help="batch sequences of similar length together (fewer "
                     "padded steps per batch: each step of the time loop costs the same for the whole batch)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--clip-norm", type=float, default=10.0, help="clip the gradient's global norm to this (the "
+                    "SRNN paper's code: 1)")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="L2 added to the gradient (Pyro's DMM: 2.0 "
                     "on a loss summed over 20 chorales, i.e. 0.1 on vaekit's mean over the batch)")
     ap.add_argument("--clip-value", type=float, default=0.0, help="clip each gradient element to +-this instead "

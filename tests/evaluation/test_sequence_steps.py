@@ -21,7 +21,7 @@ from vaekit.evaluation import evaluate, per_example_terms, per_position_terms
 from vaekit.models.registry import build_family
 from vaekit.objectives import ELBO
 
-SIZES = {"dmm": {"transition_dim": 8, "emission_dim": 8}, "vrnn": {"phi_dim": 8}}
+SIZES = {"dmm": {"transition_dim": 8, "emission_dim": 8}, "vrnn": {"phi_dim": 8}, "srnn": {"phi_dim": 8}}
 
 
 def _model(family: str, iaf_steps: int = 0, d: int = 4, t_max: int = 7, seed: int = 0):
@@ -37,7 +37,8 @@ def _batch(lengths=(5, 3, 7, 1), d: int = 4, t_max: int = 7):
     return torch.from_numpy(pack_sequences(seqs, t_max))
 
 
-@pytest.mark.parametrize("family,iaf,samples", [("dmm", 0, 1), ("dmm", 2, 3), ("vrnn", 0, 2)])
+@pytest.mark.parametrize("family,iaf,samples", [("dmm", 0, 1), ("dmm", 2, 3), ("vrnn", 0, 2),
+                                                         ("srnn", 0, 2)])
 def test_per_step_scores_sum_to_the_negative_elbo_with_the_same_draws(family, iaf, samples):
     model, x = _model(family, iaf), _batch()
     steps = per_position_terms(model, x, batch_size=3, n_samples=samples, seed=7)  # (N, T)

@@ -32,6 +32,7 @@ FAMILIES = {
     "dmm": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8),
     "dmm-iaf": dict(family="dmm", latent_dim=2, transition_dim=8, emission_dim=8, rnn_dim=8, iaf_steps=2, iaf_dim=4),
     "vrnn": dict(family="vrnn", latent_dim=2, rnn_dim=8, phi_dim=8),
+    "srnn": dict(family="srnn", latent_dim=2, rnn_dim=8, phi_dim=8),
     "vqvae": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2),  # a (1, 2) code map
     "vqvae-prior": dict(family="vqvae", hidden=[16], codebook_size=8, code_dim=2, positions=2, code_prior="transformer",
                         prior_width=8, prior_layers=1, prior_heads=2),  # log p(z) autoregressive, KL Monte Carlo
@@ -60,7 +61,7 @@ IMAGE_SHAPE = (1, 4, 4)  # the conv families
 def _shape(family: str) -> tuple[int, ...]:
     if FAMILIES[family].get("arch") == "conv":
         return IMAGE_SHAPE
-    return SEQUENCE_SHAPE if FAMILIES[family]["family"] in ("dmm", "vrnn") else SHAPE
+    return SEQUENCE_SHAPE if FAMILIES[family]["family"] in ("dmm", "vrnn", "srnn") else SHAPE
 
 
 def _data(name: str, b: int = 3, seed: int = 0, shape: tuple[int, ...] = SHAPE) -> torch.Tensor:

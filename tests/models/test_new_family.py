@@ -4,7 +4,6 @@ capability the model lacks. The toy family (tests/models/toy_family.py) is new i
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -35,6 +34,8 @@ FAMILIES = {
             "model.free_bits=0"],
     "vrnn": ["model.family=vrnn", "data.name=sines", "data.dataset_options={n: 60, t_max: 8}", "model.latent_dim=2",
              "model.rnn_dim=8", "model.phi_dim=8", "model.warmup_steps=0", "model.free_bits=0"],
+    "srnn": ["model.family=srnn", "data.name=sines", "data.dataset_options={n: 60, t_max: 8}", "model.latent_dim=2",
+             "model.rnn_dim=8", "model.phi_dim=8", "model.warmup_steps=0", "model.free_bits=0"],
     "vqvae": ["model.family=vqvae", "model.objective=vq", "model.latent_dim=10", "model.arch=conv", "model.conv_channels=[16]",
               "model.codebook_size=16", "model.code_dim=4", "model.restart_after=5", "model.warmup_steps=0",
               "model.free_bits=0"],
@@ -52,8 +53,8 @@ REFUSES = {
     ("classify", "ladder"): "classifier",
     ("embed-sample", "toy"): "continuous", ("embed-sample", "m2"): "continuous",
     ("serve", "toy"): "continuous", ("serve", "m2"): "continuous",
-    ("classify", "dmm"): "classifier", ("classify", "vrnn"): "classifier",
-    ("refine", "dmm"): "single-vector", ("refine", "vrnn"): "single-vector",
+    ("classify", "dmm"): "classifier", ("classify", "vrnn"): "classifier", ("classify", "srnn"): "classifier",
+    ("refine", "dmm"): "single-vector", ("refine", "vrnn"): "single-vector", ("refine", "srnn"): "single-vector",
     ("restore", "vqvae"): "continuous", ("inpaint", "vqvae"): "continuous", ("refine", "vqvae"): "single-vector",
     ("classify", "vqvae"): "classifier", ("embed-sample", "vqvae"): "continuous", ("serve", "vqvae"): "continuous",
     # a prior that is not Gaussian (vamp here; mog and flow take the same paths, tests/priors): draws and
@@ -70,7 +71,7 @@ REFUSES = {
 }
 # (command, family) refused for the run's data, not its model: restoration and the explorer need images (C, H, W);
 # the sequence families model (T, D + 1) sequences
-NEEDS_IMAGES = {("restore", "dmm"), ("restore", "vrnn"), ("serve", "dmm"), ("serve", "vrnn")}
+NEEDS_IMAGES = {(c, f) for c in ("restore", "serve") for f in ("dmm", "vrnn", "srnn")}
 
 
 def run(capsys, *argv):

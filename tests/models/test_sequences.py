@@ -1,6 +1,6 @@
-"""Known answers for the sequence families: on a linear-Gaussian state space model the DMM's ELBO is the sum of
-the per-step terms computed by hand, and its importance-sampled log p(x) is the Kalman filter's exact marginal
-likelihood; padded steps change nothing."""
+"""Known answers for the sequence families: on a linear-Gaussian state space model the DMM's and the SRNN's ELBO
+is the sum of the per-step terms computed by hand, and their importance-sampled log p(x) is the Kalman filter's
+exact marginal likelihood; padded steps change nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from vaekit.data.sequences import pack_sequences
 from vaekit.likelihoods import build_likelihood
 from vaekit.models.dmm import DMM
 from vaekit.models.registry import build_family
+from vaekit.models.srnn import SRNN
 from vaekit.objectives import ELBO, elbo_terms, log_weights
 
 A, S, C, R = 0.9, 0.5, 1.2, 0.4  # z_t = A z_{t-1} + S e_t, x_t = C z_t + R n_t, z_0 = 0
@@ -55,6 +56,42 @@ def linear_dmm(t_max: int) -> DMM:
     return model
 
 
+class LinearHead(nn.Module):
+    """A stand-in for the SRNN's StepHead: the context passes through, the Gaussian comes from ``fn(z_prev, c)``."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def context(self, c):
+        return c
+
+    def forward(self, z_prev, c):
+        return self.fn(z_prev, c)
+
+
+class LastFeature(nn.Module):
+    def forward(self, inputs, mask):
+        return inputs[..., -1:]  # a_t = phi(x_t) = x_t from [d_t, phi(x_t)]
+
+
+class FirstFeatureScaled(nn.Module):
+    def forward(self, v):
+        return C * v[..., :1]  # the mean of x_t from [z_t, d_t]
+
+
+def linear_srnn(t_max: int) -> SRNN:
+    """The same state space model as an SRNN: d_t is computed but ignored, the posterior's context a_t is x_t."""
+    model = SRNN((t_max, 2), build_likelihood("gaussian", (1,), sigma=R), z_dim=1, rnn_dim=1, hidden=1,
+                 residual_posterior=False).double()
+    model.phi_x, model.backward_rnn, model.dec = nn.Identity(), LastFeature(), FirstFeatureScaled()
+    model.prior = LinearHead(lambda z, c: LinearTransition()(z))
+    model.post = LinearHead(OneStepPosterior())
+    with torch.no_grad():
+        model.z0.zero_()
+    return model
+
+
 def kalman_log_marginal(x: torch.Tensor) -> float:
     """log p(x_1..x_T) of the scalar linear-Gaussian model by the Kalman filter's prediction errors."""
     m, v, total = 0.0, 0.0, 0.0
@@ -76,8 +113,9 @@ def _batch():
     return torch.from_numpy(pack_sequences([s.numpy() for s in seqs], 6)).double(), seqs
 
 
-def test_dmm_elbo_is_the_sum_of_the_per_step_terms_by_hand():
-    model = linear_dmm(6)
+@pytest.mark.parametrize("build", [linear_dmm, linear_srnn])
+def test_elbo_is_the_sum_of_the_per_step_terms_by_hand(build):
+    model = build(6)
     x, seqs = _batch()
     torch.manual_seed(4)
     with torch.no_grad():
@@ -99,8 +137,9 @@ def test_dmm_elbo_is_the_sum_of_the_per_step_terms_by_hand():
         assert float(t.kl[b]) == pytest.approx(kl, abs=1e-10)
 
 
-def test_dmm_importance_sampled_log_px_is_the_kalman_marginal_likelihood():
-    model = linear_dmm(6)
+@pytest.mark.parametrize("build", [linear_dmm, linear_srnn])
+def test_importance_sampled_log_px_is_the_kalman_marginal_likelihood(build):
+    model = build(6)
     x, seqs = _batch()
     torch.manual_seed(0)
     with torch.no_grad():
@@ -113,7 +152,7 @@ def test_dmm_importance_sampled_log_px_is_the_kalman_marginal_likelihood():
         assert float(elbo[b]) < exact - 0.005  # the bound is below it, and importance sampling closes the gap
 
 
-@pytest.mark.parametrize("family", ["dmm", "vrnn"])
+@pytest.mark.parametrize("family", ["dmm", "vrnn", "srnn"])
 def test_padded_steps_change_nothing(family):
     torch.manual_seed(0)
     model = build_family(ModelConfig(family=family, latent_dim=3, likelihood="bernoulli", rnn_dim=8,
@@ -149,7 +188,7 @@ def test_padded_steps_change_nothing(family):
     assert torch.count_nonzero(ratio[1, 3:]) == 0 and torch.count_nonzero(ratio[0, 5:]) == 0
 
 
-@pytest.mark.parametrize("family", ["dmm", "vrnn"])
+@pytest.mark.parametrize("family", ["dmm", "vrnn", "srnn"])
 def test_sequence_uses_sampling_and_prior_units_round_trip(family):
     from vaekit.models.uses import from_prior_units, sample_latents, to_prior_units
 
@@ -221,3 +260,50 @@ def test_backward_rnn_summarises_each_sequence_alone_from_its_end(cell):
         out, _ = enc.rnn(x[b : b + 1, :n].flip(1), enc.h0.expand(1, 1, -1).contiguous())
         torch.testing.assert_close(h[b, :n], out[0].flip(0))
         assert torch.count_nonzero(h[b, n:]) == 0
+
+
+def _srnn(**options) -> SRNN:
+    torch.manual_seed(0)
+    return build_family(ModelConfig(family="srnn", latent_dim=2, rnn_dim=4, phi_dim=5, likelihood="bernoulli",
+                                    **options), (6, 4)).double().eval()
+
+
+def test_srnn_state_sees_the_past_and_its_posterior_the_future():
+    model = _srnn()
+    x = torch.from_numpy(pack_sequences([(torch.rand(6, 3) > 0.5).double().numpy()], 6)).double()
+    y = x.clone()
+    y[0, 3, :-1] = 1 - y[0, 3, :-1]  # other notes at step 3
+    with torch.no_grad():
+        d_x, d_y = model._past(x[..., :-1])[0], model._past(y[..., :-1])[0]  # (1, 6, 4)
+        q_x, q_y = model.posteriors(x)["z"].mean, model.posteriors(y)["z"].mean  # (1, 6, 2)
+    assert torch.equal(d_x[:, :4], d_y[:, :4])  # d_t summarises x_{<t}: steps 0..3 do not see x_3
+    assert not torch.allclose(d_x[:, 4:], d_y[:, 4:])
+    assert not torch.allclose(q_x[:, :3], q_y[:, :3])  # the smoother: q(z_t) for t < 3 sees x_3 through a_t
+
+
+def test_srnn_residual_posterior_adds_the_prior_mean():
+    plain, residual = _srnn(residual_posterior=False), _srnn(residual_posterior=True)
+    residual.load_state_dict(plain.state_dict())
+    x = torch.from_numpy(pack_sequences([(torch.rand(4, 3) > 0.5).double().numpy()], 6)).double()
+    with torch.no_grad():
+        q0, _, p0, _, _, _ = plain._run(x, None, sample=False)
+        q1, _, p1, _, _, _ = residual._run(x, None, sample=False)
+    torch.testing.assert_close(p1[:, 0], p0[:, 0])  # step 1: the same z_0 and d_1 in both
+    torch.testing.assert_close(q1[:, 0], q0[:, 0] + p0[:, 0])
+
+
+def test_srnn_generative_recurrence_is_the_training_pass_on_its_own_means():
+    """The uses half (no x) feeds the emission's means back as x_{t-1}; run on those means, the training pass
+    gives the same prior and emission at the same path."""
+    model = _srnn()
+    z = torch.randn(3, 6, 2, dtype=torch.float64)
+    with torch.no_grad():
+        p_loc, p_scale, _, dec = model._generate(z, None)  # (3, 6, .)
+        means = model.likelihood.decoded(dec, dec.shape[:-1]).mean  # (3, 6, 3)
+        d, _ = model._past(means)
+        c = model.prior.context(d)
+        z_prev = torch.cat([model.z0.expand(3, 1, -1), z[:, :-1]], 1)
+        loc, scale = model.prior(z_prev, c)
+        torch.testing.assert_close(loc, p_loc)
+        torch.testing.assert_close(scale, p_scale)
+        torch.testing.assert_close(model.dec(torch.cat([z, d], -1)), dec)

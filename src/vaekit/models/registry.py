@@ -340,6 +340,32 @@ def _vrnn(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
 
 
 @dataclass
+class SRNNOptions:
+    """``model.family=srnn`` (Fraccaro et al. 2016): a state space model p(z_t | z_{t-1}, d_t) on a GRU over the
+    observed past, smoothing posterior q(z_t | z_{t-1}, a_t) from a backward GRU; sequence data (T, D + 1) with
+    the step mask last. Defaults: the paper's music setting."""
+
+    latent_dim: int = option(100, doc="size of z_t, the latent state at each step", min=1)
+    rnn_dim: int = option(300, doc="state size of the forward GRU (d_t) and of the backward GRU (a_t)", min=1)
+    phi_dim: int = option(500, doc="width of the input net phi (two layers), the prior and posterior heads and the "
+                          "emission net's hidden layer", min=1)
+    residual_posterior: bool = option(True, doc="q's mean as the prior's mean plus a learned correction (the "
+                                      "paper's Resq)")
+    dropout: float = option(0.0, doc="dropout after the hidden layers of phi and of the emission net (training "
+                            "only)", min=0, lt=1)
+
+
+@register_family("srnn", SRNNOptions, "stochastic RNN (Fraccaro et al. 2016): a latent state space model on a "
+                 "GRU over the past, smoothing posterior; sequence data")
+def _srnn(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
+    from vaekit.models.srnn import SRNN
+
+    return _sequence_model(lambda lik: SRNN(data_shape, lik, m.latent_dim, m.rnn_dim, m.phi_dim, act=m.act,
+                                            residual_posterior=m.residual_posterior, dropout=m.dropout),
+                           m, data_shape)
+
+
+@dataclass
 class DiscreteOptions:
     """``model.family=discrete``: N categorical (or Bernoulli) latents through the Gumbel-softmax relaxation."""
 

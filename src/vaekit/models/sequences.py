@@ -32,10 +32,12 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentLayout, ModelOutput
+from vaekit.models.contract import (CONTINUOUS, DISCRETE_DATA, GAUSSIAN_PRIOR, GroupLayout, LatentGroup, LatentLayout,
+                                   ModelOutput)
 from vaekit.models.uses import LatentUsesMixin
 
-__all__ = ["split_steps", "SequenceEmission", "BackwardRNN", "SequenceModel", "path_normal", "FlowPath"]
+__all__ = ["split_steps", "SequenceEmission", "BackwardRNN", "SequenceModel", "ObservedPastModel", "path_normal",
+           "FlowPath"]
 
 
 def split_steps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,3 +253,47 @@ class SequenceModel(LatentUsesMixin, nn.Module):
 
     def _path(self, z: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         return z["z"] if isinstance(z, Mapping) else z
+
+
+class ObservedPastModel(SequenceModel):
+    """Base of the families whose prior and emission at step t also depend on the observed past x_{<t} through a
+    recurrent state (the VRNN, the SRNN). Subclasses implement
+
+    - ``_run(x, n_samples, sample)`` -> (q_loc, q_scale, p_loc, p_scale, z, emitter output), each (*lead, L, .):
+      steps 1..L on the observed x along a path drawn from q (``sample``) or along q's means, q = p at padded steps;
+    - ``_generate(z, u)`` -> (p_loc, p_scale, z, emitter output), each (*lead, T, .): the generative recurrence
+      without x (x_t = the emission's mean) at a given path z, or solving the path from prior units u.
+
+    The uses half (no x) runs ``_generate``: ``decode``, ``group_prior`` and ``group_from_units`` see the past as
+    the model's own mean predictions."""
+
+    def _run(self, x: torch.Tensor, n_samples: int | None, sample: bool) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _generate(self, z: torch.Tensor | None, u: torch.Tensor | None) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    # -- the bound half -----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, n_samples: int | None = 1, **options) -> ModelOutput:
+        q_loc, q_scale, p_loc, p_scale, z, dec = self._run(x, n_samples, sample=True)
+        q, p, z_full = self.padded_group(q_loc, q_scale, p_loc, p_scale, z)
+        px = self.emission(self.pad_path(dec, 0.0), split_steps(x)[1])
+        return ModelOutput([LatentGroup("z", q, p, z_full)], px, 0 if n_samples is None else 1)
+
+    # -- the uses half ------------------------------------------------------------------------------------
+    def posteriors(self, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, Distribution]:
+        q_loc, q_scale, p_loc, p_scale, z, _ = self._run(x, None, sample=False)
+        return {"z": self.padded_group(q_loc, q_scale, p_loc, p_scale, z)[0]}
+
+    def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution:
+        p_loc, p_scale, _, _ = self._generate(self._path(z), None)
+        return path_normal(p_loc, p_scale)
+
+    def group_from_units(self, name: str, u: torch.Tensor, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self._generate(None, u)[2]
+
+    def decode(self, z: Mapping[str, torch.Tensor] | torch.Tensor) -> Distribution:
+        path = self._path(z)
+        dec = self._generate(path, None)[3]
+        return self.emission(dec, path.new_ones(self.T))

@@ -6,28 +6,26 @@ p(z_t | h_{t-1}) (Eq. 5), the emission p(x_t | z_t, h_{t-1}) (Eq. 6) and the pos
 with the KL per step in closed form at the sampled past. How the model speaks the contract:
 ``vaekit.models.sequences``.
 
-For the uses half (no x), the state is driven by the emission's means: ``decode``, ``group_prior`` and
-``group_from_units`` run the generative recurrence with x_t = E[x_t | z_t, h_{t-1}].
+For the uses half (no x), the state is driven by the emission's means (``ObservedPastModel``): ``decode``,
+``group_prior`` and ``group_from_units`` run the generative recurrence with x_t = E[x_t | z_t, h_{t-1}].
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Distribution
 
 from vaekit.likelihoods.base import Likelihood
-from vaekit.models.contract import LatentGroup, ModelOutput
-from vaekit.models.sequences import SequenceModel, path_normal, split_steps
+from vaekit.models.sequences import ObservedPastModel, split_steps
 from vaekit.nn import MLP
 
 __all__ = ["VRNN"]
 
 
-class VRNN(SequenceModel):
+class VRNN(ObservedPastModel):
     """Variational RNN on packed sequences (B, T, D + 1); one latent path "z" (T, D_z).
 
     ``dropout`` > 0 drops units after the hidden layers of phi_x and of the emission net, in training mode only
@@ -95,28 +93,3 @@ class VRNN(SequenceModel):
                 acc.append(v)
             h = self._step(h, self.phi_x(x_t), fz)
         return [torch.stack(v, -2) for v in out]
-
-    # -- the bound half -----------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, n_samples: int | None = 1, **options) -> ModelOutput:
-        q_loc, q_scale, p_loc, p_scale, z, dec = self._run(x, n_samples, sample=True)
-        q, p, z_full = self.padded_group(q_loc, q_scale, p_loc, p_scale, z)
-        px = self.emission(self.pad_path(dec, 0.0), split_steps(x)[1])
-        return ModelOutput([LatentGroup("z", q, p, z_full)], px, 0 if n_samples is None else 1)
-
-    # -- the uses half ------------------------------------------------------------------------------------
-    def posteriors(self, x: torch.Tensor, given: Mapping[str, torch.Tensor] | None = None
-                   ) -> dict[str, Distribution]:
-        q_loc, q_scale, p_loc, p_scale, z, _ = self._run(x, None, sample=False)
-        return {"z": self.padded_group(q_loc, q_scale, p_loc, p_scale, z)[0]}
-
-    def group_prior(self, name: str, z: Mapping[str, torch.Tensor]) -> Distribution:
-        p_loc, p_scale, _, _ = self._generate(self._path(z), None)
-        return path_normal(p_loc, p_scale)
-
-    def group_from_units(self, name: str, u: torch.Tensor, z: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self._generate(None, u)[2]
-
-    def decode(self, z: Mapping[str, torch.Tensor] | torch.Tensor) -> Distribution:
-        path = self._path(z)
-        dec = self._generate(path, None)[3]
-        return self.emission(dec, path.new_ones(self.T))
