@@ -220,15 +220,16 @@ def test_sequence_families_refuse_non_sequence_data():
         model.check_input(bad)
 
 
-def test_vrnn_dropout_acts_in_training_only_and_is_checked():
+@pytest.mark.parametrize("family", ["vrnn", "srnn"])
+def test_dropout_acts_in_training_only_and_is_checked(family):
     from vaekit.options import ConfigError
 
     torch.manual_seed(0)
     seqs = [(torch.rand(n, 4) > 0.5).float().numpy() for n in (5, 3)]
     x = torch.from_numpy(pack_sequences(seqs, 6))
-    plain = build_family(ModelConfig(family="vrnn", latent_dim=3, rnn_dim=8, phi_dim=8, likelihood="bernoulli"),
+    plain = build_family(ModelConfig(family=family, latent_dim=3, rnn_dim=8, phi_dim=8, likelihood="bernoulli"),
                          (6, 5))
-    dropped = build_family(ModelConfig(family="vrnn", latent_dim=3, rnn_dim=8, phi_dim=8, likelihood="bernoulli",
+    dropped = build_family(ModelConfig(family=family, latent_dim=3, rnn_dim=8, phi_dim=8, likelihood="bernoulli",
                                        dropout=0.5), (6, 5))
     assert any(isinstance(m, nn.Dropout) and m.p == 0.5 for m in dropped.modules())
     assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
@@ -242,7 +243,7 @@ def test_vrnn_dropout_acts_in_training_only_and_is_checked():
         c, d = dropped.posteriors(x)["z"].mean, dropped.posteriors(x)["z"].mean
     assert not torch.equal(c, d)
     with pytest.raises(ConfigError, match="dropout"):
-        build_family(ModelConfig(family="vrnn", dropout=1.0), (6, 5))
+        build_family(ModelConfig(family=family, dropout=1.0), (6, 5))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru"])

@@ -55,7 +55,9 @@ class SRNN(ObservedPastModel):
 
     rnn_dim: the forward GRU's d_t and the backward GRU's a_t; hidden: the width of phi's two layers, of the
     prior and posterior heads and of the emission net's hidden layer (the paper's music setting: z 100, d and a
-    300, hidden 500). ``dropout`` > 0 drops units after phi's and the emission net's hidden layers in training."""
+    300, hidden 500). ``dropout`` > 0 drops units, in training only, on the connections that do not recur (Zaremba et
+al. 2014; the paper's code has these switches, off by default): after phi's two layers, on d_t where the heads,
+the emission and the backward GRU read it, and after the emission net's hidden layer."""
 
     def __init__(self, data_shape: Sequence[int], likelihood: Likelihood, z_dim: int = 100, rnn_dim: int = 300,
                  hidden: int = 500, act: str = "relu", residual_posterior: bool = True, dropout: float = 0.0) -> None:
@@ -69,14 +71,15 @@ class SRNN(ObservedPastModel):
         self.dec = MLP(z_dim + rnn_dim, [hidden], likelihood.params_per_channel * self.D, act=act, dropout=dropout)
         self.z0 = nn.Parameter(torch.zeros(z_dim))
         self.residual_posterior = bool(residual_posterior)
+        self.drop = nn.Dropout(float(dropout)) if dropout > 0 else nn.Identity()
 
     def _past(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(d (B, L, H_d), phi(x) (B, L, H)) of observed steps values (B, L, D): d_t from x_{<t} (x_0 = 0)."""
-        fx = self.phi_x(values)  # (B, L, H)
-        f0 = self.phi_x(values.new_zeros(values.shape[0], 1, self.D))  # (B, 1, H): phi of the empty step x_0
+        fx = self.drop(self.phi_x(values))  # (B, L, H)
+        f0 = self.drop(self.phi_x(values.new_zeros(values.shape[0], 1, self.D)))  # (B, 1, H): phi of x_0 = 0
         h0 = self.d0.expand(1, values.shape[0], -1).contiguous()
         d, _ = self.forward_rnn(torch.cat([f0, fx[:, :-1]], 1), h0)
-        return d, fx
+        return self.drop(d), fx
 
     def _run(self, x: torch.Tensor, n_samples: int | None, sample: bool) -> list[torch.Tensor]:
         values, mask = split_steps(x)
@@ -110,8 +113,8 @@ class SRNN(ObservedPastModel):
         z_prev = self.z0.expand(n, -1)
         out: list[list[torch.Tensor]] = [[], [], [], []]
         for t in range(self.T):
-            _, h = self.forward_rnn(self.phi_x(x_prev)[:, None], h)
-            d_t = h[0]  # (n, H_d)
+            _, h = self.forward_rnn(self.drop(self.phi_x(x_prev))[:, None], h)
+            d_t = self.drop(h[0])  # (n, H_d)
             p_loc, p_scale = self.prior(z_prev, self.prior.context(d_t))
             z_prev = (z[..., t, :].reshape(n, -1) if z is not None
                       else p_loc + p_scale * u[..., t, :].reshape(n, -1))
