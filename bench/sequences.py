@@ -42,16 +42,19 @@ from vaekit.models.registry import build_family
 from vaekit.objectives import ELBO, elbo_terms, iwae_bound
 
 
-def per_step(model, x: torch.Tensor, iw: int = 0, batch: int = 40, samples: int = 1) -> float:
+def per_step(model, x: torch.Tensor, iw: int = 0, batch: int = 40, samples: int = 1, kl: bool = False) -> float:
     """Negative ELBO (iw = 0) or negative IWAE_iw bound, summed over the sequences, per observed time step; the
-    mean of ``samples`` independent estimates (the same bound, less Monte Carlo noise)."""
+    mean of ``samples`` independent estimates (the same bound, less Monte Carlo noise). ``kl``: the ELBO's KL term
+    per step instead (how much the model uses its latent path)."""
     total = 0.0
     with torch.no_grad():
         for _ in range(samples):
             for i in range(0, len(x), batch):
                 xb = x[i : i + batch]
-                b = elbo_terms(model, xb, 1).elbo if iw == 0 else iwae_bound(model, xb, iw)
-                total -= float(b.sum())
+                if kl:
+                    total += float(elbo_terms(model, xb, 1).kl.sum())
+                else:
+                    total -= float((elbo_terms(model, xb, 1).elbo if iw == 0 else iwae_bound(model, xb, iw)).sum())
     return total / samples / float(lengths_of(x).sum())
 
 
@@ -89,7 +92,7 @@ def train(model, data, args, on_epoch) -> dict:
     curve, best = [], (math.inf, None, None)
     for epoch in range(args.epochs):
         beta = min(1.0, args.min_af + (1 - args.min_af) * epoch / max(1, args.anneal_epochs))
-        objective = ELBO(beta=beta)
+        objective = ELBO(beta=beta, free_bits=args.free_bits)
         model.train()
         for idx in epoch_batches(n, lengths, args.batch, args.bucket, g):
             xb = data.train.x[idx]
@@ -129,7 +132,8 @@ def jsb(args) -> dict:
     torch.manual_seed(args.seed)
     sizes = {"dmm": {"latent_dim": 100, "transition_dim": 200, "emission_dim": 100, "rnn_dim": 600},
              "vrnn": {"latent_dim": 16, "rnn_dim": 128, "phi_dim": 128, "dropout": args.dropout},
-             "srnn": {"latent_dim": 100, "rnn_dim": 300, "phi_dim": 500, "dropout": args.dropout}}[args.family]
+             "srnn": {"latent_dim": 100, "rnn_dim": 300, "phi_dim": 500, "dropout": args.dropout,
+                      "emission_uses_d": not args.emission_without_d}}[args.family]
     sizes.update({k: v for k, v in (("latent_dim", args.latent_dim), ("rnn_dim", args.rnn_dim),
                                     ("phi_dim", args.phi_dim)) if v is not None})
     if args.dropout and args.family == "dmm":
@@ -144,6 +148,7 @@ def jsb(args) -> dict:
     train_part = data.train.x[torch.randperm(len(data.train.x), generator=torch.Generator().manual_seed(1))[:76]]
     out = train(model, data, args, lambda m: {"train76_nelbo_per_step": round(per_step(m, train_part, samples=s), 4),
                                               "val_nelbo_per_step": round(per_step(m, data.val.x, samples=s), 4),
+                                              "val_kl_per_step": round(per_step(m, data.val.x, kl=True), 4),
                                               "test_nelbo_per_step": round(per_step(m, data.test.x, samples=s), 4)})
     if args.save:
         from safetensors.torch import save_file
@@ -312,6 +317,8 @@ def main() -> None:
                     "(VRNN 128, SRNN 500)")
     ap.add_argument("--dropout", type=float, default=0.0, help="jsb, VRNN/SRNN: model.dropout (phi_x and emission "
                     "net)")
+    ap.add_argument("--emission-without-d", action="store_true", help="jsb, SRNN: p(x_t | z_t) alone "
+                    "(model.emission_uses_d=false)")
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--transpose", type=int, default=0, help="jsb: shift each training chorale by a random number "
@@ -330,6 +337,8 @@ def main() -> None:
     ap.add_argument("--eval-samples", type=int, default=1, help="ELBO estimates averaged per evaluation")
     ap.add_argument("--min-af", type=float, default=0.2, help="KL weight at the start (annealed to 1)")
     ap.add_argument("--anneal-epochs", type=int, default=100)
+    ap.add_argument("--free-bits", type=float, default=0.0, help="jsb: free bits per latent unit (one step's one "
+                    "dimension; Kingma et al. 2016): the training loss only, the printed bounds are the ELBO")
     ap.add_argument("--iw", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and the first 5, and "
                     "the last); jsb keeps the weights with the best validation bound at KL weight 1")

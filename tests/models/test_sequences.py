@@ -293,10 +293,11 @@ def test_srnn_residual_posterior_adds_the_prior_mean():
     torch.testing.assert_close(q1[:, 0], q0[:, 0] + p0[:, 0])
 
 
-def test_srnn_generative_recurrence_is_the_training_pass_on_its_own_means():
+@pytest.mark.parametrize("emission_uses_d", [True, False])
+def test_srnn_generative_recurrence_is_the_training_pass_on_its_own_means(emission_uses_d):
     """The uses half (no x) feeds the emission's means back as x_{t-1}; run on those means, the training pass
-    gives the same prior and emission at the same path."""
-    model = _srnn()
+    gives the same prior and emission at the same path. Without d in the emission, p(x_t | z_t) is z_t's alone."""
+    model = _srnn(emission_uses_d=emission_uses_d)
     z = torch.randn(3, 6, 2, dtype=torch.float64)
     with torch.no_grad():
         p_loc, p_scale, _, dec = model._generate(z, None)  # (3, 6, .)
@@ -307,4 +308,5 @@ def test_srnn_generative_recurrence_is_the_training_pass_on_its_own_means():
         loc, scale = model.prior(z_prev, c)
         torch.testing.assert_close(loc, p_loc)
         torch.testing.assert_close(scale, p_scale)
-        torch.testing.assert_close(model.dec(torch.cat([z, d], -1)), dec)
+        torch.testing.assert_close(model._emit(z, d), dec)
+        assert torch.equal(model._emit(z, d), model._emit(z, torch.zeros_like(d))) != emission_uses_d

@@ -351,8 +351,10 @@ class SRNNOptions:
                           "emission net's hidden layer", min=1)
     residual_posterior: bool = option(True, doc="q's mean as the prior's mean plus a learned correction (the "
                                       "paper's Resq)")
-    dropout: float = option(0.0, doc="dropout after the hidden layers of phi and of the emission net (training "
-                            "only)", min=0, lt=1)
+    dropout: float = option(0.0, doc="dropout on phi, on d_t where it is read and after the emission net's hidden "
+                            "layer (training only)", min=0, lt=1)
+    emission_uses_d: bool = option(True, doc="the emission reads d_t beside z_t, p(x_t | z_t, d_t) (the paper); "
+                                   "false: p(x_t | z_t), so the latent path carries what the emission needs")
 
 
 @register_family("srnn", SRNNOptions, "stochastic RNN (Fraccaro et al. 2016): a latent state space model on a "
@@ -361,7 +363,8 @@ def _srnn(m: ModelConfig, data_shape: Sequence[int]) -> nn.Module:
     from vaekit.models.srnn import SRNN
 
     return _sequence_model(lambda lik: SRNN(data_shape, lik, m.latent_dim, m.rnn_dim, m.phi_dim, act=m.act,
-                                            residual_posterior=m.residual_posterior, dropout=m.dropout),
+                                            residual_posterior=m.residual_posterior, dropout=m.dropout,
+                                            emission_uses_d=m.emission_uses_d),
                            m, data_shape)
 
 

@@ -55,12 +55,15 @@ class SRNN(ObservedPastModel):
 
     rnn_dim: the forward GRU's d_t and the backward GRU's a_t; hidden: the width of phi's two layers, of the
     prior and posterior heads and of the emission net's hidden layer (the paper's music setting: z 100, d and a
-    300, hidden 500). ``dropout`` > 0 drops units, in training only, on the connections that do not recur (Zaremba et
+    300, hidden 500). ``emission_uses_d=False`` drops d_t from the emission, p(x_t | z_t): the latent path
+must then carry what the emission needs (on JSB Chorales the paper's emission lets the model ignore z and fit
+x_t from d_t alone: the KL falls to ~0, docs/results/sequences.md). ``dropout`` > 0 drops units, in training only, on the connections that do not recur (Zaremba et
 al. 2014; the paper's code has these switches, off by default): after phi's two layers, on d_t where the heads,
 the emission and the backward GRU read it, and after the emission net's hidden layer."""
 
     def __init__(self, data_shape: Sequence[int], likelihood: Likelihood, z_dim: int = 100, rnn_dim: int = 300,
-                 hidden: int = 500, act: str = "relu", residual_posterior: bool = True, dropout: float = 0.0) -> None:
+                 hidden: int = 500, act: str = "relu", residual_posterior: bool = True, dropout: float = 0.0,
+                 emission_uses_d: bool = True) -> None:
         super().__init__(data_shape, likelihood, z_dim)
         self.phi_x = MLP(self.D, [hidden], hidden, act=act, final_act=True, dropout=dropout)
         self.forward_rnn = nn.GRU(hidden, rnn_dim, batch_first=True)
@@ -68,7 +71,9 @@ the emission and the backward GRU read it, and after the emission net's hidden l
         self.backward_rnn = BackwardRNN(rnn_dim + hidden, rnn_dim, "gru")
         self.prior = StepHead(z_dim, rnn_dim, hidden, act)
         self.post = StepHead(z_dim, rnn_dim, hidden, act)
-        self.dec = MLP(z_dim + rnn_dim, [hidden], likelihood.params_per_channel * self.D, act=act, dropout=dropout)
+        self.emission_uses_d = bool(emission_uses_d)
+        self.dec = MLP(z_dim + (rnn_dim if emission_uses_d else 0), [hidden], likelihood.params_per_channel * self.D,
+                       act=act, dropout=dropout)
         self.z0 = nn.Parameter(torch.zeros(z_dim))
         self.residual_posterior = bool(residual_posterior)
         self.drop = nn.Dropout(float(dropout)) if dropout > 0 else nn.Identity()
@@ -80,6 +85,10 @@ the emission and the backward GRU read it, and after the emission net's hidden l
         h0 = self.d0.expand(1, values.shape[0], -1).contiguous()
         d, _ = self.forward_rnn(torch.cat([f0, fx[:, :-1]], 1), h0)
         return self.drop(d), fx
+
+    def _emit(self, z: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """The emission net's output from z_t and (if it reads it) d_t, any lead shape."""
+        return self.dec(torch.cat([z, d], -1) if self.emission_uses_d else z)
 
     def _run(self, x: torch.Tensor, n_samples: int | None, sample: bool) -> list[torch.Tensor]:
         values, mask = split_steps(x)
@@ -101,7 +110,7 @@ the emission and the backward GRU read it, and after the emission net's hidden l
             for acc, v in zip(out, (q_loc, q_scale, p_loc, p_scale, z_prev)):
                 acc.append(v)
         q_loc, q_scale, p_loc, p_scale, z = [torch.stack(v, -2) for v in out]  # (*lead, L, Dz)
-        dec = self.dec(torch.cat([z, d.expand(*lead, -1, -1)], -1))  # (*lead, L, P)
+        dec = self._emit(z, d.expand(*lead, -1, -1))  # (*lead, L, P)
         return [q_loc, q_scale, p_loc, p_scale, z, dec]
 
     def _generate(self, z: torch.Tensor | None, u: torch.Tensor | None) -> list[torch.Tensor]:
@@ -118,7 +127,7 @@ the emission and the backward GRU read it, and after the emission net's hidden l
             p_loc, p_scale = self.prior(z_prev, self.prior.context(d_t))
             z_prev = (z[..., t, :].reshape(n, -1) if z is not None
                       else p_loc + p_scale * u[..., t, :].reshape(n, -1))
-            dec = self.dec(torch.cat([z_prev, d_t], -1))
+            dec = self._emit(z_prev, d_t)
             x_prev = self.likelihood.decoded(dec, dec.shape[:-1]).mean  # (n, D)
             for acc, v in zip(out, (p_loc, p_scale, z_prev, dec)):
                 acc.append(v)
