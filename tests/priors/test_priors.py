@@ -18,7 +18,7 @@ from vaekit.config import ModelConfig
 from vaekit.models.registry import build_family
 from vaekit.objectives import ELBO, elbo_terms
 from vaekit.objectives.latents import group_kl, sample_latent
-from vaekit.priors import FlowPrior, MixturePrior, VampPrior
+from vaekit.priors import FlowPrior, MixturePrior
 from vaekit.priors.registry import PRIOR_SPECS, load_prior
 
 SHAPE = (6,)
@@ -79,6 +79,32 @@ def test_mixture_prior_log_prob_matches_scipy_and_its_draws():
     assert bool(((draws.mean(0) - p.mean.detach()).abs() < 4 * se).all())
     cold = p.sample_at_temperature((50,), 1e-6)
     assert bool((torch.cdist(cold, p.loc.detach()).min(-1).values < 1e-4).all())
+
+
+def test_mixture_log_prob_by_matrix_products_is_the_elementwise_form_and_its_gradients():
+    """GaussianMixture.log_prob expands the quadratic form (no (N, K, D) tensor); in float32 with small scales far
+    from 0, where the expansion cancels most, it equals torch's elementwise MixtureSameFamily.log_prob in float64,
+    and so do its gradients."""
+    from torch.distributions import Categorical, MixtureSameFamily
+
+    from vaekit.priors import GaussianMixture
+
+    g = torch.Generator().manual_seed(0)
+    loc = (3 * torch.randn(50, 40, generator=g) + 5).requires_grad_(True)  # (K, D) far from 0
+    scale = (0.05 + 0.2 * torch.rand(50, 40, generator=g)).requires_grad_(True)  # sigma >= 0.05 (log-variance -6)
+    logits = torch.randn(50, generator=g)
+    z = (loc[torch.randint(50, (4, 30), generator=g)] + 0.1 * torch.randn(4, 30, 40, generator=g)).detach()
+    z.requires_grad_(True)  # (S, B, D): draws near the components, as a posterior's samples are
+    got = GaussianMixture(logits, loc, scale).log_prob(z)  # (4, 30)
+    assert got.dtype == torch.float32 and got.shape == (4, 30)
+    ref_mix = MixtureSameFamily(Categorical(logits=logits.double()),
+                                Independent(Normal(loc.double(), scale.double()), 1))
+    ref = ref_mix.log_prob(z.double())
+    torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-3)  # float32 rounding of values ~1e2
+    grads = torch.autograd.grad(got.sum(), (z, loc, scale))
+    refs = torch.autograd.grad(ref.sum(), (z, loc, scale))
+    for a, b in zip(grads, refs):
+        torch.testing.assert_close(a.double(), b.double(), rtol=1e-4, atol=1e-4)
 
 
 def _perturbed_flow(dim: int = 3, steps: int = 2) -> FlowPrior:
