@@ -3,10 +3,10 @@ Layers", NeurIPS): a state space model stacked on a deterministic RNN.
 
 Generative model (their Sec. 3, with u_t = x_{t-1} for sequence modelling): a GRU d_t = f(d_{t-1}, phi(x_{t-1}))
 carries the observed past, the latent state follows p(z_t | z_{t-1}, d_t), and the emission is p(x_t | z_t, d_t).
-Posterior (their Sec. 3.1-3.2, the smoothing variant): a backward GRU a_t = g(a_{t+1}, [d_t, phi(x_t)]) summarises the
-past and x_{t:T}, and q(z_t | z_{t-1}, a_t) is Gaussian; with ``residual_posterior`` its mean is the prior's plus a
-learned correction (their "Resq"). The bound is sum_t E_q[log p(x_t | z_t, d_t) - KL(q(z_t |
-z_{t-1}, a_t) || p(z_t | z_{t-1}, d_t))], the KL per step in closed form at the sampled z_{t-1}. phi is one net
+Posterior (their Sec. 3, the smoothing variant): a backward GRU a_t = g(a_{t+1}, [d_t, phi(x_t)]) summarises the
+past and x_{t:T}, and q(z_t | z_{t-1}, a_t) is Gaussian; with ``residual_posterior`` its mean is the prior's plus
+a learned correction (their "Resq"). The bound is sum_t E_q[log p(x_t | z_t, d_t) - KL(q(z_t | z_{t-1}, a_t) ||
+p(z_t | z_{t-1}, d_t))], the KL per step in closed form at the sampled z_{t-1}. phi is one net
 for x_{t-1} and x_t (two layers), as in the paper's code. How the model speaks the contract:
 ``vaekit.models.sequences``.
 
@@ -55,11 +55,12 @@ class SRNN(ObservedPastModel):
 
     rnn_dim: the forward GRU's d_t and the backward GRU's a_t; hidden: the width of phi's two layers, of the
     prior and posterior heads and of the emission net's hidden layer (the paper's music setting: z 100, d and a
-    300, hidden 500). ``emission_uses_d=False`` drops d_t from the emission, p(x_t | z_t): the latent path
-must then carry what the emission needs (on JSB Chorales the paper's emission lets the model ignore z and fit
-x_t from d_t alone: the KL falls to ~0, docs/results/sequences.md). ``dropout`` > 0 drops units, in training only, on the connections that do not recur (Zaremba et
-al. 2014; the paper's code has these switches, off by default): after phi's two layers, on d_t where the heads,
-the emission and the backward GRU read it, and after the emission net's hidden layer."""
+    300, hidden 500). ``emission_uses_d=False`` drops d_t from the emission, p(x_t | z_t): the latent path must
+    then carry what the emission needs (on JSB Chorales the paper's emission lets the model ignore z and fit x_t
+    from d_t alone, the KL falling to ~0: docs/results/sequences.md). ``dropout`` > 0 drops units, in training
+    only, on the connections that do not recur (Zaremba et al. 2014; the paper's code has such switches, off by
+    default): after phi's two layers, on d_t where the heads, the emission and the backward GRU read it, and
+    after the emission net's hidden layer."""
 
     def __init__(self, data_shape: Sequence[int], likelihood: Likelihood, z_dim: int = 100, rnn_dim: int = 300,
                  hidden: int = 500, act: str = "relu", residual_posterior: bool = True, dropout: float = 0.0,
