@@ -42,20 +42,31 @@ from vaekit.models.registry import build_family
 from vaekit.objectives import ELBO, elbo_terms, iwae_bound
 
 
-def per_step(model, x: torch.Tensor, iw: int = 0, batch: int = 40, samples: int = 1, kl: bool = False) -> float:
+def per_step(model, x: torch.Tensor, iw: int = 0, batch: int = 40, samples: int = 1) -> float:
     """Negative ELBO (iw = 0) or negative IWAE_iw bound, summed over the sequences, per observed time step; the
-    mean of ``samples`` independent estimates (the same bound, less Monte Carlo noise). ``kl``: the ELBO's KL term
-    per step instead (how much the model uses its latent path)."""
+    mean of ``samples`` independent estimates (the same bound, less Monte Carlo noise)."""
+    if iw == 0:
+        return elbo_per_step(model, x, batch, samples)[0]
     total = 0.0
     with torch.no_grad():
         for _ in range(samples):
             for i in range(0, len(x), batch):
-                xb = x[i : i + batch]
-                if kl:
-                    total += float(elbo_terms(model, xb, 1).kl.sum())
-                else:
-                    total -= float((elbo_terms(model, xb, 1).elbo if iw == 0 else iwae_bound(model, xb, iw)).sum())
+                total -= float(iwae_bound(model, x[i : i + batch], iw).sum())
     return total / samples / float(lengths_of(x).sum())
+
+
+def elbo_per_step(model, x: torch.Tensor, batch: int = 40, samples: int = 1) -> tuple[float, float]:
+    """(negative ELBO, its KL term) per observed time step from the same passes: the KL says how much the model
+    uses its latent path."""
+    nelbo, kl = 0.0, 0.0
+    with torch.no_grad():
+        for _ in range(samples):
+            for i in range(0, len(x), batch):
+                t = elbo_terms(model, x[i : i + batch], 1)
+                nelbo -= float(t.elbo.sum())
+                kl += float(t.kl.sum())
+    steps = samples * float(lengths_of(x).sum())
+    return nelbo / steps, kl / steps
 
 
 def transpose(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
@@ -146,10 +157,14 @@ def jsb(args) -> dict:
     s = args.eval_samples
     # the bound on a fixed quarter of the training split beside validation: the gap says over- or under-fitting
     train_part = data.train.x[torch.randperm(len(data.train.x), generator=torch.Generator().manual_seed(1))[:76]]
-    out = train(model, data, args, lambda m: {"train76_nelbo_per_step": round(per_step(m, train_part, samples=s), 4),
-                                              "val_nelbo_per_step": round(per_step(m, data.val.x, samples=s), 4),
-                                              "val_kl_per_step": round(per_step(m, data.val.x, kl=True), 4),
-                                              "test_nelbo_per_step": round(per_step(m, data.test.x, samples=s), 4)})
+
+    def on_epoch(m) -> dict:
+        val, val_kl = elbo_per_step(m, data.val.x, samples=s)
+        return {"train76_nelbo_per_step": round(per_step(m, train_part, samples=s), 4),
+                "val_nelbo_per_step": round(val, 4), "val_kl_per_step": round(val_kl, 4),
+                "test_nelbo_per_step": round(per_step(m, data.test.x, samples=s), 4)}
+
+    out = train(model, data, args, on_epoch)
     if args.save:
         from safetensors.torch import save_file
 
@@ -315,8 +330,8 @@ def main() -> None:
     ap.add_argument("--rnn-dim", type=int, default=None, help="jsb: RNN state size (DMM 600, VRNN 128, SRNN 300)")
     ap.add_argument("--phi-dim", type=int, default=None, help="jsb, VRNN/SRNN: width of the feature and head nets "
                     "(VRNN 128, SRNN 500)")
-    ap.add_argument("--dropout", type=float, default=0.0, help="jsb, VRNN/SRNN: model.dropout (phi_x and emission "
-                    "net)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="jsb, VRNN/SRNN: model.dropout (the "
+                    "non-recurrent connections: phi_x, the emission net, and the SRNN's d_t)")
     ap.add_argument("--emission-without-d", action="store_true", help="jsb, SRNN: p(x_t | z_t) alone "
                     "(model.emission_uses_d=false)")
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="stop after the epoch that passes this")
