@@ -21,6 +21,7 @@ over the in-memory tensors (a bench of the model, not of the trainer). One threa
           epoch in random and in length-bucketed batches (--reps repetitions, medians).
 
 Usage: python bench/sequences.py jsb --cpu-seconds 1200 [--epochs N] [--iaf-steps 2] [--save dmm.safetensors]
+           [--checkpoint dmm.pt]   (continue a run in pieces: the same command again)
        python bench/sequences.py chorales --load dmm.safetensors --figure chorales.png
        python bench/sequences.py mmnist --cpu-seconds 600
 Data from $VAEKIT_DATA_DIR (jsb_chorales/, mnist/). --json FILE writes the numbers.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 
 import torch
@@ -93,15 +95,47 @@ def epoch_batches(n: int, lengths: torch.Tensor, batch: int, bucket: bool, g: to
     return [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
 
 
+# arguments that may change when a checkpointed run is continued: the budget and where things are written
+_RESUMABLE_CHANGES = {"epochs", "cpu_seconds", "checkpoint", "json", "save", "figure", "iw"}
+
+
+def _save_checkpoint(path: str, state: dict) -> None:
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def train(model, data, args, on_epoch) -> dict:
+    """Adam over the training split, evaluating with ``on_epoch`` every --eval-every epochs. With --checkpoint
+    the whole state (weights, optimiser, schedule, random generators, curve, best weights, CPU seconds spent) is
+    written after every evaluation and a run continues from it, giving the uninterrupted run's numbers; the
+    CPU budget counts across the pieces."""
     # weight_decay: an L2 term added to the gradient (coupled, as Pyro's ClippedAdam); lr_decay: lr *= it per step
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.96, 0.999), weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, args.lr_decay)
     g = torch.Generator().manual_seed(0)
-    n, steps, t0 = len(data.train), 0, time.process_time()
+    n, steps, spent, start = len(data.train), 0, 0.0, 0
     lengths = lengths_of(data.train.x)
     curve, best = [], (math.inf, None, None)
-    for epoch in range(args.epochs):
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _RESUMABLE_CHANGES}
+    ck = getattr(args, "checkpoint", None)
+    if ck and os.path.exists(ck):
+        state = torch.load(ck, weights_only=True)
+        changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        if changed:
+            raise SystemExit(f"--checkpoint {ck} was written with other settings ({', '.join(changed)}); give "
+                             "the same arguments, or another --checkpoint path for a new run")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        start, steps, spent, curve = state["epoch"], state["steps"], state["cpu_s"], state["curve"]
+        if state["best_row"] is not None:
+            best = (state["best_row"]["val_nelbo_per_step"], state["best_model"], state["best_row"])
+        print(f"continuing {ck} after epoch {start} ({steps} steps, {spent:.0f} CPU s)", flush=True)
+    t0 = time.process_time() - spent
+    for epoch in range(start, args.epochs):
         beta = min(1.0, args.min_af + (1 - args.min_af) * epoch / max(1, args.anneal_epochs))
         objective = ELBO(beta=beta, free_bits=args.free_bits)
         model.train()
@@ -129,6 +163,12 @@ def train(model, data, args, on_epoch) -> dict:
         print(json.dumps(row), flush=True)
         if "val_nelbo_per_step" in row and beta == 1.0 and row["val_nelbo_per_step"] < best[0]:
             best = (row["val_nelbo_per_step"], {k: v.clone() for k, v in model.state_dict().items()}, row)
+        if ck:
+            _save_checkpoint(ck, {"settings": settings, "model": model.state_dict(), "opt": opt.state_dict(),
+                                  "sched": sched.state_dict(), "generator": g.get_state(),
+                                  "rng": torch.get_rng_state(), "epoch": epoch + 1, "steps": steps,
+                                  "cpu_s": time.process_time() - t0, "curve": curve, "best_row": best[2],
+                                  "best_model": best[1]})
         if done:
             break
     out = {"curve": curve, "steps": steps, "cpu_s": time.process_time() - t0}
@@ -363,6 +403,9 @@ def main() -> None:
     ap.add_argument("--figure", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--save", default=None, help="jsb: write the trained weights (safetensors) here")
+    ap.add_argument("--checkpoint", default=None, help="jsb/mmnist: write the training state here after every "
+                    "evaluation, and continue from it when it exists (the same arguments; a larger --cpu-seconds "
+                    "or --epochs goes on past the first budget)")
     ap.add_argument("--load", default=None, help="chorales: the weights jsb --save wrote")
     ap.add_argument("--steps", type=int, default=64, help="chorales: steps per generated chorale")
     ap.add_argument("--reps", type=int, default=5, help="steptime: timed repetitions (the median is printed)")
