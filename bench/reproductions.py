@@ -20,7 +20,8 @@ CPU seconds of the training process (``train.time_clock=cpu``), ``--steps`` in o
 first); without either a row trains for its preset's budget (2 CPU-hours for the bound rows). Rows run one
 after the other, never in parallel. ``--iw-samples`` and ``--limit`` (test images drawn across the split with a
 fixed seed) trade the estimate's precision for time; the default is each row's pythae IS count on all 10,000 test
-images. ``--json PATH`` writes the table's numbers.
+images. ``--json PATH`` writes the table's numbers. With ``--out``, a row's run cut short (a checkpoint, no
+summary) is continued from its checkpoint by running the same command again.
 """
 
 from __future__ import annotations
@@ -74,20 +75,29 @@ def _steps(run_dir: Path) -> int:
 
 def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: int | None, limit: int | None,
             threads: int | None) -> dict:
-    """Train and evaluate one row; returns its numbers (or why it was skipped)."""
+    """Train and evaluate one row; returns its numbers (or why it was skipped). A row whose run folder under
+    ``out`` holds a checkpoint but no summary is continued (``vaekit train --resume``: the run's own settings and
+    clock), one with a summary only evaluated; the train CPU column is then the run's own training clock."""
     run_dir = out / row.key
-    over = ["train.progress=false"]
-    if budget is not None:
-        over += [f"train.time_limit={budget}", "train.time_clock=cpu"]
-    if steps is not None:
-        over += [f"train.steps={steps}"]
-    if threads is not None:
-        over += [f"train.threads={threads}"]
+    continued = (run_dir / "last.json").is_file()
+    if continued:
+        train = [] if (run_dir / "summary.json").is_file() else ["train", "--quiet", "--resume", str(run_dir)]
+    else:
+        over = ["train.progress=false"]
+        if budget is not None:
+            over += [f"train.time_limit={budget}", "train.time_clock=cpu"]
+        if steps is not None:
+            over += [f"train.steps={steps}"]
+        if threads is not None:
+            over += [f"train.threads={threads}"]
+        train = ["train", "--quiet", "--preset", row.preset, "--out", str(run_dir), *over]
     c0 = _child_cpu()
-    p = _vaekit("train", "--quiet", "--preset", row.preset, "--out", str(run_dir), *over)
+    p = _vaekit(*train) if train else None
     train_cpu = _child_cpu() - c0
-    if p.returncode != 0:
+    if p is not None and p.returncode != 0:
         return {"row": row.key, "error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "train failed"}
+    if continued:
+        train_cpu = float(json.loads((run_dir / "summary.json").read_text())["train_cpu_seconds"])
     k = iw or row.pythae_is
     ev = ["evaluate", str(run_dir), "--iw-samples", str(k), "--json"]
     if limit is not None:
@@ -105,7 +115,7 @@ def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: in
             "nll_stderr": float(r["log_px_stderr"]), "elbo": float(r["elbo"]), "iw_samples": k, "test_images": r["n"],
             "active_units": r.get("active_units"), "steps": _steps(run_dir), "train_cpu_s": round(train_cpu, 1),
             "eval_cpu_s": round(eval_cpu, 1), "pythae": row.pythae, "pythae_is": row.pythae_is, "paper": row.paper,
-            "gap_to_pythae": round(nll - row.pythae, 2)}
+            "gap_to_pythae": round(nll - row.pythae, 2), "continued": continued}
 
 
 def _table(results: list[dict]) -> str:
@@ -130,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iw-samples", type=int, default=None, help="importance samples (default: pythae's per row)")
     ap.add_argument("--limit", type=int, default=None, help="test images, drawn across the split (default: all)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of training and evaluation")
-    ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder)")
+    ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder); a "
+                    "row's unfinished run there is continued, a finished one only evaluated")
     ap.add_argument("--json", default=None, help="write the results here")
     a = ap.parse_args(argv)
     keys = [r.key for r in ROWS]
