@@ -221,7 +221,12 @@ def config_markdown() -> str:
               "(`model.hidden=[200,200]`, `train.steps=null`). An unknown key is an error naming the closest "
               "valid one; every value is checked before anything is loaded or written. `vaekit train "
               "--print-config` prints the resolved config; `vaekit train --help` prints this list.", ""]
+    anchored = set()  # a short anchor before each component's first options section, for links from the guides
     for heading, rows in key_rows():
+        for what in ("likelihood", "posterior", "objective"):
+            if what not in anchored and heading.startswith((f"model.{what}_options of", f"model.{what}=")):
+                anchored.add(what)
+                lines += [f'<a id="{what}-options"></a>', ""]
         lines += [f"## {_cell(heading)}", ""]
         if rows:
             lines += _table(["key", "type", "default", "doc"], [(_code(k), t, _code(d), doc) for k, t, d, doc in rows])
