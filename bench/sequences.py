@@ -42,6 +42,7 @@ from vaekit.data import load_data
 from vaekit.data.sequences import lengths_of
 from vaekit.models.registry import build_family
 from vaekit.objectives import ELBO, elbo_terms, iwae_bound
+from vaekit.utils import atomic_write
 
 
 def per_step(model, x: torch.Tensor, iw: int = 0, batch: int = 40, samples: int = 1) -> float:
@@ -97,12 +98,6 @@ def epoch_batches(n: int, lengths: torch.Tensor, batch: int, bucket: bool, g: to
 
 # arguments that may change when a checkpointed run is continued: the budget and where things are written
 _RESUMABLE_CHANGES = {"epochs", "cpu_seconds", "checkpoint", "json", "save", "figure", "iw"}
-
-
-def _save_checkpoint(path: str, state: dict) -> None:
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def train(model, data, args, on_epoch) -> dict:
@@ -164,11 +159,11 @@ def train(model, data, args, on_epoch) -> dict:
         if "val_nelbo_per_step" in row and beta == 1.0 and row["val_nelbo_per_step"] < best[0]:
             best = (row["val_nelbo_per_step"], {k: v.clone() for k, v in model.state_dict().items()}, row)
         if ck:
-            _save_checkpoint(ck, {"settings": settings, "model": model.state_dict(), "opt": opt.state_dict(),
-                                  "sched": sched.state_dict(), "generator": g.get_state(),
-                                  "rng": torch.get_rng_state(), "epoch": epoch + 1, "steps": steps,
-                                  "cpu_s": time.process_time() - t0, "curve": curve, "best_row": best[2],
-                                  "best_model": best[1]})
+            state = {"settings": settings, "model": model.state_dict(), "opt": opt.state_dict(),
+                     "sched": sched.state_dict(), "generator": g.get_state(), "rng": torch.get_rng_state(),
+                     "epoch": epoch + 1, "steps": steps, "cpu_s": time.process_time() - t0, "curve": curve,
+                     "best_row": best[2], "best_model": best[1]}
+            atomic_write(ck, lambda tmp: torch.save(state, tmp))
         if done:
             break
     out = {"curve": curve, "steps": steps, "cpu_s": time.process_time() - t0}
@@ -208,8 +203,7 @@ def jsb(args) -> dict:
     if args.save:
         from safetensors.torch import save_file
 
-        save_file(model.state_dict(), args.save + ".tmp")
-        __import__("os").replace(args.save + ".tmp", args.save)
+        atomic_write(args.save, lambda tmp: save_file(model.state_dict(), tmp))
     torch.manual_seed(1)
     out["test_nelbo_per_step"] = per_step(model, data.test.x, samples=args.eval_samples)
     out["test_iw_per_step"] = per_step(model, data.test.x, iw=args.iw, batch=8)
