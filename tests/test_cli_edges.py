@@ -163,7 +163,7 @@ def digits_run(tmp_path_factory):
 def test_a_long_evaluation_says_how_long_before_it_starts(digits_run, capsys, monkeypatch):
     import sys
 
-    import vaekit.cli.core as cli_main
+    import vaekit.cli.evaluate as cli_main
     monkeypatch.setattr(cli_main, "ESTIMATE_ABOVE_S", 0.0)  # every evaluation counts as long here
     code, out, err = run(capsys, "evaluate", str(digits_run), "--iw-samples", "3")
     assert code == 0, err

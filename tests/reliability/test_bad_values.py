@@ -61,7 +61,7 @@ def test_no_prefix_matching_and_inpaint_takes_data(trained, tmp_path, capsys):
 def test_done_line_counts_skipped_steps_and_huge_losses_warn(trained_out, tmp_path, capsys):
     import shutil
 
-    from vaekit.cli.core import _warn_huge_loss
+    from vaekit.cli.train import _warn_huge_loss
 
     trained, out = trained_out
     assert "0 skipped as non-finite" in out

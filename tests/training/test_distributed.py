@@ -74,7 +74,7 @@ def test_a_command_leaves_the_process_group_it_joined_and_keeps_its_callers(monk
     """`vaekit train`/`evaluate` under torchrun destroy the group they joined before the interpreter exits (a
     gloo group left for interpreter shutdown can abort a finished rank); a group the caller made stays open."""
     import torch.distributed as dist
-    from vaekit.cli import core as cli
+    from vaekit.cli import catalog, core as cli
 
     def joins(fail: bool):
         def handler(a):
@@ -85,7 +85,7 @@ def test_a_command_leaves_the_process_group_it_joined_and_keeps_its_callers(monk
         return handler
 
     for fail, code in ((False, 0), (True, 2)):
-        monkeypatch.setattr(cli, "_cmd_datasets", joins(fail))
+        monkeypatch.setattr(catalog, "_cmd_datasets", joins(fail))
         assert cli.main(["datasets"]) == code
         assert not dist.is_initialized()
     monkeypatch.undo()
