@@ -170,6 +170,8 @@ class TrainConfig:
     checkpoint_every: int | None = option(None, doc="steps between 'last' checkpoints (null: at each validation)",
                                           min=1)
     max_bad_steps: int = option(10, doc="stop after this many non-finite or skipped steps in a row", min=1)
+    init_from: str | None = option(None, doc="start from the weights of another run's best checkpoint (a run "
+                                             "folder; the same model); a fresh optimiser and schedule", path=True)
     threads: int | None = option(None, doc="CPU threads (null: torch's default)", min=1)
     device: str = option("cpu", doc="where to train (exact resume is guaranteed on CPU)",
                          syntax=(r"cpu|cuda(:\d+)?|mps|auto", "cpu, cuda, cuda:N, mps or auto"))

@@ -15,7 +15,7 @@ from vaekit.runs.build import load_splits
 from vaekit.runs.devices import resolve_device
 from vaekit.training.checkpoint import CheckpointError, check_saved_model, load_checkpoint, load_weights
 
-__all__ = ["load_run", "load_test_data", "checkpoint_path"]
+__all__ = ["load_run", "load_test_data", "checkpoint_path", "init_from_run"]
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
@@ -62,3 +62,18 @@ def load_test_data(cfg: RunConfig, data_dir: str | None = None) -> tuple[torch.T
     if transform is not None:
         x = transform(x, torch.Generator(device=x.device).manual_seed(cfg.seed + 4))
     return x, splits.test.y
+
+
+def init_from_run(model: nn.Module, run_dir: str | Path) -> dict[str, Any]:
+    """Load the best checkpoint's weights of the run folder ``run_dir`` into ``model`` (``train.init_from``: a run
+    continued with another objective or schedule, e.g. a VAE trained further on the IWAE bound as in Burda et al.
+    2016, Sec. 5.2); returns the checkpoint's document. CheckpointError (one line) for a missing run or a model of
+    another shape."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"train.init_from: run folder {str(run_dir)!r} not found")
+    ckpt = checkpoint_path(run_dir)
+    if not ckpt.is_file():
+        raise CheckpointError(f"train.init_from: {str(run_dir)!r} has no checkpoint (best.safetensors or "
+                              f"last.safetensors); train it first")
+    return load_weights(model, ckpt, f"train.init_from: the weights of {str(ckpt)!r}")

@@ -93,6 +93,14 @@ def train_model(cfg: RunConfig, model: nn.Module, data: TrainingData, run_dir: P
     return trainer, summary
 
 
+def _start_from(model: nn.Module, run_dir: str) -> None:
+    """``train.init_from``: the model starts from another run's best weights (checked before anything is written)."""
+    from vaekit.runs.load import init_from_run
+
+    doc = init_from_run(model, run_dir)
+    log.info("starting from the weights of %s (step %s)", run_dir, doc.get("step", "?"))
+
+
 def _keep_old_config(run_dir: Path, old_text: str, last_before: tuple | None) -> None:
     """After a resume failed: put config.yaml back as it was unless the resumed run saved a checkpoint (so a
     failed command leaves the folder as it was: e.g. a full disk refusing the first checkpoint)."""
@@ -141,6 +149,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
     small = {k: dataclasses.replace(a, x=a.values()) for k, a in (("val", p.splits.val), ("test", p.splits.test))}
     p = dataclasses.replace(p, splits=dataclasses.replace(p.splits, **small))  # validated on as float32 tensors
     cfg, splits, model = p.cfg, p.splits, p.model  # p.cfg: after the family's prepare hook
+    if cfg.train.init_from and not restoring:  # a resumed run's checkpoint holds its weights already
+        _start_from(model, cfg.train.init_from)
     train_x = splits.train.x.to(p.device)
     check_training_input(model, train_x)  # shape, NaN/inf and likelihood support, once for the whole split
     if len(splits.test) == 0:
@@ -207,6 +217,8 @@ def train_arrays(cfg: RunConfig, train_x: torch.Tensor, val_x: torch.Tensor | No
     shape = tuple(int(s) for s in train_x.shape[1:])
     device = resolve_device(cfg.train.device)
     model = build_for(cfg, shape, device)
+    if cfg.train.init_from:
+        _start_from(model, cfg.train.init_from)
     train_x = train_x.to(device)
     val_x = val_x.to(device) if val_x is not None else None
     model.check_input(train_x)
