@@ -183,3 +183,44 @@ def test_dreg_equals_iwae_gradient_in_expectation_with_lower_variance():
     se = (gi.var(0) / n + gd.var(0) / n).sqrt()
     assert ((gi.mean(0) - gd.mean(0)).abs() < 4 * se).all(), (gi.mean(0), gd.mean(0), se)
     assert (gd.var(0) < 0.1 * gi.var(0)).all(), gd.var(0) / gi.var(0)
+
+
+def test_validation_bound_is_the_objectives_bound_on_a_private_stream():
+    """``val_bound`` (what picks 'best' for a multi-sample objective) is the mean of the objective's own bound
+    over the validation data, the same draws every time, and leaves the caller's RNG where it was."""
+    from vaekit.utils import evaluation_context
+
+    m, x = _setup(dtype=torch.float32)
+    x = x.repeat(40, 1)  # 240 examples: three validation batches, the last one short
+    for obj in (MultiSampleBound(k=5, name="iwae"), MultiSampleBound(k=2, m=3, name="miwae"),
+                MultiSampleBound(k=3, m=2, piwae=True, name="piwae")):
+        assert obj.selection == "val_bound"
+        torch.manual_seed(7)
+        before = torch.rand(3)
+        torch.manual_seed(7)
+        got = obj.validation_metrics(m, x)["val_bound"]
+        assert torch.equal(torch.rand(3), before)  # the caller's stream is untouched
+        assert obj.validation_metrics(m, x)["val_bound"] == got  # the same draws at every validation
+        with evaluation_context(m, 0):
+            direct = torch.cat([obj.bound_of(log_weights(m, xb, obj.m * obj.k)) for xb in x.split(100)])
+        assert got == pytest.approx(float(direct.double().mean()), abs=1e-5)
+        lw = log_weights(m, x[:6], 600).detach()  # and it is a bound below a near-exact log p(x): far from the ELBO
+        assert got < float(torch.logsumexp(lw, 0).mean() - math.log(600)) + 0.05
+
+
+def test_a_multi_sample_run_keeps_the_checkpoint_with_the_best_validation_bound(tmp_path, capsys):
+    import json
+
+    from vaekit.cli import main
+
+    run = tmp_path / "iwae"
+    assert main(["train", "--quiet", "--out", str(run), "train.steps=40", "train.val_every=10", "model.hidden=[32]",
+                 "model.latent_dim=3", "model.objective=iwae", "model.objective_options={k: 4}",
+                 "model.warmup_steps=0", "model.free_bits=0", "eval.iw_samples=5"]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    vals = [(r["val_bound"], r["step"]) for r in records if "val_bound" in r]
+    assert len(vals) == 4
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_val_elbo"] is None and summary["best_val_bound"] == max(vals)[0]
+    assert summary["best_step"] == max(vals)[1] and "best val bound" in out

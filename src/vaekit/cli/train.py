@@ -119,8 +119,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         return 0
     test = summary.get("test", {})
     skipped = summary.get("bad_steps", 0)
-    best = (f"best val ELBO {summary['best_val_elbo']:.3f}" if summary.get("best_val_elbo") is not None else
-            f"best val accuracy {100 * summary.get('best_val_accuracy', float('nan')):.2f} %")
+    best = _best_line(summary)
     print(f"done: {summary['steps']} steps in {summary['train_seconds']:.1f} s ({summary['stopped']}; "
           f"{skipped} skipped as non-finite"
           + (f", {summary['skipped_updates']} updates above train.skip_threshold" if summary.get("skipped_updates")
@@ -139,6 +138,16 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if summary.get("report"):
         print(f"report: {summary['report']}")
     return 0
+
+
+def _best_line(summary: dict) -> str:
+    """What picked the 'best' checkpoint and its value: the validation ELBO, an M2 classifier's accuracy, or a
+    multi-sample objective's own bound (IWAE, MIWAE, PIWAE, CIWAE)."""
+    if summary.get("best_val_elbo") is not None:
+        return f"best val ELBO {summary['best_val_elbo']:.3f}"
+    if summary.get("best_val_bound") is not None:
+        return f"best val bound {summary['best_val_bound']:.3f} (the training objective's)"
+    return f"best val accuracy {100 * summary.get('best_val_accuracy', float('nan')):.2f} %"
 
 
 def _key_given(a: argparse.Namespace, key: str) -> bool:

@@ -51,6 +51,7 @@ def metrics_rows(run_dir: str | Path) -> list[tuple[str, str]]:
         s = read_json(sp)
         rows += [("training steps", s.get("steps")), ("epochs", s.get("epochs")), ("ended by", s.get("stopped")),
                  ("training time (s)", s.get("train_seconds")), ("best validation ELBO (nats)", s.get("best_val_elbo")),
+                 ("best validation bound of the training objective (nats)", s.get("best_val_bound")),
                  ("best validation accuracy of q(y|x)", _percent(s.get("best_val_accuracy"))),
                  ("best step", s.get("best_step")), ("non-finite steps skipped", s.get("bad_steps"))]
         t = s.get("test") or {}
