@@ -204,7 +204,7 @@ def test_validation_bound_is_the_objectives_bound_on_a_private_stream():
         with evaluation_context(m, 0):
             direct = torch.cat([obj.bound_of(log_weights(m, xb, obj.m * obj.k)) for xb in x.split(100)])
         assert got == pytest.approx(float(direct.double().mean()), abs=1e-5)
-        lw = log_weights(m, x[:6], 600).detach()  # and it is a bound below a near-exact log p(x): far from the ELBO
+        lw = log_weights(m, x[:6], 600).detach()  # and it lies below a near-exact log p(x) (K = 600)
         assert got < float(torch.logsumexp(lw, 0).mean() - math.log(600)) + 0.05
 
 
