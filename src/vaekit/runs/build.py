@@ -32,8 +32,8 @@ def with_recorded_constants(cfg: RunConfig) -> RunConfig:
     """A copy of ``cfg`` whose component options (``model.likelihood_options``, and the family's, e.g. the vae's
     ``model.posterior_options``) spell out every declared option of the chosen component (e.g. the posterior's
     log-variance clamp), so the run folder rebuilds the same model even if a later vaekit changes a default, and
-    whose path options (``model.m1_run``, ``train.init_from``) are absolute, so the run loads from any working directory. Given
-    values are kept."""
+    whose path options (``model.m1_run``, ``train.init_from``) are absolute, so the run loads from any working
+    directory. Given values are kept."""
     from vaekit.config import component_options, validate
     from vaekit.model_config import model_fields
 
@@ -46,8 +46,9 @@ def with_recorded_constants(cfg: RunConfig) -> RunConfig:
         elif f.metadata.get("path") and value:
             value = str(Path(value).expanduser().resolve())
         object.__setattr__(obj, f.name, value)
-    if cfg.train.init_from:
-        cfg.train.init_from = str(Path(cfg.train.init_from).expanduser().resolve())
+    for f in dataclasses.fields(cfg.train):  # train.init_from: the same rule for a path outside model.*
+        if f.metadata.get("path") and getattr(cfg.train, f.name):
+            setattr(cfg.train, f.name, str(Path(getattr(cfg.train, f.name)).expanduser().resolve()))
     return cfg
 
 
