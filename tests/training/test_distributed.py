@@ -123,7 +123,7 @@ def test_a_finished_rank_does_not_wait_at_its_exit_barrier_for_a_rank_that_faile
 
 
 SCRIPT = r'''
-import sys, torch
+import os, sys, torch
 from vaekit.config import TrainConfig
 from vaekit.evaluation import estimate_log_likelihood
 from vaekit.models import build_vae
@@ -179,6 +179,9 @@ if __name__ == "__main__":  # under torchrun: SCRIPT OUT.pt RUN_DIR TRAIN_ARGS..
     if info.rank == 0:
         torch.save(res, sys.argv[1])
     leave()
+    if info.rank == 0 and os.path.isdir("/proc/self/task"):  # Linux: the threads this process still runs
+        names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+        open(sys.argv[1] + ".threads", "w").write("\n".join(names))
 '''
 TRAIN = ["train.steps=120", "train.batch_size=32", "train.val_every=20", "train.checkpoint_every=20"]
 
@@ -200,7 +203,19 @@ def two_rank_launch(tmp_path_factory) -> SimpleNamespace:
         torch.set_num_threads(1)
         fns = runpy.run_path(str(script))  # not as __main__: the functions only
         one = {**fns["three_steps"](DistInfo()), "per_example": fns["sharded_log_px"](DistInfo())}
-    return SimpleNamespace(one=one, two=torch.load(d / "two.pt"), full=d / "full")
+    threads = d / "two.pt.threads"
+    return SimpleNamespace(one=one, two=torch.load(d / "two.pt"), full=d / "full",
+                           threads=threads.read_text().split() if threads.exists() else None)
+
+
+def test_leaving_the_group_stops_the_gloo_threads(two_rank_launch):
+    """After `leave()` no gloo thread is left for interpreter shutdown, where one can abort a finished rank
+    ("terminate called without an active exception"). The launch trained with DDP, whose constructor imports
+    torch.distributed.nn.functional; had that happened after the group existed, the group would outlive
+    destroy_process_group (its functions' default arguments hold it) and the threads would still run."""
+    if two_rank_launch.threads is None:
+        pytest.skip("needs /proc/self/task (Linux) to list a process's threads")
+    assert not [t for t in two_rank_launch.threads if "gloo" in t], two_rank_launch.threads
 
 
 def test_two_rank_step_equals_one_process_on_the_global_batch(two_rank_launch):

@@ -13,6 +13,7 @@ even when the last batch does not divide evenly.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -66,6 +67,11 @@ def init_from_env(device: torch.device, timeout_s: float | None = None) -> DistI
         timeout_s = float(os.environ.get("VAEKIT_DIST_TIMEOUT", "120"))
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)
+    # torch.distributed.nn.functional binds group.WORLD into its functions' default arguments when it is first
+    # imported. DistributedDataParallel's constructor imports it (through torch._dynamo); imported after the group
+    # exists, those defaults keep the group alive past destroy_process_group, so gloo's threads meet interpreter
+    # shutdown, which can abort a finished rank. Imported first, the defaults hold None.
+    import torch.distributed.nn.functional  # noqa: F401
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     except Exception as e:  # noqa: BLE001 - the store and the backends raise several types
@@ -122,6 +128,7 @@ def leave(wait: bool = True) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
+    gc.collect()  # a DDP wrapper left in a reference cycle holds the group: released now, not at shutdown
     if wait:
         try:
             barrier()
