@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -71,7 +72,7 @@ def init_from_env(device: torch.device, timeout_s: float | None = None) -> DistI
     # imported. DistributedDataParallel's constructor imports it (through torch._dynamo); imported after the group
     # exists, those defaults keep the group alive past destroy_process_group, so gloo's threads meet interpreter
     # shutdown, which can abort a finished rank. Imported first, the defaults hold None.
-    import torch.distributed.nn.functional  # noqa: F401
+    importlib.import_module("torch.distributed.nn.functional")
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     except Exception as e:  # noqa: BLE001 - the store and the backends raise several types
