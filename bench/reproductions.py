@@ -22,6 +22,12 @@ after the other, never in parallel. ``--iw-samples`` and ``--limit`` (test image
 fixed seed) trade the estimate's precision for time; the default is each row's pythae IS count on all 10,000 test
 images. ``--json PATH`` writes the table's numbers. With ``--out``, a row's run cut short (a checkpoint, no
 summary) is continued from its checkpoint by running the same command again.
+
+``--warm-start F`` (the bound rows: IWAE, MIWAE, PIWAE, CIWAE) splits a row's budget in two, as Burda et al.
+(2016, Sec. 5.2) continue a trained VAE: the row's network first trains on the ELBO (one sample per image, KL
+warm-up over 10,000 steps) for F of the budget, then on the row's bound for the rest, from those weights
+(``train.init_from``) at batch 20 with the learning rate from 3e-4. The two stages are ``OUT/KEY-warm/elbo`` and
+``OUT/KEY-warm/KEY``; the second is evaluated.
 """
 
 from __future__ import annotations
@@ -47,15 +53,16 @@ class Row:
     pythae: float
     pythae_is: int
     paper: float
+    bound: bool = False  # trains a multi-sample bound (a warm start from the ELBO applies)
 
 
 ROWS = [
     Row("vae", "VAE", "binarized-mnist-vae", "binarized MNIST", 89.78, 200, 89.9),
     Row("vamp", "VampPrior K=500", "binarized-mnist-vamp", "binarized MNIST", 85.79, 5000, 85.57),
-    Row("iwae", "IWAE k=50", "binarized-mnist-iwae", "binarized MNIST", 86.82, 5000, 87.1),
-    Row("miwae", "MIWAE M=8 K=8", "mnist-dynamic-miwae", "dyn. binarised MNIST", 85.09, 5000, 84.97),
-    Row("piwae", "PIWAE M=8 K=8", "mnist-dynamic-piwae", "dyn. binarised MNIST", 84.58, 5000, 84.46),
-    Row("ciwae", "CIWAE beta=0.05", "mnist-dynamic-ciwae", "dyn. binarised MNIST", 84.74, 5000, 84.57),
+    Row("iwae", "IWAE k=50", "binarized-mnist-iwae", "binarized MNIST", 86.82, 5000, 87.1, bound=True),
+    Row("miwae", "MIWAE M=8 K=8", "mnist-dynamic-miwae", "dyn. binarised MNIST", 85.09, 5000, 84.97, bound=True),
+    Row("piwae", "PIWAE M=8 K=8", "mnist-dynamic-piwae", "dyn. binarised MNIST", 84.58, 5000, 84.46, bound=True),
+    Row("ciwae", "CIWAE beta=0.05", "mnist-dynamic-ciwae", "dyn. binarised MNIST", 84.74, 5000, 84.57, bound=True),
 ]
 
 
@@ -73,31 +80,67 @@ def _steps(run_dir: Path) -> int:
     return int(json.loads(lines[-1])["step"]) if lines else 0
 
 
-def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: int | None, limit: int | None,
-            threads: int | None) -> dict:
-    """Train and evaluate one row; returns its numbers (or why it was skipped). A row whose run folder under
-    ``out`` holds a checkpoint but no summary is continued (``vaekit train --resume``: the run's own settings and
-    clock), one with a summary only evaluated; the train CPU column is then the run's own training clock."""
-    run_dir = out / row.key
+def _stage(run_dir: Path, preset: str, over: list[str]) -> tuple[float, bool, str | None]:
+    """Train one run of ``preset`` into ``run_dir`` with the overrides ``over``: (training CPU seconds, whether
+    the folder held a run already, the error line or None). A run cut short there is continued (``vaekit train
+    --resume``: its own settings and clock), a finished one left as it is; the CPU seconds are then the run's own
+    training clock."""
     continued = (run_dir / "last.json").is_file()
     if continued:
         train = [] if (run_dir / "summary.json").is_file() else ["train", "--quiet", "--resume", str(run_dir)]
     else:
-        over = ["train.progress=false"]
-        if budget is not None:
-            over += [f"train.time_limit={budget}", "train.time_clock=cpu"]
-        if steps is not None:
-            over += [f"train.steps={steps}"]
-        if threads is not None:
-            over += [f"train.threads={threads}"]
-        train = ["train", "--quiet", "--preset", row.preset, "--out", str(run_dir), *over]
+        train = ["train", "--quiet", "--preset", preset, "--out", str(run_dir), "train.progress=false", *over]
     c0 = _child_cpu()
     p = _vaekit(*train) if train else None
     train_cpu = _child_cpu() - c0
     if p is not None and p.returncode != 0:
-        return {"row": row.key, "error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "train failed"}
+        return train_cpu, continued, p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "train failed"
     if continued:
         train_cpu = float(json.loads((run_dir / "summary.json").read_text())["train_cpu_seconds"])
+    return train_cpu, continued, None
+
+
+# the bound stage of a warm start: smaller steps for weights that are already trained (chosen once, not tuned)
+WARM_BOUND_STAGE = ["train.batch_size=20", "train.lr=0.0003"]
+
+
+def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: int | None, limit: int | None,
+            threads: int | None, warm_start: float | None = None) -> dict:
+    """Train and evaluate one row; returns its numbers (or why it was skipped). A row whose run folder under
+    ``out`` holds a checkpoint but no summary is continued (``vaekit train --resume``: the run's own settings and
+    clock), one with a summary only evaluated; the train CPU column is then the run's own training clock.
+    warm_start: the fraction of the budget trained on the ELBO before the row's bound (see the module's text)."""
+    common = [f"train.threads={threads}"] if threads is not None else []
+    if steps is not None:
+        common += [f"train.steps={steps}"]
+    extra: dict = {}
+    if warm_start is None:
+        run_dir = out / row.key
+        over = [f"train.time_limit={budget}", "train.time_clock=cpu"] if budget is not None else []
+        train_cpu, continued, err = _stage(run_dir, row.preset, over + common)
+    else:
+        if not row.bound:
+            return {"row": row.key, "skipped": "trains the ELBO already: a warm start does not apply"}
+        from vaekit.registry import load_preset
+
+        total = budget if budget is not None else load_preset(row.preset).train.time_limit
+        if not total:
+            return {"row": row.key, "error": f"preset {row.preset} has no time budget: give --budget"}
+        first = round(warm_start * total, 1)
+        base = out / f"{row.key}-warm"
+        elbo = ["model.objective=elbo", "model.objective_options={}", "model.warmup_steps=10000",
+                f"train.time_limit={first}", "train.time_clock=cpu"]
+        cpu1, continued, err = _stage(base / "elbo", row.preset, elbo + common)
+        if err is None:
+            run_dir = base / row.key
+            bound = [f"train.init_from={(base / 'elbo').resolve()}", f"train.time_limit={round(total - first, 1)}",
+                     "train.time_clock=cpu", *WARM_BOUND_STAGE]
+            cpu2, continued, err = _stage(run_dir, row.preset, bound + common)
+            train_cpu = cpu1 + cpu2
+            extra = {"warm_start": warm_start, "elbo_stage_steps": _steps(base / "elbo"),
+                     "elbo_stage_cpu_s": round(cpu1, 1)}
+    if err is not None:
+        return {"row": row.key, "error": err}
     k = iw or row.pythae_is
     ev = ["evaluate", str(run_dir), "--iw-samples", str(k), "--json"]
     if limit is not None:
@@ -115,7 +158,7 @@ def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: in
             "nll_stderr": float(r["log_px_stderr"]), "elbo": float(r["elbo"]), "iw_samples": k, "test_images": r["n"],
             "active_units": r.get("active_units"), "steps": _steps(run_dir), "train_cpu_s": round(train_cpu, 1),
             "eval_cpu_s": round(eval_cpu, 1), "pythae": row.pythae, "pythae_is": row.pythae_is, "paper": row.paper,
-            "gap_to_pythae": round(nll - row.pythae, 2), "continued": continued}
+            "gap_to_pythae": round(nll - row.pythae, 2), "continued": continued, **extra}
 
 
 def _table(results: list[dict]) -> str:
@@ -143,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder); a "
                     "row's unfinished run there is continued, a finished one only evaluated")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--warm-start", type=float, default=None, metavar="F",
+                    help="bound rows: train on the ELBO for this fraction of the budget first, then on the bound")
     a = ap.parse_args(argv)
+    if a.warm_start is not None and not 0 < a.warm_start < 1:
+        print(f"reproductions: --warm-start must be a fraction between 0 and 1, not {a.warm_start}", file=sys.stderr)
+        return 2
     keys = [r.key for r in ROWS]
     chosen = keys if a.rows == "all" else [k.strip() for k in a.rows.split(",") if k.strip()]
     bad = [k for k in chosen if k not in keys]
@@ -161,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"row": row.key, "skipped": f"preset {row.preset} not registered"})
             continue
         print(f"{row.label}: training {row.preset} ...", flush=True)
-        res = run_row(row, out, a.budget, a.steps, a.iw_samples, a.limit, a.threads)
+        res = run_row(row, out, a.budget, a.steps, a.iw_samples, a.limit, a.threads, a.warm_start)
         print(json.dumps(res), flush=True)
         results.append(res)
     print(_table(results))
