@@ -133,7 +133,7 @@ def run_row(row: Row, out: Path, budget: float | None, steps: int | None, iw: in
         cpu1, continued, err = _stage(base / "elbo", row.preset, elbo + common)
         if err is None:
             run_dir = base / row.key
-            bound = [f"train.init_from={(base / 'elbo').resolve()}", f"train.time_limit={round(total - first, 1)}",
+            bound = [f"train.init_from={base / 'elbo'}", f"train.time_limit={round(total - first, 1)}",
                      "train.time_clock=cpu", *WARM_BOUND_STAGE]
             cpu2, continued, err = _stage(run_dir, row.preset, bound + common)
             train_cpu = cpu1 + cpu2

@@ -129,7 +129,7 @@ def leave(wait: bool = True) -> None:
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    gc.collect()  # a DDP wrapper left in a reference cycle holds the group: released now, not at shutdown
+    gc.collect()  # the trainer's DDP wrapper sits in reference cycles and holds the group: freed now, not at exit
     if wait:
         try:
             barrier()
